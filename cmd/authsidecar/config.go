@@ -1,0 +1,297 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"golang.org/x/oauth2"
+)
+
+// envPrefix is put before every variable name, so that Kubernetes' injected
+// <SERVICE>_PORT variables cannot collide with ours.
+const envPrefix = "AUTHSIDECAR_"
+
+// Config is authsidecar's whole configuration, read from the environment.
+// The unexported fields are derived from the others by validate.
+type Config struct {
+	UpstreamURL           string        `env:"UPSTREAM_URL"`
+	ListenAddr            string        `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
+	AdminAddr             string        `env:"ADMIN_ADDR" envDefault:":9090"`
+	TokenSource           string        `env:"TOKEN_SOURCE"`
+	TokenURL              string        `env:"TOKEN_URL"`
+	ClientID              string        `env:"CLIENT_ID"`
+	ClientIDFile          string        `env:"CLIENT_ID_FILE"`
+	ClientSecret          string        `env:"CLIENT_SECRET"`
+	ClientSecretFile      string        `env:"CLIENT_SECRET_FILE"`
+	Scopes                string        `env:"SCOPES"`
+	TokenParams           string        `env:"TOKEN_PARAMS"`
+	OAuth2AuthStyle       string        `env:"OAUTH2_AUTH_STYLE" envDefault:"auto"`
+	JSONTokenField        string        `env:"JSON_TOKEN_FIELD" envDefault:"access_token"`
+	JSONExpiresInField    string        `env:"JSON_EXPIRES_IN_FIELD" envDefault:"expires_in"`
+	TokenDefaultTTL       time.Duration `env:"TOKEN_DEFAULT_TTL" envDefault:"15m"`
+	TokenTimeout          time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
+	TokenWait             time.Duration `env:"TOKEN_WAIT" envDefault:"10s"`
+	RenewAt               float64       `env:"RENEW_AT" envDefault:"0.8"`
+	ForcedRefreshInterval time.Duration `env:"FORCED_REFRESH_INTERVAL" envDefault:"10s"`
+	RefreshOnStatus       string        `env:"REFRESH_ON_STATUS" envDefault:"401"`
+	MaxReplayBody         int64         `env:"MAX_REPLAY_BODY" envDefault:"1048576"`
+	UpstreamTimeout       time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"60s"`
+	LogLevel              string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat             string        `env:"LOG_FORMAT" envDefault:"json"`
+	ShutdownTimeout       time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	UpstreamCAFile        string        `env:"UPSTREAM_CA_FILE"`
+	ClientCertFile        string        `env:"CLIENT_CERT_FILE"`
+	ClientKeyFile         string        `env:"CLIENT_KEY_FILE"`
+
+	upstream  *url.URL
+	scopes    []string
+	params    url.Values
+	authStyle oauth2.AuthStyle
+	refreshOn []int
+	logLevel  slog.Level
+	tls       *tls.Config
+}
+
+// loadConfig reads the configuration from environ and validates it as a
+// whole: the error lists every problem, each naming its variable.
+func loadConfig(environ map[string]string) (Config, error) {
+	var c Config
+	var problems []error
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: envPrefix, Environment: environ}); err != nil {
+		problems = append(problems, parseProblems(err)...)
+	}
+	for _, e := range c.validate() {
+		if !sameVariable(problems, e) { // a value that did not parse is reported once
+			problems = append(problems, e)
+		}
+	}
+	return c, errors.Join(problems...)
+}
+
+func sameVariable(problems []error, e error) bool {
+	name, _, _ := strings.Cut(e.Error(), ":")
+	for _, p := range problems {
+		if strings.HasPrefix(p.Error(), name+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// parseProblems renames env's parse errors after the variables they concern.
+func parseProblems(err error) []error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			f, _ := reflect.TypeFor[Config]().FieldByName(pe.Name)
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			want := "a number"
+			switch pe.Type {
+			case reflect.TypeFor[time.Duration]():
+				want = "a duration (e.g. 30s, 15m, 12h)"
+			case reflect.TypeFor[int64]():
+				want = "a whole number"
+			}
+			e = fmt.Errorf("%s%s: not %s", envPrefix, name, want)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// validate checks every field and fills the derived ones, returning every
+// problem found.
+func (c *Config) validate() []error {
+	var p problems
+	c.upstream = p.url("UPSTREAM_URL", c.UpstreamURL)
+	p.addr("LISTEN_ADDR", c.ListenAddr)
+	p.addr("ADMIN_ADDR", c.AdminAddr)
+
+	switch c.TokenSource {
+	case "json", "oauth2":
+		p.url("TOKEN_URL", c.TokenURL)
+		p.oneOf("CLIENT_ID", c.ClientID, c.ClientIDFile)
+		p.oneOf("CLIENT_SECRET", c.ClientSecret, c.ClientSecretFile)
+	case "none":
+	case "":
+		p.add("TOKEN_SOURCE", "required: json, oauth2 or none")
+	default:
+		p.add("TOKEN_SOURCE", "must be json, oauth2 or none, got %q", c.TokenSource)
+	}
+	for s := range strings.SplitSeq(c.Scopes, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.scopes = append(c.scopes, s)
+		}
+	}
+	var err error
+	if c.params, err = parseParams(c.TokenParams); err != nil {
+		p.add("TOKEN_PARAMS", "%v", err)
+	}
+	switch c.OAuth2AuthStyle {
+	case "auto":
+		c.authStyle = oauth2.AuthStyleAutoDetect
+	case "header":
+		c.authStyle = oauth2.AuthStyleInHeader
+	case "params":
+		c.authStyle = oauth2.AuthStyleInParams
+	default:
+		p.add("OAUTH2_AUTH_STYLE", "must be auto, header or params, got %q", c.OAuth2AuthStyle)
+	}
+	if strings.TrimSpace(c.JSONTokenField) == "" {
+		p.add("JSON_TOKEN_FIELD", "must not be empty")
+	}
+	if strings.TrimSpace(c.JSONExpiresInField) == "" {
+		p.add("JSON_EXPIRES_IN_FIELD", "must not be empty")
+	}
+	p.positive("TOKEN_DEFAULT_TTL", c.TokenDefaultTTL)
+	p.positive("TOKEN_TIMEOUT", c.TokenTimeout)
+	p.positive("TOKEN_WAIT", c.TokenWait)
+	p.positive("FORCED_REFRESH_INTERVAL", c.ForcedRefreshInterval)
+	p.positive("UPSTREAM_TIMEOUT", c.UpstreamTimeout)
+	p.positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	if !(c.RenewAt > 0 && c.RenewAt < 1) {
+		p.add("RENEW_AT", "must be a fraction between 0 and 1 (exclusive), got %v", c.RenewAt)
+	}
+	if c.refreshOn, err = parseStatuses(c.RefreshOnStatus); err != nil {
+		p.add("REFRESH_ON_STATUS", "%v", err)
+	}
+	if c.MaxReplayBody < 0 {
+		p.add("MAX_REPLAY_BODY", "must not be negative, got %d", c.MaxReplayBody)
+	}
+	if err := c.logLevel.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		p.add("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		p.add("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
+	}
+	c.tls = c.tlsConfig(&p)
+	return p
+}
+
+// parseParams reads "k=v,k=v".
+func parseParams(s string) (url.Values, error) {
+	v := url.Values{}
+	for kv := range strings.SplitSeq(s, ",") {
+		if strings.TrimSpace(kv) == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(kv, "=")
+		if k = strings.TrimSpace(k); !ok || k == "" {
+			return nil, fmt.Errorf("want k=v,k=v, got %q", kv)
+		}
+		v.Add(k, strings.TrimSpace(val))
+	}
+	return v, nil
+}
+
+// parseStatuses reads a comma-separated list of HTTP statuses (400–599).
+func parseStatuses(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 400 || n > 599 {
+			return nil, fmt.Errorf("want HTTP statuses from 400 to 599, got %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// tlsConfig builds the TLS settings shared by the upstream and the token
+// endpoint: an extra CA and a client certificate, both optional.
+func (c *Config) tlsConfig(p *problems) *tls.Config {
+	if c.UpstreamCAFile == "" && c.ClientCertFile == "" && c.ClientKeyFile == "" {
+		return nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.UpstreamCAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(c.UpstreamCAFile)
+		switch {
+		case err != nil:
+			p.add("UPSTREAM_CA_FILE", "%v", err)
+		case !pool.AppendCertsFromPEM(pem):
+			p.add("UPSTREAM_CA_FILE", "no PEM certificate in %s", c.UpstreamCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case c.ClientCertFile == "" && c.ClientKeyFile == "":
+	case c.ClientCertFile == "" || c.ClientKeyFile == "":
+		p.add("CLIENT_CERT_FILE", "CLIENT_CERT_FILE and CLIENT_KEY_FILE go together")
+	default:
+		cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
+		if err != nil {
+			p.add("CLIENT_CERT_FILE", "load client certificate: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg
+}
+
+// problems collects configuration errors, each naming its variable.
+type problems []error
+
+func (p *problems) add(name, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s%s: %s", envPrefix, name, fmt.Sprintf(format, args...)))
+}
+
+func (p *problems) url(name, raw string) *url.URL {
+	if raw == "" {
+		p.add(name, "required")
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add(name, "want an absolute http or https URL, got %q", raw)
+		return nil
+	}
+	return u
+}
+
+func (p *problems) addr(name, addr string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		p.add(name, "want host:port, got %q", addr)
+	}
+}
+
+func (p *problems) oneOf(name, literal, file string) {
+	switch {
+	case literal != "" && file != "":
+		p.add(name, "set either %s%s or %s%s_FILE, not both", envPrefix, name, envPrefix, name)
+	case literal == "" && file == "":
+		p.add(name, "required (or %s%s_FILE)", envPrefix, name)
+	case file != "":
+		if _, err := os.Stat(file); err != nil {
+			p.add(name+"_FILE", "%v", err)
+		}
+	}
+}
+
+func (p *problems) positive(name string, d time.Duration) {
+	if d <= 0 {
+		p.add(name, "must be positive, got %s", d)
+	}
+}

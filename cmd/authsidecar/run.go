@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/proxy"
+	"github.com/authsidecar/authsidecar/tokens"
+)
+
+// run serves until ctx is done, then shuts down in order: readiness goes
+// 503, the proxy stops accepting and drains its requests up to
+// SHUTDOWN_TIMEOUT, token renewal stops, the admin server closes.
+func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	transport := proxy.NewTransport(cfg.tls)
+	transport.ResponseHeaderTimeout = cfg.UpstreamTimeout
+	var cache *tokens.Cache
+	if src := newSource(cfg, &http.Client{Transport: transport.Clone(), Timeout: cfg.TokenTimeout}); src != nil {
+		cache = tokens.NewCache(src, tokens.CacheOptions{
+			RenewAt:               cfg.RenewAt,
+			FetchTimeout:          cfg.TokenTimeout,
+			MaxWait:               cfg.TokenWait,
+			ForcedRefreshInterval: cfg.ForcedRefreshInterval,
+			Logger:                log,
+			Observer:              m,
+		})
+	}
+	pc := proxy.Config{
+		Upstream:      cfg.upstream,
+		Transport:     transport,
+		RefreshOn:     cfg.refreshOn,
+		MaxReplayBody: cfg.MaxReplayBody,
+		Logger:        log,
+		Metrics:       m,
+	}
+	if cache != nil {
+		pc.Tokens = cache
+	}
+
+	proxyLn, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %sLISTEN_ADDR: %w", envPrefix, err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		proxyLn.Close()
+		return fmt.Errorf("listen on %sADMIN_ADDR: %w", envPrefix, err)
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	proxySrv := &http.Server{
+		Handler:           proxy.New(pc),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errLog,
+	}
+	var draining atomic.Bool
+	adminSrv := &http.Server{
+		Handler:           adminHandler(reg, cache, &draining),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+	}
+	log.Info("authsidecar started", "version", version, "listen", proxyLn.Addr().String(),
+		"admin", adminLn.Addr().String(), "upstream", cfg.upstream.Redacted(), "token_source", cfg.TokenSource)
+
+	renewCtx, stopRenewal := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRenewal()
+	g, gctx := errgroup.WithContext(ctx)
+	if cache != nil {
+		g.Go(func() error { return cache.Run(renewCtx) })
+	}
+	g.Go(func() error { return serve(proxySrv, proxyLn) })
+	g.Go(func() error { return serve(adminSrv, adminLn) })
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "drain_timeout", cfg.ShutdownTimeout)
+		draining.Store(true)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		err := proxySrv.Shutdown(sctx)
+		if err != nil {
+			proxySrv.Close()
+			err = fmt.Errorf("drain requests: %w", err)
+		}
+		stopRenewal()
+		adminSrv.Close()
+		return err
+	})
+	return g.Wait()
+}
+
+func serve(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// newSource builds the configured token source; nil for TOKEN_SOURCE=none.
+func newSource(cfg Config, client *http.Client) tokens.Source {
+	id, secret := secret(cfg.ClientID, cfg.ClientIDFile), secret(cfg.ClientSecret, cfg.ClientSecretFile)
+	switch cfg.TokenSource {
+	case "json":
+		return tokens.NewJSONSource(tokens.JSONConfig{
+			URL: cfg.TokenURL, ClientID: id, ClientSecret: secret,
+			TokenField: cfg.JSONTokenField, ExpiresInField: cfg.JSONExpiresInField,
+			DefaultTTL: cfg.TokenDefaultTTL, Client: client,
+		})
+	case "oauth2":
+		return tokens.NewOAuth2Source(tokens.OAuth2Config{
+			TokenURL: cfg.TokenURL, ClientID: id, ClientSecret: secret,
+			Scopes: cfg.scopes, Params: cfg.params, AuthStyle: cfg.authStyle,
+			DefaultTTL: cfg.TokenDefaultTTL, Client: client,
+		})
+	}
+	return nil
+}
+
+func secret(literal, file string) tokens.Secret {
+	if file != "" {
+		return tokens.File(file)
+	}
+	return tokens.Literal(literal)
+}
+
+// adminHandler serves /metrics, /healthz (the process runs) and /readyz (a
+// valid token is held and the sidecar is not shutting down).
+func adminHandler(reg *prometheus.Registry, cache *tokens.Cache, draining *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case draining.Load():
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		case cache != nil && !cache.Valid():
+			http.Error(w, "no valid token", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	return mux
+}

@@ -1,0 +1,141 @@
+// Package metrics defines authsidecar's Prometheus collectors. New registers
+// them on a registry the caller owns; nothing here touches the global one.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/authsidecar/authsidecar/tokens"
+)
+
+// Metrics is the set of authsidecar's collectors. It implements
+// tokens.Observer. A nil *Metrics records nothing.
+type Metrics struct {
+	TokenFetches       *prometheus.CounterVec
+	TokenFetchDuration prometheus.Histogram
+	TokenExpiry        prometheus.Gauge
+	ForcedRefreshes    prometheus.Counter
+	Requests           *prometheus.CounterVec
+	RequestDuration    *prometheus.HistogramVec
+	UpstreamResponses  *prometheus.CounterVec
+	Replays            *prometheus.CounterVec
+	Errors             *prometheus.CounterVec
+}
+
+// Replay results, the values of authsidecar_replays_total's result label.
+const (
+	ReplaySuccess     = "success"      // the replay was accepted
+	ReplayRejected    = "rejected"     // the replay was rejected again
+	ReplayError       = "error"        // no new token, or the replay failed in transport
+	ReplayTooLarge    = "too_large"    // the body was over MAX_REPLAY_BODY: not replayed
+	ReplayRateLimited = "rate_limited" // forced refreshes are rate-limited: not replayed
+)
+
+// New creates the collectors and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		TokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_token_fetches_total",
+			Help: "Token fetches from the provider, by result (success, error).",
+		}, []string{"result"}),
+		TokenFetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "authsidecar_token_fetch_duration_seconds",
+			Help:    "Time taken by token fetches, successful or not.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		TokenExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "authsidecar_token_expiry_timestamp_seconds",
+			Help: "Unix time at which the current token expires; 0 before the first token.",
+		}),
+		ForcedRefreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "authsidecar_token_forced_refreshes_total",
+			Help: "Tokens dropped because the upstream rejected them.",
+		}),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_requests_total",
+			Help: "Requests from the app answered by the sidecar, by method and status code.",
+		}, []string{"method", "code"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "authsidecar_request_duration_seconds",
+			Help:    "Time from a request's arrival to its response's headers, replays included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, nil),
+		UpstreamResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_upstream_responses_total",
+			Help: "Responses received from the upstream, replays included, by status code.",
+		}, []string{"code"}),
+		Replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_replays_total",
+			Help: "Requests whose token the upstream rejected, by what followed (success, rejected, error, too_large, rate_limited).",
+		}, []string{"result"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_errors_total",
+			Help: "Error responses made by the sidecar itself, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.TokenFetches, m.TokenFetchDuration, m.TokenExpiry, m.ForcedRefreshes,
+		m.Requests, m.RequestDuration, m.UpstreamResponses, m.Replays, m.Errors)
+	for _, r := range []string{"success", "error"} {
+		m.TokenFetches.WithLabelValues(r)
+	}
+	for _, r := range []string{ReplaySuccess, ReplayRejected, ReplayError, ReplayTooLarge, ReplayRateLimited} {
+		m.Replays.WithLabelValues(r)
+	}
+	return m
+}
+
+// TokenFetched implements tokens.Observer.
+func (m *Metrics) TokenFetched(d time.Duration, tok *tokens.Token, err error) {
+	if m == nil {
+		return
+	}
+	m.TokenFetchDuration.Observe(d.Seconds())
+	if err != nil {
+		m.TokenFetches.WithLabelValues("error").Inc()
+		return
+	}
+	m.TokenFetches.WithLabelValues("success").Inc()
+	m.TokenExpiry.Set(float64(tok.Expiry.UnixMilli()) / 1000)
+}
+
+// TokenForcedRefresh implements tokens.Observer.
+func (m *Metrics) TokenForcedRefresh() {
+	if m != nil {
+		m.ForcedRefreshes.Inc()
+	}
+}
+
+// Replay counts a replay's result.
+func (m *Metrics) Replay(result string) {
+	if m != nil {
+		m.Replays.WithLabelValues(result).Inc()
+	}
+}
+
+// Error counts an error response made by the sidecar.
+func (m *Metrics) Error(reason string) {
+	if m != nil {
+		m.Errors.WithLabelValues(reason).Inc()
+	}
+}
+
+// InstrumentHandler counts and times the requests h serves.
+func (m *Metrics) InstrumentHandler(h http.Handler) http.Handler {
+	if m == nil {
+		return h
+	}
+	return promhttp.InstrumentHandlerDuration(m.RequestDuration,
+		promhttp.InstrumentHandlerCounter(m.Requests, h))
+}
+
+// InstrumentTransport counts the upstream's responses.
+func (m *Metrics) InstrumentTransport(rt http.RoundTripper) http.RoundTripper {
+	if m == nil {
+		return rt
+	}
+	return promhttp.InstrumentRoundTripperCounter(m.UpstreamResponses, rt)
+}

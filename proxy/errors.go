@@ -1,0 +1,52 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+
+	"github.com/authsidecar/authsidecar/tokens"
+)
+
+// handleError is the ReverseProxy's ErrorHandler: every failure to get a
+// response from the upstream ends here and becomes a JSON error.
+func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	var bodyErr *bodyError
+	switch {
+	case errors.Is(err, tokens.ErrNoToken):
+		h.log.Warn("no valid token: answering 503", "method", r.Method, "path", r.URL.Path, "error", err)
+		h.reject(w, http.StatusServiceUnavailable, "token_unavailable", err.Error())
+	case r.Context().Err() != nil:
+		// The app went away; nobody is left to answer.
+		h.log.Debug("request canceled by the app", "method", r.Method, "path", r.URL.Path)
+		h.metrics.Error("canceled")
+	case errors.As(err, &bodyErr):
+		h.log.Info("reading the request body failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		h.reject(w, http.StatusBadRequest, "bad_request", err.Error())
+	case isTimeout(err):
+		h.log.Warn("upstream timed out: answering 504", "method", r.Method, "path", r.URL.Path, "error", err)
+		h.reject(w, http.StatusGatewayTimeout, "upstream_timeout", "proxy: upstream did not answer in time")
+	default:
+		h.log.Warn("upstream unreachable: answering 502", "method", r.Method, "path", r.URL.Path, "error", err)
+		h.reject(w, http.StatusBadGateway, "upstream_unreachable", "proxy: "+err.Error())
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// reject writes a sidecar-made error: {"error":code,"message":msg}.
+func (h *handler) reject(w http.ResponseWriter, status int, code, msg string) {
+	h.metrics.Error(code)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, msg})
+}

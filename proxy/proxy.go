@@ -1,0 +1,114 @@
+// Package proxy is authsidecar's reverse proxy. It forwards the local app's
+// requests to one upstream, puts the current token on each of them, and
+// replays a request once, with a new token, when the upstream rejects the old.
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/authsidecar/authsidecar/metrics"
+)
+
+// Config describes a proxy. Upstream is required.
+type Config struct {
+	// Upstream is the base URL of the real API; request paths and queries are
+	// appended to it.
+	Upstream *url.URL
+	// Tokens supplies the token put on each request. If nil, requests are
+	// forwarded with the app's own Authorization, untouched.
+	Tokens TokenSource
+	// Transport sends requests upstream. If nil, NewTransport(nil) is used.
+	Transport http.RoundTripper
+	// RefreshOn lists the upstream statuses that mean "token rejected". If
+	// nil, 401 is used.
+	RefreshOn []int
+	// MaxReplayBody is the largest request body kept so that the request can
+	// be replayed; larger bodies are streamed and their rejection passed on.
+	// Zero means only requests without a body are replayed.
+	MaxReplayBody int64
+	// Logger receives errors. If nil, nothing is logged.
+	Logger *slog.Logger
+	// Metrics counts requests, replays and errors. If nil, nothing is counted.
+	Metrics *metrics.Metrics
+}
+
+// New returns the proxy's handler.
+func New(c Config) http.Handler {
+	if c.Transport == nil {
+		c.Transport = NewTransport(nil)
+	}
+	if c.RefreshOn == nil {
+		c.RefreshOn = []int{http.StatusUnauthorized}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	upstream := *c.Upstream
+	h := &handler{upstream: &upstream, log: c.Logger, metrics: c.Metrics}
+	var rt http.RoundTripper = c.Metrics.InstrumentTransport(c.Transport)
+	if c.Tokens != nil {
+		rt = newInjector(c.Tokens, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
+	}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:      h.rewrite,
+		Transport:    rt,
+		BufferPool:   bufferPool{},
+		ErrorHandler: h.handleError,
+		ErrorLog:     slog.NewLogLogger(c.Logger.Handler(), slog.LevelWarn),
+	}
+	return c.Metrics.InstrumentHandler(h)
+}
+
+type handler struct {
+	upstream *url.URL
+	rp       *httputil.ReverseProxy
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodConnect:
+		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "CONNECT is not supported: authsidecar forwards only to its upstream")
+	case r.URL.Host != "" && !strings.EqualFold(r.URL.Host, h.upstream.Host):
+		// An absolute-form request naming another host: never forward it there.
+		h.reject(w, http.StatusBadRequest, "bad_request", "absolute-form request for another host: authsidecar forwards only to its upstream")
+	case hasDotSegment(r.URL.Path):
+		h.reject(w, http.StatusBadRequest, "bad_request", "dot segments are not allowed in the path")
+	default:
+		h.rp.ServeHTTP(w, r)
+	}
+}
+
+// rewrite points the outbound request at the upstream. It runs after the
+// hop-by-hop headers are gone, and drops the app's X-Forwarded-* headers.
+func (h *handler) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(h.upstream)
+}
+
+// hasDotSegment reports whether a path has a "." or ".." segment, which an
+// upstream could resolve to a place outside the configured base path.
+func hasDotSegment(p string) bool {
+	if !strings.Contains(p, ".") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

@@ -1,0 +1,321 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Observer is told what a Cache does, for metrics. Its methods are called
+// from the renewal goroutine and from Invalidate; they must be fast.
+type Observer interface {
+	// TokenFetched reports one fetch: how long it took, and the token or error.
+	TokenFetched(d time.Duration, tok *Token, err error)
+	// TokenForcedRefresh reports that a rejected token was dropped.
+	TokenForcedRefresh()
+}
+
+// CacheOptions tunes a Cache. Every zero value means the default given.
+type CacheOptions struct {
+	// RenewAt is the fraction of a token's lifetime after which it is renewed,
+	// less up to 5% jitter. Zero means 0.8.
+	RenewAt float64
+	// FetchTimeout bounds one fetch. Zero means 10s.
+	FetchTimeout time.Duration
+	// MaxWait bounds how long Token waits for a fetch when no valid token is
+	// held. Zero means 10s.
+	MaxWait time.Duration
+	// MinBackoff and MaxBackoff bound the wait between failed fetches, which
+	// doubles from MinBackoff. Zero means 500ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// ForcedRefreshInterval is the least time between two refreshes forced by
+	// Invalidate, so that an upstream rejecting every token cannot cause a
+	// storm of fetches. Zero means 10s.
+	ForcedRefreshInterval time.Duration
+	// Clock tells the time. If nil, SystemClock is used.
+	Clock Clock
+	// Logger receives fetch results. If nil, nothing is logged.
+	Logger *slog.Logger
+	// Observer receives events for metrics. If nil, none are sent.
+	Observer Observer
+}
+
+// maxRetryAfter caps how long a provider's Retry-After may delay a fetch.
+const maxRetryAfter = 10 * time.Minute
+
+// Cache holds the current token of a Source and renews it in the background
+// (see Run). It is safe for concurrent use: Token costs an atomic load while a
+// valid token is held, and however many callers wait, one fetch is made.
+type Cache struct {
+	src  Source
+	opts CacheOptions
+	cur  atomic.Pointer[entry]
+	kick chan struct{}
+
+	mu          sync.Mutex
+	fetched     chan struct{} // closed and replaced after every fetch
+	fetching    bool
+	lastErr     error
+	nextAttempt time.Time
+	lastForced  time.Time
+}
+
+// entry is a held token and the moment it stops being handed out: a little
+// before its expiry, so that it cannot expire in flight.
+type entry struct {
+	tok     *Token
+	staleAt time.Time
+}
+
+// NewCache returns a Cache over src. Nothing is fetched until Run is called.
+func NewCache(src Source, o CacheOptions) *Cache {
+	if o.RenewAt <= 0 || o.RenewAt >= 1 {
+		o.RenewAt = 0.8
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = 10 * time.Second
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 10 * time.Second
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.ForcedRefreshInterval <= 0 {
+		o.ForcedRefreshInterval = 10 * time.Second
+	}
+	o.Clock = clockOr(o.Clock)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	return &Cache{src: src, opts: o, kick: make(chan struct{}, 1), fetched: make(chan struct{})}
+}
+
+// Token returns the current token. While none is valid it waits for the
+// renewal goroutine's next fetch, at most MaxWait or until ctx is done, and
+// fails at once with ErrNoToken when the next attempt is further away than that.
+func (c *Cache) Token(ctx context.Context) (*Token, error) {
+	if tok := c.valid(c.opts.Clock.Now()); tok != nil {
+		return tok, nil
+	}
+	return c.wait(ctx)
+}
+
+// Valid reports whether a valid token is held.
+func (c *Cache) Valid() bool { return c.valid(c.opts.Clock.Now()) != nil }
+
+func (c *Cache) valid(now time.Time) *Token {
+	if e := c.cur.Load(); e != nil && now.Before(e.staleAt) {
+		return e.tok
+	}
+	return nil
+}
+
+func (c *Cache) wait(ctx context.Context) (*Token, error) {
+	deadline := c.opts.Clock.Now().Add(c.opts.MaxWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	var timeout <-chan time.Time
+	for {
+		now := c.opts.Clock.Now()
+		c.mu.Lock()
+		if tok := c.valid(now); tok != nil {
+			c.mu.Unlock()
+			return tok, nil
+		}
+		fetched, lastErr := c.fetched, c.lastErr
+		if !c.fetching {
+			if lastErr != nil && c.nextAttempt.After(deadline) {
+				c.mu.Unlock()
+				return nil, fmt.Errorf("%w: %w", ErrNoToken, lastErr)
+			}
+			if lastErr == nil {
+				c.kickLocked() // the token went stale before its renewal ran
+			}
+		}
+		c.mu.Unlock()
+		if timeout == nil {
+			t := c.opts.Clock.NewTimer(deadline.Sub(now))
+			defer t.Stop()
+			timeout = t.C()
+		}
+		select {
+		case <-fetched:
+		case <-timeout:
+			return nil, c.noToken(errors.New("timed out waiting for a token"))
+		case <-ctx.Done():
+			return nil, c.noToken(ctx.Err())
+		}
+	}
+}
+
+func (c *Cache) noToken(cause error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastErr != nil {
+		return fmt.Errorf("%w: %w (last fetch: %w)", ErrNoToken, cause, c.lastErr)
+	}
+	return fmt.Errorf("%w: %w", ErrNoToken, cause)
+}
+
+// Invalidate reports that the upstream rejected tok. If tok is still the
+// current token it is dropped and a fetch starts, unless a forced refresh
+// happened less than ForcedRefreshInterval ago. It returns whether a call to
+// Token may now yield a different token, that is whether a replay is worth it.
+func (c *Cache) Invalidate(tok *Token) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.cur.Load()
+	if e == nil || e.tok != tok {
+		return true // already replaced, or being replaced
+	}
+	now := c.opts.Clock.Now()
+	if !c.lastForced.IsZero() && now.Sub(c.lastForced) < c.opts.ForcedRefreshInterval {
+		return false
+	}
+	c.lastForced = now
+	c.cur.Store(nil)
+	c.opts.Observer.TokenForcedRefresh()
+	c.opts.Logger.Info("token rejected by upstream: refreshing", "token", tok)
+	if !c.fetching {
+		c.kickLocked()
+	}
+	return true
+}
+
+// kickLocked wakes the renewal goroutine for an immediate fetch.
+func (c *Cache) kickLocked() {
+	c.nextAttempt = c.opts.Clock.Now()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run fetches the first token, then renews it at RenewAt of its lifetime and
+// retries failures with capped exponential backoff, until ctx is done. It
+// returns nil when ctx is done; call it once.
+func (c *Cache) Run(ctx context.Context) error {
+	failures := 0
+	for {
+		c.mu.Lock()
+		c.fetching = true
+		select { // a fetch satisfies every kick made before it starts
+		case <-c.kick:
+		default:
+		}
+		c.mu.Unlock()
+
+		tok, err := c.fetch(ctx)
+		if ctx.Err() != nil {
+			c.publish(nil, ctx.Err(), 0)
+			return nil
+		}
+		now := c.opts.Clock.Now()
+		var wait time.Duration
+		if err != nil {
+			failures++
+			wait = c.backoff(failures, err)
+			c.opts.Logger.Warn("token fetch failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+		} else {
+			failures = 0
+			wait = c.renewIn(tok, now)
+			c.opts.Logger.Info("token fetched", "token", tok, "renew_in", wait.Round(time.Second))
+		}
+		c.publish(tok, err, wait)
+
+		t := c.opts.Clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C():
+		case <-c.kick:
+			t.Stop()
+		}
+	}
+}
+
+// fetch gets one token from the source and checks it is usable.
+func (c *Cache) fetch(ctx context.Context) (*Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.FetchTimeout)
+	defer cancel()
+	start := time.Now()
+	tok, err := c.src.Token(ctx)
+	if err == nil {
+		switch {
+		case tok == nil || tok.Value == "":
+			tok, err = nil, errNoValue
+		case !tok.Expiry.After(c.opts.Clock.Now()):
+			tok, err = nil, fmt.Errorf("tokens: provider returned a token that expired at %s", tok.Expiry.UTC().Format(time.RFC3339))
+		}
+	}
+	c.opts.Observer.TokenFetched(time.Since(start), tok, err)
+	return tok, err
+}
+
+// publish records a fetch's outcome and wakes every waiter.
+func (c *Cache) publish(tok *Token, err error, wait time.Duration) {
+	now := c.opts.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fetching = false
+	if tok != nil {
+		c.cur.Store(&entry{tok: tok, staleAt: staleAt(tok, now)})
+		c.lastErr = nil
+	} else {
+		c.lastErr = err
+	}
+	c.nextAttempt = now.Add(wait)
+	close(c.fetched)
+	c.fetched = make(chan struct{})
+}
+
+// staleAt is when a token stops being handed out: 10s before its expiry, or a
+// tenth of its lifetime before it for tokens shorter than 100s.
+func staleAt(tok *Token, now time.Time) time.Time {
+	margin := min(10*time.Second, tok.Expiry.Sub(now)/10)
+	return tok.Expiry.Add(-margin)
+}
+
+// renewIn is how long to wait before renewing tok: RenewAt of its lifetime,
+// less up to 5% jitter so that a fleet of sidecars does not renew in step,
+// and never later than the moment the token goes stale.
+func (c *Cache) renewIn(tok *Token, now time.Time) time.Duration {
+	life := tok.Expiry.Sub(now)
+	d := time.Duration(float64(life) * c.opts.RenewAt * (1 - 0.05*jitter()))
+	return max(0, min(d, staleAt(tok, now).Sub(now)))
+}
+
+// backoff is the wait after the n-th consecutive failure: MinBackoff doubled
+// n-1 times, capped at MaxBackoff, with "equal jitter" (half fixed, half
+// random); a longer Retry-After from the provider wins, up to 10 minutes.
+func (c *Cache) backoff(n int, err error) time.Duration {
+	d := c.opts.MaxBackoff
+	if n < 32 {
+		d = min(c.opts.MinBackoff<<(n-1), c.opts.MaxBackoff)
+	}
+	d = d/2 + time.Duration(float64(d/2)*jitter())
+	var re *RetrieveError
+	if errors.As(err, &re) && re.RetryAfter > d {
+		d = min(re.RetryAfter, maxRetryAfter)
+	}
+	return d
+}
+
+type nopObserver struct{}
+
+func (nopObserver) TokenFetched(time.Duration, *Token, error) {}
+func (nopObserver) TokenForcedRefresh()                       {}

@@ -1,0 +1,58 @@
+package tokens
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrNoToken is returned by [Cache.Token] when no valid token can be had
+// within the wait allowed; it wraps the last fetch error, if any.
+var ErrNoToken = errors.New("tokens: no valid token")
+
+// RetrieveError is a provider's refusal to issue a token: a non-2xx answer
+// from the token endpoint, or an OAuth2 error response.
+type RetrieveError struct {
+	// Status is the HTTP status of the token endpoint's answer.
+	Status int
+	// Code is the provider's error code (OAuth2 "error"), if it gave one.
+	Code string
+	// Description is the provider's message ("detail", "error_description",
+	// …), with any credential the provider echoed back removed.
+	Description string
+	// RetryAfter is the wait the provider asked for with Retry-After; zero if none.
+	RetryAfter time.Duration
+}
+
+func (e *RetrieveError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tokens: provider refused: status %d", e.Status)
+	if e.Code != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Code)
+	}
+	if e.Description != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Description)
+	}
+	return b.String()
+}
+
+// maxDescription bounds how much of a provider's message is kept.
+const maxDescription = 256
+
+// cleanDescription trims a provider's message to a loggable size and removes
+// any of the given secrets the provider may have echoed back.
+func cleanDescription(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > maxDescription {
+		s = s[:maxDescription] + "…"
+	}
+	return strings.ToValidUTF8(s, "")
+}

@@ -1,0 +1,36 @@
+package tokens
+
+import (
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// DefaultTTL is the lifetime assumed when a provider gives none and the token
+// is not a JWT with an exp claim.
+const DefaultTTL = 15 * time.Minute
+
+// jwtExpiry reads the exp claim of a JWT without verifying its signature (the
+// sidecar cannot, and only needs to know when to renew).
+func jwtExpiry(value string) (time.Time, bool) {
+	var claims jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(value, &claims); err != nil || claims.ExpiresAt == nil {
+		return time.Time{}, false
+	}
+	return claims.ExpiresAt.Time, true
+}
+
+// expiryOf picks a token's expiry: the one the provider gave, else the JWT's
+// exp, else now plus defaultTTL (DefaultTTL if zero).
+func expiryOf(value string, given, now time.Time, defaultTTL time.Duration) time.Time {
+	if !given.IsZero() {
+		return given
+	}
+	if exp, ok := jwtExpiry(value); ok {
+		return exp
+	}
+	if defaultTTL <= 0 {
+		defaultTTL = DefaultTTL
+	}
+	return now.Add(defaultTTL)
+}

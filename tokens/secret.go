@@ -1,0 +1,37 @@
+package tokens
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Secret is a credential given either literally or as a file. A file is
+// re-read at every use, so a rotated Kubernetes Secret is picked up at the
+// next token fetch without a restart. The zero Secret is empty.
+type Secret struct {
+	value string
+	path  string
+}
+
+// Literal returns a Secret holding v.
+func Literal(v string) Secret { return Secret{value: v} }
+
+// File returns a Secret read from path at each use, with surrounding white
+// space trimmed.
+func File(path string) Secret { return Secret{path: path} }
+
+// Read returns the secret's current value.
+func (s Secret) Read() (string, error) {
+	if s.path == "" {
+		return s.value, nil
+	}
+	b, err := os.ReadFile(s.path)
+	if err != nil {
+		return "", fmt.Errorf("tokens: read secret file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// String hides the secret.
+func (s Secret) String() string { return "[secret redacted]" }

@@ -1,0 +1,43 @@
+// Package tokens fetches, caches and renews the short-lived credentials that
+// authsidecar puts on outbound requests.
+//
+// It is built like golang.org/x/oauth2: a [Source] fetches one token from a
+// provider, and a [Cache] wraps a Source, keeps the current token, renews it in
+// the background before it expires and hands it to any number of callers.
+package tokens
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Token is one credential issued by a provider. A Token is never modified
+// after it is returned, so callers may compare tokens by pointer.
+type Token struct {
+	// Value is the credential itself, as the provider issued it.
+	Value string
+	// Expiry is when the provider stops accepting Value. Sources always set it.
+	Expiry time.Time
+}
+
+// String hides the token's value, so that a token printed by mistake does not
+// leak into logs.
+func (t *Token) String() string { return "[token redacted]" }
+
+// LogValue implements slog.LogValuer: only the expiry is ever logged.
+func (t *Token) LogValue() slog.Value {
+	return slog.GroupValue(slog.Time("expiry", t.Expiry))
+}
+
+// Source fetches a new token each time Token is called. Implementations must
+// be safe for concurrent use and must honour ctx's deadline.
+type Source interface {
+	Token(ctx context.Context) (*Token, error)
+}
+
+// SourceFunc adapts a function to a Source.
+type SourceFunc func(ctx context.Context) (*Token, error)
+
+// Token calls f.
+func (f SourceFunc) Token(ctx context.Context) (*Token, error) { return f(ctx) }
