@@ -3,13 +3,11 @@ module github.com/authsidecar/authsidecar
 go 1.26.0
 
 require (
+	github.com/caarlos0/env/v11 v11.4.2
 	github.com/golang-jwt/jwt/v5 v5.3.1
+	go.uber.org/goleak v1.3.0
 	golang.org/x/oauth2 v0.37.0
-)
-
-require (
-	github.com/caarlos0/env/v11 v11.4.2 // indirect
-	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/sync v0.24.0
 )
 
 require (
