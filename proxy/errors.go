@@ -23,8 +23,8 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 		h.log.Debug("request canceled by the app", "method", r.Method, "path", r.URL.Path)
 		h.metrics.Error("canceled")
 	case errors.As(err, &bodyErr):
-		h.log.Info("reading the request body failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		h.reject(w, http.StatusBadRequest, "bad_request", err.Error())
+		h.log.Info("reading the request body failed", "method", r.Method, "path", r.URL.Path, "error", bodyErr)
+		h.reject(w, http.StatusBadRequest, "bad_request", "proxy: "+bodyErr.Error())
 	case isTimeout(err):
 		h.log.Warn("upstream timed out: answering 504", "method", r.Method, "path", r.URL.Path, "error", err)
 		h.reject(w, http.StatusGatewayTimeout, "upstream_timeout", "proxy: upstream did not answer in time")

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"sync/atomic"
@@ -65,11 +64,12 @@ func (t *injector) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || !t.rejected(resp.StatusCode) {
 		return resp, err
 	}
+	worth := t.tokens.Invalidate(tok) // even when this request cannot be replayed
 	if !replayable {
 		t.metrics.Replay(metrics.ReplayTooLarge)
 		return resp, nil
 	}
-	if !t.tokens.Invalidate(tok) {
+	if !worth {
 		t.metrics.Replay(metrics.ReplayRateLimited)
 		return resp, nil
 	}
@@ -129,7 +129,7 @@ func (t *injector) keepBody(req *http.Request) (body []byte, replayable bool, er
 	buf := bytes.NewBuffer(make([]byte, 0, size+1))
 	orig := req.Body
 	if _, err := buf.ReadFrom(io.LimitReader(orig, t.maxBody+1)); err != nil {
-		return nil, false, &bodyError{err}
+		return nil, false, err
 	}
 	if int64(buf.Len()) > t.maxBody {
 		req.Body = struct {
@@ -151,9 +151,3 @@ func discard(resp *http.Response) {
 	io.CopyN(io.Discard, resp.Body, 64<<10)
 	resp.Body.Close()
 }
-
-// bodyError is a failure to read the app's request body.
-type bodyError struct{ err error }
-
-func (e *bodyError) Error() string { return fmt.Sprintf("proxy: read request body: %v", e.err) }
-func (e *bodyError) Unwrap() error { return e.err }

@@ -4,6 +4,7 @@
 package proxy
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -75,12 +76,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodConnect:
 		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "CONNECT is not supported: authsidecar forwards only to its upstream")
+	case r.URL.Opaque != "" || (r.URL.Path != "" && r.URL.Path[0] != '/'):
+		h.reject(w, http.StatusBadRequest, "bad_request", "the request target must be an absolute path")
 	case r.URL.Host != "" && !strings.EqualFold(r.URL.Host, h.upstream.Host):
 		// An absolute-form request naming another host: never forward it there.
 		h.reject(w, http.StatusBadRequest, "bad_request", "absolute-form request for another host: authsidecar forwards only to its upstream")
 	case hasDotSegment(r.URL.Path):
 		h.reject(w, http.StatusBadRequest, "bad_request", "dot segments are not allowed in the path")
 	default:
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = appBody{r.Body}
+		}
 		h.rp.ServeHTTP(w, r)
 	}
 }
@@ -89,6 +95,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // hop-by-hop headers are gone, and drops the app's X-Forwarded-* headers.
 func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
+	for k := range pr.Out.Header { // the rest of the X-Forwarded-* family, and Forwarded
+		if k == "Forwarded" || strings.HasPrefix(k, "X-Forwarded-") {
+			delete(pr.Out.Header, k)
+		}
+	}
 }
 
 // hasDotSegment reports whether a path has a "." or ".." segment, which an
@@ -112,3 +123,21 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// appBody marks failures to read the app's request body, so that the error
+// handler can tell them from upstream failures.
+type appBody struct{ io.ReadCloser }
+
+func (b appBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
+// bodyError is a failure to read the app's request body.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }

@@ -303,10 +303,11 @@ func (c *Cache) renewIn(tok *Token, now time.Time) time.Duration {
 // n-1 times, capped at MaxBackoff, with "equal jitter" (half fixed, half
 // random); a longer Retry-After from the provider wins, up to 10 minutes.
 func (c *Cache) backoff(n int, err error) time.Duration {
-	d := c.opts.MaxBackoff
-	if n < 32 {
-		d = min(c.opts.MinBackoff<<(n-1), c.opts.MaxBackoff)
+	d := c.opts.MinBackoff
+	for i := 1; i < n && d < c.opts.MaxBackoff; i++ {
+		d *= 2
 	}
+	d = min(d, c.opts.MaxBackoff)
 	d = d/2 + time.Duration(float64(d/2)*jitter())
 	var re *RetrieveError
 	if errors.As(err, &re) && re.RetryAfter > d {

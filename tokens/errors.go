@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrNoToken is returned by [Cache.Token] when no valid token can be had
@@ -45,6 +46,7 @@ const maxDescription = 256
 // cleanDescription trims a provider's message to a loggable size and removes
 // any of the given secrets the provider may have echoed back.
 func cleanDescription(s string, secrets ...string) string {
+	s = strings.ToValidUTF8(s, "") // first, so that no secret is joined up afterwards
 	for _, sec := range secrets {
 		if sec != "" {
 			s = strings.ReplaceAll(s, sec, "[redacted]")
@@ -52,7 +54,11 @@ func cleanDescription(s string, secrets ...string) string {
 	}
 	s = strings.TrimSpace(s)
 	if len(s) > maxDescription {
-		s = s[:maxDescription] + "…"
+		cut := maxDescription
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
-	return strings.ToValidUTF8(s, "")
+	return s
 }

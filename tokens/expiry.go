@@ -13,11 +13,17 @@ const DefaultTTL = 15 * time.Minute
 // jwtExpiry reads the exp claim of a JWT without verifying its signature (the
 // sidecar cannot, and only needs to know when to renew).
 func jwtExpiry(value string) (time.Time, bool) {
-	var claims jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(value, &claims); err != nil || claims.ExpiresAt == nil {
+	// MapClaims, not RegisteredClaims: a provider's odd claim elsewhere (a
+	// numeric sub, say) must not hide a good exp.
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(value, claims); err != nil {
 		return time.Time{}, false
 	}
-	return claims.ExpiresAt.Time, true
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return time.Time{}, false
+	}
+	return exp.Time, true
 }
 
 // expiryOf picks a token's expiry: the one the provider gave, else the JWT's

@@ -133,13 +133,15 @@ func seconds(v any) (time.Duration, error) {
 	switch v := v.(type) {
 	case json.Number:
 		s = v.String()
+	case float64:
+		s = strconv.FormatFloat(v, 'f', -1, 64)
 	case string:
 		s = v
 	default:
 		return 0, fmt.Errorf("not a number")
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || f <= 0 || f > 10*365*24*3600 {
+	if err != nil || !(f > 0 && f <= 10*365*24*3600) { // also refuses NaN
 		return 0, fmt.Errorf("not a positive number of seconds: %q", s)
 	}
 	return time.Duration(f * float64(time.Second)), nil
@@ -173,8 +175,8 @@ func retryAfter(v string) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil && n > 0 {
+		return time.Duration(min(n, uint64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := time.Until(t); d > 0 {

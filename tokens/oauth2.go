@@ -82,5 +82,14 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 		}
 		return nil, fmt.Errorf("tokens: token request: %w", err)
 	}
-	return &Token{Value: t.AccessToken, Expiry: expiryOf(t.AccessToken, t.Expiry, s.c.Clock.Now(), s.c.DefaultTTL)}, nil
+	now := s.c.Clock.Now()
+	// x/oauth2 dates Expiry by the system clock, and clientcredentials drops
+	// ExpiresIn: read expires_in from the answer, to date it by our clock.
+	var given time.Time
+	if d, err := seconds(t.Extra("expires_in")); err == nil {
+		given = now.Add(d)
+	} else if !t.Expiry.IsZero() {
+		given = now.Add(time.Until(t.Expiry))
+	}
+	return &Token{Value: t.AccessToken, Expiry: expiryOf(t.AccessToken, given, now, s.c.DefaultTTL)}, nil
 }

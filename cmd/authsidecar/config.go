@@ -272,8 +272,9 @@ func (p *problems) url(name, raw string) *url.URL {
 }
 
 func (p *problems) addr(name, addr string) {
-	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-		p.add(name, "want host:port, got %q", addr)
+	_, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || (n == 0 && port != "0") {
+		p.add(name, "want host:port with a port from 0 to 65535, got %q", addr)
 	}
 }
 
@@ -284,7 +285,7 @@ func (p *problems) oneOf(name, literal, file string) {
 	case literal == "" && file == "":
 		p.add(name, "required (or %s%s_FILE)", envPrefix, name)
 	case file != "":
-		if _, err := os.Stat(file); err != nil {
+		if _, err := os.ReadFile(file); err != nil { // readable now; re-read at each use
 			p.add(name+"_FILE", "%v", err)
 		}
 	}

@@ -1,0 +1,463 @@
+package metrics_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/tokens"
+)
+
+// Compile-time check: the cache can report to the metrics.
+var _ tokens.Observer = (*metrics.Metrics)(nil)
+
+var allNames = []string{
+	"authsidecar_errors_total",
+	"authsidecar_replays_total",
+	"authsidecar_request_duration_seconds",
+	"authsidecar_requests_total",
+	"authsidecar_token_expiry_timestamp_seconds",
+	"authsidecar_token_fetch_duration_seconds",
+	"authsidecar_token_fetches_total",
+	"authsidecar_token_forced_refreshes_total",
+	"authsidecar_upstream_responses_total",
+}
+
+// gather returns the families of g, by name.
+func gather(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatalf("Gather() error = %v", err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf
+	}
+	return out
+}
+
+// exposition is the text exposition of the named families of g, as a
+// scrape would show them (like testutil.GatherAndCompare's input). A family
+// with no series is left out.
+func exposition(t *testing.T, g prometheus.Gatherer, names ...string) string {
+	t.Helper()
+	mfs := gather(t, g)
+	var b strings.Builder
+	for _, name := range slices.Sorted(slices.Values(names)) {
+		if mf, ok := mfs[name]; ok {
+			if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return b.String()
+}
+
+// checkExposition compares the named families of g to want.
+func checkExposition(t *testing.T, g prometheus.Gatherer, want string, names ...string) {
+	t.Helper()
+	want = strings.TrimLeft(dedent(want), "\n")
+	if got := exposition(t, g, names...); got != want {
+		t.Errorf("exposition =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// dedent removes the leading tabs of each line.
+func dedent(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimLeft(l, "\t")
+	}
+	return strings.Join(lines, "\n")
+}
+
+// touchAll makes one series of every labelled collector, so that every
+// family shows up in a scrape.
+func touchAll(m *metrics.Metrics) {
+	m.Requests.WithLabelValues("get", "200")
+	m.RequestDuration.WithLabelValues().Observe(0.01)
+	m.UpstreamResponses.WithLabelValues("200")
+	m.Errors.WithLabelValues("bad_request")
+}
+
+func TestNewRegistersEveryMetricWithHelp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	touchAll(m)
+	mfs := gather(t, reg)
+	var names []string
+	for name, mf := range mfs {
+		names = append(names, name)
+		if strings.TrimSpace(mf.GetHelp()) == "" {
+			t.Errorf("%s has no Help text", name)
+		}
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, allNames) {
+		t.Errorf("registered metrics = %q, want %q", names, allNames)
+	}
+	wantType := map[string]dto.MetricType{
+		"authsidecar_errors_total":                   dto.MetricType_COUNTER,
+		"authsidecar_replays_total":                  dto.MetricType_COUNTER,
+		"authsidecar_request_duration_seconds":       dto.MetricType_HISTOGRAM,
+		"authsidecar_requests_total":                 dto.MetricType_COUNTER,
+		"authsidecar_token_expiry_timestamp_seconds": dto.MetricType_GAUGE,
+		"authsidecar_token_fetch_duration_seconds":   dto.MetricType_HISTOGRAM,
+		"authsidecar_token_fetches_total":            dto.MetricType_COUNTER,
+		"authsidecar_token_forced_refreshes_total":   dto.MetricType_COUNTER,
+		"authsidecar_upstream_responses_total":       dto.MetricType_COUNTER,
+	}
+	for name, want := range wantType {
+		if mf, ok := mfs[name]; ok && mf.GetType() != want {
+			t.Errorf("%s type = %v, want %v", name, mf.GetType(), want)
+		}
+	}
+	// promlint checks Help text, units, _total suffixes and the like.
+	var all []*dto.MetricFamily
+	for _, name := range names {
+		all = append(all, mfs[name])
+	}
+	problems, err := promlint.NewWithMetricFamilies(all).Lint()
+	if err != nil {
+		t.Fatalf("Lint() error = %v", err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestNewUsesOnlyTheGivenRegistry(t *testing.T) {
+	a, b := prometheus.NewRegistry(), prometheus.NewRegistry()
+	ma, mb := metrics.New(a), metrics.New(b) // a second New must not clash
+	ma.Error("bad_request")
+	if got := exposition(t, b, "authsidecar_errors_total"); got != "" {
+		t.Errorf("registry b shows %q after an error counted on a, want nothing", got)
+	}
+	mb.TokenForcedRefresh()
+	if got := gather(t, a)["authsidecar_token_forced_refreshes_total"].GetMetric()[0].GetCounter().GetValue(); got != 0 {
+		t.Errorf("registry a forced refreshes = %v, want 0", got)
+	}
+	for name := range gather(t, prometheus.DefaultGatherer) {
+		if strings.HasPrefix(name, "authsidecar_") {
+			t.Errorf("%s is on the default registry, want only on the given one", name)
+		}
+	}
+}
+
+func TestNewStartsWithKnownSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics.New(reg)
+	// Result labels exist at zero from the start, so that rate() works on
+	// the first increment; the other families wait for their first series.
+	checkExposition(t, reg, `
+		# HELP authsidecar_replays_total Requests whose token the upstream rejected, by what followed (success, rejected, error, too_large, rate_limited).
+		# TYPE authsidecar_replays_total counter
+		authsidecar_replays_total{result="error"} 0
+		authsidecar_replays_total{result="rate_limited"} 0
+		authsidecar_replays_total{result="rejected"} 0
+		authsidecar_replays_total{result="success"} 0
+		authsidecar_replays_total{result="too_large"} 0
+		# HELP authsidecar_token_expiry_timestamp_seconds Unix time at which the current token expires; 0 before the first token.
+		# TYPE authsidecar_token_expiry_timestamp_seconds gauge
+		authsidecar_token_expiry_timestamp_seconds 0
+		# HELP authsidecar_token_fetches_total Token fetches from the provider, by result (success, error).
+		# TYPE authsidecar_token_fetches_total counter
+		authsidecar_token_fetches_total{result="error"} 0
+		authsidecar_token_fetches_total{result="success"} 0
+		# HELP authsidecar_token_forced_refreshes_total Tokens dropped because the upstream rejected them.
+		# TYPE authsidecar_token_forced_refreshes_total counter
+		authsidecar_token_forced_refreshes_total 0
+		`, slices.DeleteFunc(slices.Clone(allNames), func(n string) bool { return strings.HasSuffix(n, "_duration_seconds") })...)
+	mfs := gather(t, reg)
+	if h := mfs["authsidecar_token_fetch_duration_seconds"].GetMetric(); len(h) != 1 || h[0].GetHistogram().GetSampleCount() != 0 {
+		t.Errorf("authsidecar_token_fetch_duration_seconds = %v, want one empty histogram", h)
+	}
+	if _, ok := mfs["authsidecar_request_duration_seconds"]; ok {
+		t.Errorf("authsidecar_request_duration_seconds has a series before any request, want none")
+	}
+}
+
+func TestTokenFetched(t *testing.T) {
+	expiry := time.Unix(1700000000, 123_000_000)
+	later := time.Unix(1700003600, 500_000_000)
+	type fetch struct {
+		d   time.Duration
+		tok *tokens.Token
+		err error
+	}
+	tests := []struct {
+		name        string
+		fetches     []fetch
+		wantSuccess float64
+		wantError   float64
+		wantExpiry  float64
+		wantCount   uint64
+		wantSum     float64
+	}{
+		{
+			name:        "success",
+			fetches:     []fetch{{d: 250 * time.Millisecond, tok: &tokens.Token{Value: "v", Expiry: expiry}}},
+			wantSuccess: 1, wantExpiry: 1700000000.123, wantCount: 1, wantSum: 0.25,
+		},
+		{
+			name:      "error",
+			fetches:   []fetch{{d: 2 * time.Second, err: errors.New("provider down")}},
+			wantError: 1, wantExpiry: 0, wantCount: 1, wantSum: 2,
+		},
+		{
+			name: "error keeps the last expiry",
+			fetches: []fetch{
+				{d: time.Second, tok: &tokens.Token{Value: "v", Expiry: expiry}},
+				{d: time.Second, err: errors.New("provider down")},
+			},
+			wantSuccess: 1, wantError: 1, wantExpiry: 1700000000.123, wantCount: 2, wantSum: 2,
+		},
+		{
+			name: "newest token's expiry",
+			fetches: []fetch{
+				{d: time.Second, tok: &tokens.Token{Value: "v1", Expiry: expiry}},
+				{d: time.Second, tok: &tokens.Token{Value: "v2", Expiry: later}},
+			},
+			wantSuccess: 2, wantExpiry: 1700003600.5, wantCount: 2, wantSum: 2,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m := metrics.New(reg)
+			var o tokens.Observer = m
+			for _, f := range tc.fetches {
+				o.TokenFetched(f.d, f.tok, f.err)
+			}
+			if v := toFloat64(t, m.TokenFetches.WithLabelValues("success")); v != tc.wantSuccess {
+				t.Errorf(`authsidecar_token_fetches_total{result="success"} = %v, want %v`, v, tc.wantSuccess)
+			}
+			if v := toFloat64(t, m.TokenFetches.WithLabelValues("error")); v != tc.wantError {
+				t.Errorf(`authsidecar_token_fetches_total{result="error"} = %v, want %v`, v, tc.wantError)
+			}
+			if v := toFloat64(t, m.TokenExpiry); v != tc.wantExpiry {
+				t.Errorf("authsidecar_token_expiry_timestamp_seconds = %v, want %v", v, tc.wantExpiry)
+			}
+			h := gather(t, reg)["authsidecar_token_fetch_duration_seconds"].GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() != tc.wantCount || h.GetSampleSum() != tc.wantSum {
+				t.Errorf("authsidecar_token_fetch_duration_seconds count, sum = %d, %v, want %d, %v", h.GetSampleCount(), h.GetSampleSum(), tc.wantCount, tc.wantSum)
+			}
+			if n := countSeries(m.TokenFetches); n != 2 {
+				t.Errorf("authsidecar_token_fetches_total has %d series, want 2", n)
+			}
+		})
+	}
+}
+
+func TestCounters(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.TokenForcedRefresh()
+	m.TokenForcedRefresh()
+	for _, r := range []string{metrics.ReplaySuccess, metrics.ReplaySuccess, metrics.ReplayRejected, metrics.ReplayError, metrics.ReplayTooLarge, metrics.ReplayRateLimited, metrics.ReplayRateLimited, metrics.ReplayRateLimited} {
+		m.Replay(r)
+	}
+	m.Error("token_unavailable")
+	m.Error("upstream_timeout")
+	m.Error("upstream_timeout")
+	checkExposition(t, reg, `
+		# HELP authsidecar_errors_total Error responses made by the sidecar itself, by reason.
+		# TYPE authsidecar_errors_total counter
+		authsidecar_errors_total{reason="token_unavailable"} 1
+		authsidecar_errors_total{reason="upstream_timeout"} 2
+		# HELP authsidecar_replays_total Requests whose token the upstream rejected, by what followed (success, rejected, error, too_large, rate_limited).
+		# TYPE authsidecar_replays_total counter
+		authsidecar_replays_total{result="error"} 1
+		authsidecar_replays_total{result="rate_limited"} 3
+		authsidecar_replays_total{result="rejected"} 1
+		authsidecar_replays_total{result="success"} 2
+		authsidecar_replays_total{result="too_large"} 1
+		# HELP authsidecar_token_forced_refreshes_total Tokens dropped because the upstream rejected them.
+		# TYPE authsidecar_token_forced_refreshes_total counter
+		authsidecar_token_forced_refreshes_total 2
+		`, "authsidecar_errors_total", "authsidecar_replays_total", "authsidecar_token_forced_refreshes_total")
+}
+
+func TestReplayResultsAreTheDocumentedLabels(t *testing.T) {
+	got := []string{metrics.ReplaySuccess, metrics.ReplayRejected, metrics.ReplayError, metrics.ReplayTooLarge, metrics.ReplayRateLimited}
+	want := []string{"success", "rejected", "error", "too_large", "rate_limited"}
+	if !slices.Equal(got, want) {
+		t.Errorf("replay results = %q, want %q", got, want)
+	}
+}
+
+func TestInstrumentHandler(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	h := m.InstrumentHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/teapot":
+			w.WriteHeader(http.StatusTeapot)
+			io.WriteString(w, "short and stout")
+		case "/silent": // writes nothing: 200
+		default:
+			io.WriteString(w, "ok")
+		}
+	}))
+	tests := []struct {
+		method, path string
+		wantCode     int
+		wantBody     string
+	}{
+		{http.MethodGet, "/teapot", 418, "short and stout"},
+		{http.MethodGet, "/x", 200, "ok"},
+		{http.MethodPost, "/x", 200, "ok"},
+		{http.MethodPost, "/y", 200, "ok"},
+		{http.MethodDelete, "/silent", 200, ""},
+		{"FROB", "/x", 200, "ok"},
+		{"SOMETHING-ELSE", "/x", 200, "ok"},
+	}
+	for _, tc := range tests {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.wantCode || rec.Body.String() != tc.wantBody {
+			t.Errorf("%s %s = %d %q, want %d %q", tc.method, tc.path, rec.Code, rec.Body, tc.wantCode, tc.wantBody)
+		}
+	}
+	// Paths never become labels, and unknown methods share one value.
+	checkExposition(t, reg, `
+		# HELP authsidecar_requests_total Requests from the app answered by the sidecar, by method and status code.
+		# TYPE authsidecar_requests_total counter
+		authsidecar_requests_total{code="200",method="delete"} 1
+		authsidecar_requests_total{code="200",method="get"} 1
+		authsidecar_requests_total{code="200",method="post"} 2
+		authsidecar_requests_total{code="200",method="unknown"} 2
+		authsidecar_requests_total{code="418",method="get"} 1
+		`, "authsidecar_requests_total")
+	hist := gather(t, reg)["authsidecar_request_duration_seconds"].GetMetric()
+	if len(hist) != 1 || hist[0].GetHistogram().GetSampleCount() != uint64(len(tests)) {
+		t.Errorf("authsidecar_request_duration_seconds = %v, want one series with %d samples", hist, len(tests))
+	}
+}
+
+// roundTripFunc adapts a function to an http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestInstrumentTransport(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	errDown := errors.New("connection refused")
+	rt := m.InstrumentTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		switch r.URL.Path {
+		case "/down":
+			return nil, errDown
+		case "/busy":
+			return &http.Response{StatusCode: http.StatusServiceUnavailable, Body: http.NoBody, Request: r}, nil
+		}
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	}))
+	for _, tc := range []struct {
+		path     string
+		wantCode int
+		wantErr  error
+	}{
+		{"/ok", 200, nil},
+		{"/busy", 503, nil},
+		{"/ok", 200, nil},
+		{"/down", 0, errDown},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "http://upstream.test"+tc.path, nil)
+		req.RequestURI = ""
+		resp, err := rt.RoundTrip(req)
+		if !errors.Is(err, tc.wantErr) {
+			t.Errorf("RoundTrip(%s) error = %v, want %v", tc.path, err, tc.wantErr)
+		}
+		if err == nil && resp.StatusCode != tc.wantCode {
+			t.Errorf("RoundTrip(%s) status = %d, want %d", tc.path, resp.StatusCode, tc.wantCode)
+		}
+	}
+	// Failed round trips have no status: they are not counted here.
+	checkExposition(t, reg, `
+		# HELP authsidecar_upstream_responses_total Responses received from the upstream, replays included, by status code.
+		# TYPE authsidecar_upstream_responses_total counter
+		authsidecar_upstream_responses_total{code="200"} 2
+		authsidecar_upstream_responses_total{code="503"} 1
+		`, "authsidecar_upstream_responses_total")
+}
+
+func TestNilMetricsIsSafe(t *testing.T) {
+	var m *metrics.Metrics
+	var o tokens.Observer = m
+	o.TokenFetched(time.Second, &tokens.Token{Value: "v", Expiry: time.Now()}, nil)
+	o.TokenFetched(time.Second, nil, errors.New("provider down"))
+	o.TokenForcedRefresh()
+	m.Replay(metrics.ReplaySuccess)
+	m.Error("bad_request")
+
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+	})
+	h := m.InstrumentHandler(inner)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusAccepted {
+		t.Errorf("nil InstrumentHandler: status = %d, want %d", rec.Code, http.StatusAccepted)
+	}
+
+	called := false
+	rt := m.InstrumentTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		called = true
+		return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: r}, nil
+	}))
+	req := httptest.NewRequest(http.MethodGet, "http://upstream.test/", nil)
+	req.RequestURI = ""
+	resp, err := rt.RoundTrip(req)
+	if err != nil || !called || resp.StatusCode != http.StatusNoContent {
+		t.Errorf("nil InstrumentTransport: RoundTrip = %v, %v (called %v), want 204 from the wrapped transport", resp, err, called)
+	}
+}
+
+// toFloat64 is the value of a collector holding exactly one counter or
+// gauge, like testutil.ToFloat64.
+func toFloat64(t *testing.T, c prometheus.Collector) float64 {
+	t.Helper()
+	ms := collect(c)
+	if len(ms) != 1 {
+		t.Fatalf("collected %d metrics, want 1", len(ms))
+	}
+	var pb dto.Metric
+	if err := ms[0].Write(&pb); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case pb.Counter != nil:
+		return pb.Counter.GetValue()
+	case pb.Gauge != nil:
+		return pb.Gauge.GetValue()
+	}
+	t.Fatalf("metric %v is neither a counter nor a gauge", &pb)
+	return 0
+}
+
+// countSeries is how many series c holds, like testutil.CollectAndCount.
+func countSeries(c prometheus.Collector) int { return len(collect(c)) }
+
+func collect(c prometheus.Collector) []prometheus.Metric {
+	ch := make(chan prometheus.Metric, 256)
+	c.Collect(ch)
+	close(ch)
+	var ms []prometheus.Metric
+	for m := range ch {
+		ms = append(ms, m)
+	}
+	return ms
+}

@@ -1,0 +1,988 @@
+package tokens
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// fakeSource is a scripted Source: its n-th call (from 1) returns answer(n, now).
+type fakeSource struct {
+	clk     Clock
+	started chan int // if non-nil, gets the number of each call as it starts
+
+	mu     sync.Mutex
+	calls  int
+	answer func(n int, now time.Time) (*Token, error)
+	gate   chan struct{} // if non-nil, calls wait for it to be closed, or for ctx
+}
+
+func (s *fakeSource) Token(ctx context.Context) (*Token, error) {
+	s.mu.Lock()
+	s.calls++
+	n, answer, gate := s.calls, s.answer, s.gate
+	s.mu.Unlock()
+	if s.started != nil {
+		s.started <- n
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return answer(n, s.clk.Now())
+}
+
+func (s *fakeSource) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+func (s *fakeSource) setGate(gate chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gate = gate
+}
+
+// issue answers with a new token, "tok-n", that lives for life.
+func issue(life time.Duration) func(int, time.Time) (*Token, error) {
+	return func(n int, now time.Time) (*Token, error) {
+		return &Token{Value: fmt.Sprintf("tok-%d", n), Expiry: now.Add(life)}, nil
+	}
+}
+
+// firstThen issues a token of life at the first call and fails with err after.
+func firstThen(life time.Duration, err error) func(int, time.Time) (*Token, error) {
+	return func(n int, now time.Time) (*Token, error) {
+		if n == 1 {
+			return issue(life)(n, now)
+		}
+		return nil, err
+	}
+}
+
+func failWith(err error) func(int, time.Time) (*Token, error) {
+	return func(int, time.Time) (*Token, error) { return nil, err }
+}
+
+// observer records what a Cache reports.
+type observer struct {
+	mu      sync.Mutex
+	fetches []fetchEvent
+	forced  int
+}
+
+type fetchEvent struct {
+	d   time.Duration
+	tok *Token
+	err error
+}
+
+func (o *observer) TokenFetched(d time.Duration, tok *Token, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.fetches = append(o.fetches, fetchEvent{d, tok, err})
+}
+
+func (o *observer) TokenForcedRefresh() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.forced++
+}
+
+func (o *observer) events() []fetchEvent {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]fetchEvent(nil), o.fetches...)
+}
+
+func (o *observer) last(t *testing.T) fetchEvent {
+	t.Helper()
+	evs := o.events()
+	if len(evs) == 0 {
+		t.Fatalf("observer: no fetch reported")
+	}
+	return evs[len(evs)-1]
+}
+
+func (o *observer) forcedRefreshes() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.forced
+}
+
+// syncBuffer is a log destination safe for the renewal goroutine and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// setJitter fixes the package's jitter for one test. Call it before run, so
+// that it is restored after the renewal goroutine has stopped.
+func setJitter(t *testing.T, v float64) {
+	old := jitter
+	jitter = func() float64 { return v }
+	t.Cleanup(func() { jitter = old })
+}
+
+// run starts c.Run, and stops it when the test ends.
+func run(t *testing.T, c *Cache) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run() = %v, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run() did not return within 10s of its context's end")
+		}
+	})
+}
+
+func mustToken(t *testing.T, c *Cache) *Token {
+	t.Helper()
+	tok, err := c.Token(context.Background())
+	if err != nil {
+		t.Fatalf("Token() error = %v", err)
+	}
+	return tok
+}
+
+func TestCacheFirstTokenFetchedByRun(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	src := &fakeSource{clk: clk, answer: issue(time.Hour)}
+	c := NewCache(src, CacheOptions{Clock: clk})
+	if c.Valid() {
+		t.Errorf("Valid() = true before Run, want false")
+	}
+	if n := src.count(); n != 0 {
+		t.Errorf("NewCache made %d fetches, want 0", n)
+	}
+	run(t, c)
+	tok := mustToken(t, c)
+	if tok.Value != "tok-1" || !tok.Expiry.Equal(tezpayEpoch.Add(time.Hour)) {
+		t.Errorf("Token() = %q expiring %v, want %q expiring %v", tok.Value, tok.Expiry, "tok-1", tezpayEpoch.Add(time.Hour))
+	}
+	if again := mustToken(t, c); again != tok {
+		t.Errorf("second Token() = %q, want the same token %q", again.Value, tok.Value)
+	}
+	if !c.Valid() {
+		t.Errorf("Valid() = false with a fresh token, want true")
+	}
+	if n := src.count(); n != 1 {
+		t.Errorf("source called %d times, want 1", n)
+	}
+}
+
+// TestCacheOneFetchForManyCallers: 64 callers waiting for the first token
+// cause exactly one fetch and all get the same token.
+func TestCacheOneFetchForManyCallers(t *testing.T) {
+	for _, startRunFirst := range []bool{false, true} {
+		name := map[bool]string{false: "callers before Run", true: "callers during the first fetch"}[startRunFirst]
+		t.Run(name, func(t *testing.T) {
+			clk := newFakeClock(tezpayEpoch)
+			src := &fakeSource{clk: clk, answer: issue(time.Hour), gate: make(chan struct{}), started: make(chan int, 8)}
+			c := NewCache(src, CacheOptions{Clock: clk})
+			if startRunFirst {
+				run(t, c)
+				<-src.started
+			}
+			const callers = 64
+			toks, errs := make([]*Token, callers), make([]error, callers)
+			var wg sync.WaitGroup
+			for i := range callers {
+				wg.Go(func() { toks[i], errs[i] = c.Token(context.Background()) })
+			}
+			clk.BlockUntil(t, callers) // each caller waits on its MaxWait timer
+			if !startRunFirst {
+				run(t, c)
+			}
+			close(src.gate)
+			wg.Wait()
+			for i := range callers {
+				if errs[i] != nil || toks[i] != toks[0] || toks[0] == nil {
+					t.Fatalf("caller %d: Token() = %v, %v; want the one token fetched", i, toks[i], errs[i])
+				}
+			}
+			if n := src.count(); n != 1 {
+				t.Errorf("source called %d times for %d callers, want 1", n, callers)
+			}
+		})
+	}
+}
+
+// TestCacheRenewsTwelveHourToken is TezPay's case: a 12-hour token is renewed
+// at 0.8 of its lifetime less up to 5% jitter, that is between 9h07m12s and
+// 9h36m, and the old token is served until then. Fake time: milliseconds.
+func TestCacheRenewsTwelveHourToken(t *testing.T) {
+	const life = 12 * time.Hour
+	tests := []struct {
+		name   string
+		jitter float64
+		want   time.Duration
+	}{
+		{"no jitter: 0.8", 0, 9*time.Hour + 36*time.Minute},
+		{"half jitter: 0.78", 0.5, 9*time.Hour + 21*time.Minute + 36*time.Second},
+		{"full jitter: 0.76", 1, 9*time.Hour + 7*time.Minute + 12*time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			setJitter(t, tc.jitter)
+			clk := newFakeClock(tezpayEpoch)
+			e := newEndpoint(t, tezpay(clk, tezpaySecret))
+			c := NewCache(newTezPaySource(e, clk), CacheOptions{Clock: clk})
+			run(t, c)
+			first := mustToken(t, c)
+			if !first.Expiry.Equal(tezpayEpoch.Add(life)) {
+				t.Fatalf("Token().Expiry = %v, want %v", first.Expiry, tezpayEpoch.Add(life))
+			}
+			clk.BlockUntil(t, 1)
+			ws := clk.Waiting()
+			if d := ws[0] - tc.want; len(ws) != 1 || d < -time.Millisecond || d > time.Millisecond {
+				t.Fatalf("renewal in %v, want %v", ws, tc.want)
+			}
+
+			clk.Advance(ws[0] - time.Second)
+			if n := e.count(); n != 1 {
+				t.Fatalf("endpoint got %d requests 1s before the renewal, want 1", n)
+			}
+			if got := mustToken(t, c); got != first {
+				t.Errorf("Token() 1s before renewal = a new token, want the first")
+			}
+			clk.Advance(time.Second)
+			clk.BlockUntil(t, 1) // renewed, waiting for the next renewal
+			if n := e.count(); n != 2 {
+				t.Fatalf("endpoint got %d requests after the renewal time, want 2", n)
+			}
+			second := mustToken(t, c)
+			if second == first || second.Value == first.Value {
+				t.Errorf("Token() after renewal = the first token, want a new one")
+			}
+			if want := clk.Now().Add(life); !second.Expiry.Equal(want) {
+				t.Errorf("renewed Token().Expiry = %v, want %v", second.Expiry, want)
+			}
+			if elapsed := time.Since(start); elapsed > 5*time.Second {
+				t.Errorf("12 hours of fake time took %v of real time", elapsed)
+			}
+		})
+	}
+
+	t.Run("random jitter, ten renewals", func(t *testing.T) {
+		clk := newFakeClock(tezpayEpoch)
+		e := newEndpoint(t, tezpay(clk, tezpaySecret))
+		c := NewCache(newTezPaySource(e, clk), CacheOptions{Clock: clk})
+		run(t, c)
+		lo, hi := time.Duration(0.76*float64(life)), time.Duration(0.8*float64(life))
+		for i := 1; i <= 10; i++ {
+			clk.BlockUntil(t, 1)
+			if ws := clk.Waiting(); ws[0] < lo || ws[0] > hi {
+				t.Errorf("renewal %d in %v, want between %v and %v", i, ws[0], lo, hi)
+			}
+			issued := clk.Now()
+			clk.Advance(lo - time.Second)
+			if n := e.count(); n != i {
+				t.Fatalf("endpoint got %d requests before 0.76 of the lifetime, want %d", n, i)
+			}
+			clk.Advance(issued.Add(hi).Sub(clk.Now()))
+			clk.BlockUntil(t, 1)
+			if n := e.count(); n != i+1 {
+				t.Fatalf("endpoint got %d requests at 0.8 of the lifetime, want %d", n, i+1)
+			}
+		}
+	})
+}
+
+// TestCacheServesCurrentTokenDuringRenewal: callers are not held up by a
+// renewal in progress while the current token is valid.
+func TestCacheServesCurrentTokenDuringRenewal(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	src := &fakeSource{clk: clk, answer: issue(time.Hour), started: make(chan int, 8)}
+	c := NewCache(src, CacheOptions{Clock: clk})
+	run(t, c)
+	first := mustToken(t, c)
+	clk.BlockUntil(t, 1)
+	gate := make(chan struct{})
+	src.setGate(gate)
+	clk.AdvanceToNext(t)
+	for n := range src.started {
+		if n == 2 {
+			break // the renewal is in progress
+		}
+	}
+	for i := range 100 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		tok, err := c.Token(ctx)
+		cancel()
+		if err != nil || tok != first {
+			t.Fatalf("Token() #%d during renewal = %v, %v; want the current token at once", i, tok, err)
+		}
+	}
+	close(gate)
+	clk.BlockUntil(t, 1)
+	if got := mustToken(t, c); got.Value != "tok-2" {
+		t.Errorf("Token() after renewal = %q, want %q", got.Value, "tok-2")
+	}
+}
+
+// TestCacheBackoffAfterFailedRenewals: failed renewals are retried after
+// MinBackoff doubled each time, capped at MaxBackoff, with equal jitter; the
+// cached token is served meanwhile, and a healed source ends the outage.
+func TestCacheBackoffAfterFailedRenewals(t *testing.T) {
+	setJitter(t, 0.5)
+	clk := newFakeClock(tezpayEpoch)
+	src := &fakeSource{clk: clk, answer: func(n int, now time.Time) (*Token, error) {
+		if n == 1 || n == 7 {
+			return issue(time.Hour)(n, now)
+		}
+		return nil, errors.New("connection refused")
+	}}
+	c := NewCache(src, CacheOptions{Clock: clk, MinBackoff: time.Second, MaxBackoff: 8 * time.Second})
+	run(t, c)
+	first := mustToken(t, c)
+	clk.BlockUntil(t, 1)
+	clk.AdvanceToNext(t) // the renewal, which fails
+	// 3/4 of 1s, 2s, 4s, 8s, 8s: half fixed, half times a jitter of 0.5.
+	for i, want := range []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second, 6 * time.Second, 6 * time.Second} {
+		clk.BlockUntil(t, 1)
+		if ws := clk.Waiting(); ws[0] != want {
+			t.Errorf("retry %d in %v, want %v", i+1, ws[0], want)
+		}
+		if got := mustToken(t, c); got != first {
+			t.Errorf("Token() during the outage = %q, want the cached %q", got.Value, first.Value)
+		}
+		clk.AdvanceToNext(t)
+	}
+	clk.BlockUntil(t, 1)
+	if n := src.count(); n != 7 {
+		t.Errorf("source called %d times, want 7", n)
+	}
+	if got := mustToken(t, c); got.Value != "tok-7" {
+		t.Errorf("Token() after the outage = %q, want %q", got.Value, "tok-7")
+	}
+	if ws, want := clk.Waiting(), time.Duration(0.78*float64(time.Hour)); ws[0] != want {
+		t.Errorf("after recovery, renewal in %v, want %v", ws[0], want)
+	}
+}
+
+// TestCacheRecoversFromOutage drives a real JSON source through each kind of
+// failure: the cached token is served, retries back off, and the cache
+// recovers without a restart once the provider heals.
+func TestCacheRecoversFromOutage(t *testing.T) {
+	expired := signJWT(jwt.MapClaims{"exp": tezpayEpoch.Unix()})
+	tests := []struct {
+		name    string
+		fail    func(e *endpoint) answer
+		wantErr string
+	}{
+		// Only the hanging endpoint meets FetchTimeout; the others answer at once.
+		{"network error", func(*endpoint) answer { return dropConnection }, "tokens: token request"},
+		{"5xx", func(*endpoint) answer { return reply(500, `{"detail":"Authentication service error"}`) }, "status 500: Authentication service error"},
+		{"malformed JSON", func(*endpoint) answer { return reply(200, `{"access_token"`) }, "malformed token response"},
+		{"empty 200", func(*endpoint) answer { return reply(200, ``) }, "malformed token response"},
+		{"no token", func(*endpoint) answer { return reply(200, `{"expires_in":3600}`) }, `no "access_token"`},
+		{"expired on arrival", func(*endpoint) answer { return reply(200, `{"access_token":"`+expired+`"}`) }, "expired"},
+		{"hanging endpoint", (*endpoint).hang, "context deadline exceeded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setJitter(t, 0)
+			clk := newFakeClock(tezpayEpoch)
+			e := newEndpoint(t, reply(200, `{"access_token":"tok-1","expires_in":3600}`))
+			obs := &observer{}
+			fetchTimeout := 10 * time.Second
+			if tc.name == "hanging endpoint" {
+				fetchTimeout = 50 * time.Millisecond
+			}
+			c := NewCache(newTezPaySource(e, clk), CacheOptions{Clock: clk, FetchTimeout: fetchTimeout, Observer: obs})
+			run(t, c)
+			first := mustToken(t, c)
+			clk.BlockUntil(t, 1)
+
+			e.setAnswer(tc.fail(e))
+			for i, wantRetry := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond} {
+				clk.AdvanceToNext(t)
+				clk.BlockUntil(t, 1)
+				if ev := obs.last(t); ev.err == nil || ev.tok != nil || !strings.Contains(ev.err.Error(), tc.wantErr) {
+					t.Errorf("failure %d: fetch reported %v, %v; want an error containing %q", i+1, ev.tok, ev.err, tc.wantErr)
+				}
+				if ws := clk.Waiting(); ws[0] != wantRetry {
+					t.Errorf("failure %d: retry in %v, want %v", i+1, ws[0], wantRetry)
+				}
+				if got := mustToken(t, c); got != first {
+					t.Errorf("failure %d: Token() = %q, want the cached %q", i+1, got.Value, first.Value)
+				}
+			}
+
+			e.setAnswer(reply(200, `{"access_token":"tok-2","expires_in":3600}`))
+			clk.AdvanceToNext(t)
+			clk.BlockUntil(t, 1)
+			if got := mustToken(t, c); got.Value != "tok-2" {
+				t.Errorf("Token() after the provider healed = %q, want %q", got.Value, "tok-2")
+			}
+			if ev := obs.last(t); ev.err != nil || ev.tok == nil || ev.tok.Value != "tok-2" {
+				t.Errorf("last fetch reported %v, %v; want tok-2", ev.tok, ev.err)
+			}
+		})
+	}
+}
+
+func TestCacheHonoursRetryAfter(t *testing.T) {
+	tests := []struct {
+		name       string
+		retryAfter string
+		minBackoff time.Duration
+		want       time.Duration
+	}{
+		{"longer than the backoff", "120", 0, 2 * time.Minute},
+		{"capped at 10 minutes", "3600", 0, 10 * time.Minute},
+		{"shorter than the backoff", "1", 10 * time.Second, 5 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setJitter(t, 0)
+			clk := newFakeClock(tezpayEpoch)
+			e := newEndpoint(t, reply(429, `{"detail":"Too many requests"}`, "Retry-After", tc.retryAfter))
+			c := NewCache(newTezPaySource(e, clk), CacheOptions{Clock: clk, MinBackoff: tc.minBackoff, MaxWait: time.Hour})
+			run(t, c)
+			clk.BlockUntil(t, 1)
+			if ws := clk.Waiting(); ws[0] != tc.want {
+				t.Errorf("retry in %v, want %v", ws[0], tc.want)
+			}
+			clk.Advance(tc.want - time.Millisecond)
+			if n := e.count(); n != 1 {
+				t.Errorf("endpoint got %d requests before the retry time, want 1", n)
+			}
+			clk.Advance(time.Millisecond)
+			clk.BlockUntil(t, 1)
+			if n := e.count(); n != 2 {
+				t.Errorf("endpoint got %d requests at the retry time, want 2", n)
+			}
+		})
+	}
+}
+
+// TestCacheTokenFailsFast: with no valid token and the next attempt further
+// away than MaxWait or the caller's deadline, Token fails at once.
+func TestCacheTokenFailsFast(t *testing.T) {
+	tests := []struct {
+		name        string
+		opts        CacheOptions
+		err         error
+		ctxDeadline time.Duration // real time; zero for none
+	}{
+		{"Retry-After beyond MaxWait", CacheOptions{MaxWait: 10 * time.Second},
+			&RetrieveError{Status: 503, Description: "maintenance", RetryAfter: 5 * time.Minute}, 0},
+		{"backoff beyond the caller's deadline", CacheOptions{MaxWait: time.Hour, MinBackoff: time.Minute},
+			errors.New("connection refused"), 3 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setJitter(t, 0)
+			clk := newFakeClock(time.Now()) // in step with ctx deadlines
+			src := &fakeSource{clk: clk, answer: failWith(tc.err)}
+			tc.opts.Clock = clk
+			c := NewCache(src, tc.opts)
+			run(t, c)
+			clk.BlockUntil(t, 1) // the first fetch failed; Run waits to retry
+
+			ctx, cancel := context.WithCancel(context.Background())
+			if tc.ctxDeadline > 0 {
+				ctx, cancel = context.WithTimeout(context.Background(), tc.ctxDeadline)
+			}
+			defer cancel()
+			watchdog := time.AfterFunc(5*time.Second, cancel)
+			defer watchdog.Stop()
+			tok, err := c.Token(ctx)
+			if tok != nil || !errors.Is(err, ErrNoToken) {
+				t.Fatalf("Token() = %v, %v; want ErrNoToken", tok, err)
+			}
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Token() = %v: it waited for the context instead of failing fast", err)
+			}
+			if !errors.Is(err, tc.err) {
+				t.Errorf("Token() error = %v, want it to wrap the last fetch error %v", err, tc.err)
+			}
+			if n := src.count(); n != 1 {
+				t.Errorf("source called %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// TestCacheTokenWaitsAtMostMaxWait: a fetch that does not end keeps callers
+// at most MaxWait, or until their context ends.
+func TestCacheTokenWaitsAtMostMaxWait(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	src := &fakeSource{clk: clk, answer: issue(time.Hour), gate: make(chan struct{}), started: make(chan int, 8)}
+	c := NewCache(src, CacheOptions{Clock: clk, MaxWait: 3 * time.Second, FetchTimeout: time.Hour})
+	run(t, c)
+	<-src.started // the first fetch hangs
+
+	type result struct {
+		tok *Token
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tok, err := c.Token(context.Background())
+		done <- result{tok, err}
+	}()
+	clk.BlockUntil(t, 1)
+	if ws := clk.Waiting(); ws[0] != 3*time.Second {
+		t.Errorf("Token() waits %v, want MaxWait = 3s", ws[0])
+	}
+	clk.Advance(3*time.Second - time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("Token() = %v, %v before MaxWait, want it still waiting", r.tok, r.err)
+	default:
+	}
+	clk.Advance(time.Millisecond)
+	r := <-done
+	if r.tok != nil || !errors.Is(r.err, ErrNoToken) || !strings.Contains(r.err.Error(), "timed out waiting for a token") {
+		t.Errorf("Token() after MaxWait = %v, %v; want ErrNoToken: timed out", r.tok, r.err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		tok, err := c.Token(ctx)
+		done <- result{tok, err}
+	}()
+	clk.BlockUntil(t, 1)
+	cancel()
+	r = <-done
+	if r.tok != nil || !errors.Is(r.err, ErrNoToken) || !errors.Is(r.err, context.Canceled) {
+		t.Errorf("Token() with its context canceled = %v, %v; want ErrNoToken wrapping context.Canceled", r.tok, r.err)
+	}
+	if n := src.count(); n != 1 {
+		t.Errorf("source called %d times, want 1", n)
+	}
+}
+
+// TestCacheStalePoint: a token is never handed out at or after its expiry
+// less min(10s, a tenth of its lifetime), even when its renewal failed.
+func TestCacheStalePoint(t *testing.T) {
+	tests := []struct {
+		name   string
+		life   time.Duration
+		margin time.Duration
+	}{
+		{"1 hour", time.Hour, 10 * time.Second},
+		{"100 seconds", 100 * time.Second, 10 * time.Second},
+		{"60 seconds", time.Minute, 6 * time.Second},
+		{"5 seconds", 5 * time.Second, 500 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setJitter(t, 0)
+			clk := newFakeClock(tezpayEpoch)
+			src := &fakeSource{clk: clk, answer: firstThen(tc.life, &RetrieveError{Status: 503, RetryAfter: 10 * time.Minute})}
+			c := NewCache(src, CacheOptions{Clock: clk, MaxWait: time.Second})
+			run(t, c)
+			first := mustToken(t, c)
+			clk.BlockUntil(t, 1)
+			clk.AdvanceToNext(t) // the renewal fails; the next try is 10 minutes away
+			clk.BlockUntil(t, 1)
+
+			stale := tezpayEpoch.Add(tc.life - tc.margin)
+			clk.Advance(stale.Sub(clk.Now()) - time.Nanosecond)
+			if tok, err := c.Token(context.Background()); tok != first || err != nil || !c.Valid() {
+				t.Errorf("Token() 1ns before the stale point = %v, %v (Valid %v); want the cached token", tok, err, c.Valid())
+			}
+			clk.Advance(time.Nanosecond)
+			if c.Valid() {
+				t.Errorf("Valid() = true at the stale point, want false")
+			}
+			if tok, err := c.Token(context.Background()); tok != nil || !errors.Is(err, ErrNoToken) {
+				t.Errorf("Token() at the stale point = %v, %v; want ErrNoToken", tok, err)
+			}
+		})
+	}
+}
+
+func TestCacheRenewAt(t *testing.T) {
+	tests := []struct {
+		name    string
+		renewAt float64
+		life    time.Duration
+		want    time.Duration
+	}{
+		{"zero means 0.8", 0, time.Hour, 48 * time.Minute},
+		{"0.5", 0.5, time.Hour, 30 * time.Minute},
+		{"1 means 0.8", 1, time.Hour, 48 * time.Minute},
+		{"above 1 means 0.8", 1.5, time.Hour, 48 * time.Minute},
+		{"negative means 0.8", -0.2, time.Hour, 48 * time.Minute},
+		{"never after the stale point", 0.95, 100 * time.Second, 90 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setJitter(t, 0)
+			clk := newFakeClock(tezpayEpoch)
+			c := NewCache(&fakeSource{clk: clk, answer: issue(tc.life)}, CacheOptions{Clock: clk, RenewAt: tc.renewAt})
+			run(t, c)
+			clk.BlockUntil(t, 1)
+			if ws := clk.Waiting(); len(ws) != 1 || ws[0] != tc.want {
+				t.Errorf("renewal in %v, want %v", ws, tc.want)
+			}
+		})
+	}
+}
+
+// TestCacheRefusesUnusableTokens: a token already expired on arrival, or
+// without a value, is a failed fetch.
+func TestCacheRefusesUnusableTokens(t *testing.T) {
+	tests := []struct {
+		name    string
+		answer  func(n int, now time.Time) (*Token, error)
+		wantErr string
+	}{
+		{"expires on arrival", func(_ int, now time.Time) (*Token, error) { return &Token{Value: "t", Expiry: now}, nil }, "expired at"},
+		{"expired an hour ago", func(_ int, now time.Time) (*Token, error) {
+			return &Token{Value: "t", Expiry: now.Add(-time.Hour)}, nil
+		}, "expired at"},
+		{"no expiry", func(int, time.Time) (*Token, error) { return &Token{Value: "t"}, nil }, "expired at"},
+		{"empty value", func(_ int, now time.Time) (*Token, error) { return &Token{Expiry: now.Add(time.Hour)}, nil }, "empty token"},
+		{"nil token", func(int, time.Time) (*Token, error) { return nil, nil }, "empty token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setJitter(t, 0)
+			clk := newFakeClock(tezpayEpoch)
+			obs := &observer{}
+			c := NewCache(&fakeSource{clk: clk, answer: tc.answer},
+				CacheOptions{Clock: clk, Observer: obs, MinBackoff: time.Minute, MaxBackoff: time.Minute})
+			run(t, c)
+			clk.BlockUntil(t, 1)
+			if ev := obs.last(t); ev.tok != nil || ev.err == nil || !strings.Contains(ev.err.Error(), tc.wantErr) {
+				t.Errorf("fetch reported %v, %v; want an error containing %q", ev.tok, ev.err, tc.wantErr)
+			}
+			if ws := clk.Waiting(); ws[0] != 30*time.Second {
+				t.Errorf("retry in %v, want the backoff, 30s", ws[0])
+			}
+			tok, err := c.Token(context.Background())
+			if tok != nil || !errors.Is(err, ErrNoToken) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Token() = %v, %v; want ErrNoToken with %q", tok, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCacheInvalidate(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	obs := &observer{}
+	src := &fakeSource{clk: clk, answer: issue(time.Hour)}
+	c := NewCache(src, CacheOptions{Clock: clk, Observer: obs})
+	if !c.Invalidate(&Token{Value: "unknown"}) {
+		t.Errorf("Invalidate() with no token held = false, want true")
+	}
+	run(t, c)
+	first := mustToken(t, c)
+	if !c.Invalidate(first) {
+		t.Fatalf("Invalidate(current) = false, want true")
+	}
+	second := mustToken(t, c)
+	if second == first || second.Value != "tok-2" {
+		t.Errorf("Token() after Invalidate = %q, want %q", second.Value, "tok-2")
+	}
+	// A request that still held the first token is rejected too: nothing to
+	// drop, but a replay with the new token is worth it.
+	if !c.Invalidate(first) {
+		t.Errorf("Invalidate(replaced token) = false, want true")
+	}
+	clk.BlockUntil(t, 1)
+	if got := mustToken(t, c); got != second {
+		t.Errorf("Token() = %q after invalidating a replaced token, want %q", got.Value, second.Value)
+	}
+	if n, f := src.count(), obs.forcedRefreshes(); n != 2 || f != 1 {
+		t.Errorf("source called %d times with %d forced refreshes, want 2 and 1", n, f)
+	}
+}
+
+// TestCacheInvalidateConcurrent: 32 requests rejected with the same token
+// cause one refresh.
+func TestCacheInvalidateConcurrent(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	obs := &observer{}
+	src := &fakeSource{clk: clk, answer: issue(time.Hour)}
+	c := NewCache(src, CacheOptions{Clock: clk, Observer: obs})
+	run(t, c)
+	first := mustToken(t, c)
+	gate := make(chan struct{})
+	src.setGate(gate) // the refresh stays in flight while they all invalidate
+
+	const callers = 32
+	replay := make([]bool, callers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			<-start
+			replay[i] = c.Invalidate(first)
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(gate)
+	second := mustToken(t, c)
+	clk.BlockUntil(t, 1)
+	for i, r := range replay {
+		if !r {
+			t.Errorf("caller %d: Invalidate() = false, want true", i)
+		}
+	}
+	if second == first {
+		t.Errorf("Token() after Invalidate = the invalidated token")
+	}
+	if n, f := src.count(), obs.forcedRefreshes(); n != 2 || f != 1 {
+		t.Errorf("%d callers invalidating one token: %d fetches, %d forced refreshes; want 2 and 1", callers, n, f)
+	}
+	if len(c.kick) != 0 {
+		t.Errorf("a fetch is still pending after the refresh")
+	}
+}
+
+// TestCacheForcedRefreshInterval: a second forced refresh closer than
+// ForcedRefreshInterval to the first is refused, and the token kept.
+func TestCacheForcedRefreshInterval(t *testing.T) {
+	tests := []struct {
+		name     string
+		interval time.Duration
+		want     time.Duration
+	}{
+		{"default 10s", 0, 10 * time.Second},
+		{"1 minute", time.Minute, time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock(tezpayEpoch)
+			src := &fakeSource{clk: clk, answer: issue(time.Hour)}
+			c := NewCache(src, CacheOptions{Clock: clk, ForcedRefreshInterval: tc.interval})
+			run(t, c)
+			if !c.Invalidate(mustToken(t, c)) {
+				t.Fatalf("first Invalidate() = false, want true")
+			}
+			second := mustToken(t, c)
+			clk.BlockUntil(t, 1)
+			clk.Advance(tc.want - time.Millisecond)
+			if c.Invalidate(second) {
+				t.Errorf("Invalidate() %v after a forced refresh = true, want false", tc.want-time.Millisecond)
+			}
+			if got := mustToken(t, c); got != second {
+				t.Errorf("Token() after a refused Invalidate = %q, want %q", got.Value, second.Value)
+			}
+			clk.Advance(time.Millisecond)
+			if !c.Invalidate(second) {
+				t.Errorf("Invalidate() %v after a forced refresh = false, want true", tc.want)
+			}
+			if got := mustToken(t, c); got.Value != "tok-3" {
+				t.Errorf("Token() = %q, want %q", got.Value, "tok-3")
+			}
+		})
+	}
+}
+
+// TestCacheRejectingUpstreamNoStorm: an upstream that rejects every token
+// with 401, one request every 100ms for a minute, gets one forced refresh
+// every ForcedRefreshInterval, not one per request.
+func TestCacheRejectingUpstreamNoStorm(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	obs := &observer{}
+	src := &fakeSource{clk: clk, answer: issue(time.Hour)}
+	c := NewCache(src, CacheOptions{Clock: clk, Observer: obs})
+	run(t, c)
+	replays := 0
+	for range 600 {
+		tok := mustToken(t, c)
+		if c.Invalidate(tok) { // the proxy replays only when this says so
+			replays++
+			if again := mustToken(t, c); again == tok {
+				t.Fatalf("Invalidate() = true but Token() gave the rejected token again")
+			}
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	if n, f := src.count(), obs.forcedRefreshes(); n != 7 || f != 6 || replays != 6 {
+		t.Errorf("a minute of 401s: %d fetches, %d forced refreshes, %d replays; want 7, 6, 6", n, f, replays)
+	}
+}
+
+// TestCacheObserverAndLogs: fetches and forced refreshes are reported, and
+// neither the token nor the secret reaches the logs, even when the provider
+// echoes the secret back.
+func TestCacheObserverAndLogs(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	e := newEndpoint(t, tezpay(clk, tezpaySecret))
+	obs := &observer{}
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := NewCache(newTezPaySource(e, clk), CacheOptions{Clock: clk, Observer: obs, Logger: log, MinBackoff: time.Minute})
+	run(t, c)
+	first := mustToken(t, c)
+	e.setAnswer(reply(401, `{"detail":"Invalid credentials: `+tezpaySecret+`"}`))
+	if !c.Invalidate(first) {
+		t.Fatalf("Invalidate() = false, want true")
+	}
+	// Waits for the forced refresh, which fails; the retry is too far to wait.
+	tok, err := c.Token(context.Background())
+	if tok != nil || !errors.Is(err, ErrNoToken) || strings.Contains(err.Error(), tezpaySecret) ||
+		!strings.Contains(err.Error(), "status 401: Invalid credentials: [redacted]") {
+		t.Errorf("Token() = %v, %v; want ErrNoToken with the redacted refusal", tok, err)
+	}
+
+	evs := obs.events()
+	if len(evs) != 2 {
+		t.Fatalf("observer got %d fetches, want 2", len(evs))
+	}
+	if evs[0].tok != first || evs[0].err != nil || evs[0].d < 0 {
+		t.Errorf("first fetch reported %v, %v, %v; want the token", evs[0].d, evs[0].tok, evs[0].err)
+	}
+	var re *RetrieveError
+	if evs[1].tok != nil || !errors.As(evs[1].err, &re) || re.Status != http.StatusUnauthorized {
+		t.Errorf("second fetch reported %v, %v; want a 401 refusal", evs[1].tok, evs[1].err)
+	}
+	if f := obs.forcedRefreshes(); f != 1 {
+		t.Errorf("observer got %d forced refreshes, want 1", f)
+	}
+
+	out := logs.String()
+	for _, want := range []string{"token fetched", "token rejected by upstream", "token fetch failed", "Invalid credentials: [redacted]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs do not contain %q:\n%s", want, out)
+		}
+	}
+	for _, secret := range []string{first.Value, tezpaySecret} {
+		if strings.Contains(out, secret) {
+			t.Errorf("logs contain a credential %q:\n%s", secret, out)
+		}
+	}
+}
+
+// TestCacheSecretRotation: a secret file rotated between two fetches is used
+// at the next renewal, without a restart.
+func TestCacheSecretRotation(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "client_secret")
+	writeFile(t, secretFile, "old-secret\n")
+	clk := newFakeClock(tezpayEpoch)
+	e := newEndpoint(t, tezpay(clk, "old-secret"))
+	src := NewJSONSource(JSONConfig{URL: e.url(), ClientID: Literal(tezpayID), ClientSecret: File(secretFile), Client: e.srv.Client(), Clock: clk})
+	c := NewCache(src, CacheOptions{Clock: clk})
+	run(t, c)
+	first := mustToken(t, c)
+	clk.BlockUntil(t, 1)
+
+	writeFile(t, secretFile, "new-secret\n")
+	e.setAnswer(tezpay(clk, "new-secret")) // the provider rotated too
+	clk.AdvanceToNext(t)
+	clk.BlockUntil(t, 1)
+	if got := mustToken(t, c); got == first {
+		t.Errorf("Token() after renewal with the rotated secret = the first token, want a new one")
+	}
+	if reqs := e.seen(); len(reqs) != 2 || !strings.Contains(string(reqs[1].Body), `"client_secret":"new-secret"`) {
+		t.Errorf("requests = %d, second body %q; want the new secret", len(reqs), reqs[len(reqs)-1].Body)
+	}
+}
+
+// TestCacheRunStops: Run returns nil when its context ends, even in the
+// middle of a fetch that does not end by itself.
+func TestCacheRunStops(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	src := &fakeSource{clk: clk, answer: issue(time.Hour), gate: make(chan struct{}), started: make(chan int, 1)}
+	c := NewCache(src, CacheOptions{Clock: clk, FetchTimeout: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	<-src.started
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run() did not return within 10s of its context's end")
+	}
+	if c.Valid() {
+		t.Errorf("Valid() = true, want false: the only fetch was canceled")
+	}
+}
+
+// TestCacheBackoff checks the wait after the n-th consecutive failure for
+// every n: MinBackoff doubled n-1 times, capped at MaxBackoff, between half
+// of that and all of it.
+func TestCacheBackoff(t *testing.T) {
+	tests := []struct {
+		name     string
+		min, max time.Duration
+	}{
+		{"defaults 500ms and 30s", 0, 0},
+		{"1s to 1m", time.Second, time.Minute},
+		{"10s to 1m", 10 * time.Second, time.Minute},
+		{"1h to 2h", time.Hour, 2 * time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewCache(nil, CacheOptions{MinBackoff: tc.min, MaxBackoff: tc.max})
+			lo, hi := c.opts.MinBackoff, c.opts.MaxBackoff
+			if tc.min == 0 && (lo != 500*time.Millisecond || hi != 30*time.Second) {
+				t.Errorf("default backoff = %v to %v, want 500ms to 30s", lo, hi)
+			}
+			for n := 1; n <= 70; n++ {
+				want := hi // saturating MinBackoff << (n-1)
+				if n-1 < 62 && lo <= hi>>(n-1) {
+					want = lo << (n - 1)
+				}
+				for _, j := range []float64{0, 0.999} {
+					setJitter(t, j)
+					if got := c.backoff(n, errors.New("refused")); got < want/2 || got > want {
+						t.Fatalf("backoff(%d) with jitter %v = %v, want between %v and %v", n, j, got, want/2, want)
+					}
+				}
+			}
+		})
+	}
+
+	t.Run("Retry-After", func(t *testing.T) {
+		setJitter(t, 0)
+		c := NewCache(nil, CacheOptions{MinBackoff: time.Second})
+		for _, tc := range []struct{ retryAfter, want time.Duration }{
+			{0, 500 * time.Millisecond}, {time.Millisecond, 500 * time.Millisecond},
+			{time.Minute, time.Minute}, {time.Hour, 10 * time.Minute},
+		} {
+			err := fmt.Errorf("wrapped: %w", &RetrieveError{Status: 429, RetryAfter: tc.retryAfter})
+			if got := c.backoff(1, err); got != tc.want {
+				t.Errorf("backoff(1) with Retry-After %v = %v, want %v", tc.retryAfter, got, tc.want)
+			}
+		}
+	})
+}
