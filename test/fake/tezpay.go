@@ -28,12 +28,12 @@ type TezPay struct {
 	ttl                    time.Duration
 	key                    []byte
 
-	mu        sync.Mutex
-	issued    []string
-	revoked   map[string]bool
-	down      bool
-	apiCalls  int
-	rejected  int
+	mu       sync.Mutex
+	issued   []string
+	revoked  map[string]bool
+	down     bool
+	apiCalls int
+	rejected int
 }
 
 // NewTezPay returns a provider that accepts the given credentials and issues
