@@ -228,11 +228,11 @@ func (c *Cache) Run(ctx context.Context) error {
 		if err != nil {
 			failures++
 			wait = c.backoff(failures, err)
-			c.opts.Logger.Warn("token fetch failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+			c.opts.Logger.Warn("token fetch failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond).String())
 		} else {
 			failures = 0
 			wait = c.renewIn(tok, now)
-			c.opts.Logger.Info("token fetched", "token", tok, "renew_in", wait.Round(time.Second))
+			c.opts.Logger.Info("token fetched", "token", tok, "renew_in", wait.Round(time.Second).String())
 		}
 		c.publish(tok, err, wait)
 

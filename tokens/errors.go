@@ -1,8 +1,12 @@
 package tokens
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -47,10 +51,8 @@ const maxDescription = 256
 // any of the given secrets the provider may have echoed back.
 func cleanDescription(s string, secrets ...string) string {
 	s = strings.ToValidUTF8(s, "") // first, so that no secret is joined up afterwards
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
+	for _, form := range secretForms(secrets) {
+		s = strings.ReplaceAll(s, form, "[redacted]")
 	}
 	s = strings.TrimSpace(s)
 	if len(s) > maxDescription {
@@ -61,4 +63,27 @@ func cleanDescription(s string, secrets ...string) string {
 		s = s[:cut] + "…"
 	}
 	return s
+}
+
+// secretForms lists every way a provider may echo the given secrets back: as
+// they are, JSON-escaped (with and without HTML escaping) and URL-encoded —
+// longest first, so that no form is left half-replaced by a shorter one.
+func secretForms(secrets []string) []string {
+	var forms []string
+	for _, sec := range secrets {
+		if sec == "" {
+			continue
+		}
+		var html, plain bytes.Buffer
+		json.NewEncoder(&html).Encode(sec)
+		enc := json.NewEncoder(&plain)
+		enc.SetEscapeHTML(false)
+		enc.Encode(sec)
+		forms = append(forms, sec,
+			strings.Trim(strings.TrimSpace(html.String()), `"`),
+			strings.Trim(strings.TrimSpace(plain.String()), `"`),
+			url.QueryEscape(sec), url.PathEscape(sec))
+	}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(forms)
 }

@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -65,18 +66,20 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 	}
 	t, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, s.c.Client))
 	if err != nil {
+		// A provider may echo the request back, Basic credential included.
+		basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
 			e := &RetrieveError{
-				Code:        cleanDescription(re.ErrorCode, secret),
-				Description: cleanDescription(re.ErrorDescription, secret),
+				Code:        cleanDescription(re.ErrorCode, secret, basic),
+				Description: cleanDescription(re.ErrorDescription, secret, basic),
 			}
 			if re.Response != nil {
 				e.Status = re.Response.StatusCode
 				e.RetryAfter = retryAfter(re.Response.Header.Get("Retry-After"))
 			}
 			if e.Code == "" && e.Description == "" {
-				e.Description = cleanDescription(string(re.Body), secret)
+				e.Description = cleanDescription(string(re.Body), secret, basic)
 			}
 			return nil, e
 		}

@@ -240,7 +240,7 @@ func (c *Config) tlsConfig(p *problems) *tls.Config {
 	switch {
 	case c.ClientCertFile == "" && c.ClientKeyFile == "":
 	case c.ClientCertFile == "" || c.ClientKeyFile == "":
-		p.add("CLIENT_CERT_FILE", "CLIENT_CERT_FILE and CLIENT_KEY_FILE go together")
+		p.add("CLIENT_CERT_FILE", "%sCLIENT_CERT_FILE and %sCLIENT_KEY_FILE go together", envPrefix, envPrefix)
 	default:
 		cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
 		if err != nil {

@@ -105,8 +105,8 @@ func testSecretsNeverLeak(t *testing.T, secret string) {
 	places["process output, decoded"] = jsonStrings([]byte(s.output()))
 	for what, secret := range secrets {
 		for where, text := range places {
-			if strings.Contains(text, secret) {
-				t.Errorf("the %s appears in the %s", what, where)
+			if i := strings.Index(text, secret); i >= 0 {
+				t.Errorf("the %s appears in the %s: …%s…", what, where, text[max(0, i-60):min(len(text), i+len(secret)+10)])
 			}
 		}
 	}
