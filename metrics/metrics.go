@@ -24,6 +24,8 @@ type Metrics struct {
 	UpstreamResponses  *prometheus.CounterVec
 	Replays            *prometheus.CounterVec
 	Errors             *prometheus.CounterVec
+	Signatures         *prometheus.CounterVec
+	RejectedBodies     *prometheus.CounterVec
 }
 
 // Replay results, the values of authsidecar_replays_total's result label.
@@ -76,9 +78,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "authsidecar_errors_total",
 			Help: "Error responses made by the sidecar itself, by reason.",
 		}, []string{"reason"}),
+		Signatures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_signatures_total",
+			Help: "Request payloads signed, by result (success, error).",
+		}, []string{"result"}),
+		RejectedBodies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_rejected_bodies_total",
+			Help: "Request bodies refused before going upstream because they could not be authenticated, by reason (not_json_object, no_payload, no_customer_id, bad_field, too_large).",
+		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.TokenFetches, m.TokenFetchDuration, m.TokenExpiry, m.ForcedRefreshes,
-		m.Requests, m.RequestDuration, m.UpstreamResponses, m.Replays, m.Errors)
+		m.Requests, m.RequestDuration, m.UpstreamResponses, m.Replays, m.Errors,
+		m.Signatures, m.RejectedBodies)
 	for _, r := range []string{"success", "error"} {
 		m.TokenFetches.WithLabelValues(r)
 	}
@@ -120,6 +131,20 @@ func (m *Metrics) Replay(result string) {
 func (m *Metrics) Error(reason string) {
 	if m != nil {
 		m.Errors.WithLabelValues(reason).Inc()
+	}
+}
+
+// Signature counts a signature's result.
+func (m *Metrics) Signature(result string) {
+	if m != nil {
+		m.Signatures.WithLabelValues(result).Inc()
+	}
+}
+
+// RejectedBody counts a request body refused for reason.
+func (m *Metrics) RejectedBody(reason string) {
+	if m != nil {
+		m.RejectedBodies.WithLabelValues(reason).Inc()
 	}
 }
 

@@ -14,10 +14,19 @@ import (
 // response from the upstream ends here and becomes a JSON error.
 func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	var bodyErr *bodyError
+	var re *RequestError
 	switch {
 	case errors.Is(err, tokens.ErrNoToken):
 		h.log.Warn("no valid token: answering 503", "method", r.Method, "path", r.URL.Path, "error", err)
 		h.reject(w, http.StatusServiceUnavailable, "token_unavailable", err.Error())
+	case errors.As(err, &re):
+		h.metrics.RejectedBody(re.Reason)
+		status, code := http.StatusBadRequest, "bad_request"
+		if re.Reason == "too_large" {
+			status, code = http.StatusRequestEntityTooLarge, "body_too_large"
+		}
+		h.log.Info("request refused: cannot authenticate its body", "method", r.Method, "path", r.URL.Path, "reason", re.Reason)
+		h.reject(w, status, code, re.Message)
 	case r.Context().Err() != nil:
 		// The app went away; nobody is left to answer.
 		h.log.Debug("request canceled by the app", "method", r.Method, "path", r.URL.Path)

@@ -3,9 +3,9 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/tokens"
@@ -20,27 +20,21 @@ type TokenSource interface {
 	Invalidate(tok *tokens.Token) bool
 }
 
-// injector is the RoundTripper that puts the token on each request and
-// replays a request once when the upstream rejects its token. It is only
-// given requests that ReverseProxy has already cloned, so it may set their
-// headers and body.
-type injector struct {
-	tokens    TokenSource
+// authTransport is the RoundTripper that authenticates each request with its
+// Injector and replays a request once when the upstream rejects its token.
+// It is only given requests that ReverseProxy has already cloned, so it may
+// set their headers and body.
+type authTransport struct {
+	tokens    TokenSource // nil: no token source
+	inj       Injector
 	next      http.RoundTripper
 	refreshOn [600]bool
 	maxBody   int64
 	metrics   *metrics.Metrics
-	auth      atomic.Pointer[authHeader]
 }
 
-// authHeader is the Authorization value built once per token.
-type authHeader struct {
-	tok   *tokens.Token
-	value []string
-}
-
-func newInjector(ts TokenSource, next http.RoundTripper, refreshOn []int, maxBody int64, m *metrics.Metrics) *injector {
-	t := &injector{tokens: ts, next: next, maxBody: maxBody, metrics: m}
+func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refreshOn []int, maxBody int64, m *metrics.Metrics) *authTransport {
+	t := &authTransport{tokens: ts, inj: inj, next: next, maxBody: maxBody, metrics: m}
 	for _, code := range refreshOn {
 		if code >= 0 && code < len(t.refreshOn) {
 			t.refreshOn[code] = true
@@ -49,19 +43,29 @@ func newInjector(ts TokenSource, next http.RoundTripper, refreshOn []int, maxBod
 	return t
 }
 
-func (t *injector) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	tok, err := t.tokens.Token(ctx)
-	if err != nil {
-		return nil, err
+	var tok *tokens.Token
+	if t.tokens != nil {
+		var err error
+		if tok, err = t.tokens.Token(ctx); err != nil {
+			return nil, err
+		}
 	}
 	body, replayable, err := t.keepBody(req)
 	if err != nil {
 		return nil, err
 	}
-	req.Header["Authorization"] = t.header(tok)
+	use := t.inj.Body()
+	if use != BodyUntouched && !replayable {
+		return nil, &RequestError{Reason: "too_large", Message: fmt.Sprintf("the request body is over %d bytes (AUTHSIDECAR_MAX_REPLAY_BODY) and cannot be rewritten", t.maxBody)}
+	}
+	sent, err := t.authenticate(req, tok, body)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := t.next.RoundTrip(req)
-	if err != nil || !t.rejected(resp.StatusCode) {
+	if err != nil || t.tokens == nil || !t.rejected(resp.StatusCode) {
 		return resp, err
 	}
 	worth := t.tokens.Invalidate(tok) // even when this request cannot be replayed
@@ -79,12 +83,17 @@ func (t *injector) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.metrics.Replay(metrics.ReplayError)
 		return resp, nil
 	}
-	discard(resp)
 	retry := req.Clone(ctx)
-	if body != nil {
-		retry.Body = io.NopCloser(bytes.NewReader(body))
+	if use == BodyPerToken {
+		sent = body // rewritten again, with the new token
 	}
-	retry.Header["Authorization"] = t.header(fresh)
+	if use == BodyOnce {
+		setBody(retry, sent) // the same signed body
+	} else if _, err := t.authenticate(retry, fresh, sent); err != nil {
+		t.metrics.Replay(metrics.ReplayError)
+		return resp, nil
+	}
+	discard(resp)
 	resp, err = t.next.RoundTrip(retry)
 	switch {
 	case err != nil:
@@ -97,25 +106,44 @@ func (t *injector) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func (t *injector) rejected(code int) bool {
+// authenticate puts tok on req with the injector, and returns the body that
+// is sent: the app's, or the injector's rewrite of it.
+func (t *authTransport) authenticate(req *http.Request, tok *tokens.Token, body []byte) ([]byte, error) {
+	if t.inj.Body() == BodyUntouched {
+		_, err := t.inj.Inject(req.Header, tok, nil)
+		if body != nil {
+			setBody(req, body)
+		}
+		return body, err
+	}
+	if body == nil {
+		return nil, &RequestError{Reason: "not_json_object", Message: "the request has no body: a JSON object is needed"}
+	}
+	out, err := t.inj.Inject(req.Header, tok, body)
+	if err != nil {
+		return nil, err
+	}
+	setBody(req, out)
+	return out, nil
+}
+
+// setBody makes b the body of req.
+func setBody(req *http.Request, b []byte) {
+	req.Body = io.NopCloser(bytes.NewReader(b))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	req.ContentLength = int64(len(b))
+	req.TransferEncoding = nil
+}
+
+func (t *authTransport) rejected(code int) bool {
 	return code >= 0 && code < len(t.refreshOn) && t.refreshOn[code]
 }
 
-// header returns the Authorization value for tok, built once per token.
-func (t *injector) header(tok *tokens.Token) []string {
-	if a := t.auth.Load(); a != nil && a.tok == tok {
-		return a.value
-	}
-	a := &authHeader{tok: tok, value: []string{"Bearer " + tok.Value}}
-	t.auth.Store(a)
-	return a.value
-}
-
-// keepBody reads a request body of at most maxBody bytes into memory so the
-// request can be replayed, and puts a reader of it back. A larger body is
-// streamed: what was read is put back in front of the rest, and the request
-// is not replayable. A request without a body is always replayable.
-func (t *injector) keepBody(req *http.Request) (body []byte, replayable bool, err error) {
+// keepBody reads a request body of at most maxBody bytes into memory, so that
+// the request can be rewritten and replayed. A larger body is streamed: what
+// was read is put back in front of the rest, and the request is not
+// replayable. A request without a body is always replayable.
+func (t *authTransport) keepBody(req *http.Request) (body []byte, replayable bool, err error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, true, nil
 	}
@@ -139,10 +167,7 @@ func (t *injector) keepBody(req *http.Request) (body []byte, replayable bool, er
 		return nil, false, nil
 	}
 	orig.Close()
-	body = buf.Bytes()
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	return body, true, nil
+	return buf.Bytes(), true, nil
 }
 
 // discard drains a little of a response that will not be used, so that its

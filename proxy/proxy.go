@@ -20,9 +20,17 @@ type Config struct {
 	// Upstream is the base URL of the real API; request paths and queries are
 	// appended to it.
 	Upstream *url.URL
-	// Tokens supplies the token put on each request. If nil, requests are
-	// forwarded with the app's own Authorization, untouched.
+	// Tokens supplies the token put on each request. If nil, no token is
+	// fetched, and requests are not replayed.
 	Tokens TokenSource
+	// Injector puts the credentials on each request. If nil, Bearer is used
+	// when Tokens is set; with neither, requests go out as the app sent them.
+	Injector Injector
+	// Signer, if not nil, serves SignPath: a POSTed outer payload comes back
+	// signed, and nothing is sent upstream.
+	Signer *Signer
+	// SignPath is the path of the local signing endpoint; empty means none.
+	SignPath string
 	// Transport sends requests upstream. If nil, NewTransport(nil) is used.
 	Transport http.RoundTripper
 	// RefreshOn lists the upstream statuses that mean "token rejected". If
@@ -52,8 +60,14 @@ func New(c Config) http.Handler {
 	upstream := *c.Upstream
 	h := &handler{upstream: &upstream, log: c.Logger, metrics: c.Metrics}
 	var rt http.RoundTripper = c.Metrics.InstrumentTransport(c.Transport)
-	if c.Tokens != nil {
-		rt = newInjector(c.Tokens, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
+	if c.Injector == nil && c.Tokens != nil {
+		c.Injector = Bearer()
+	}
+	if c.Injector != nil {
+		rt = newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
+	}
+	if c.Signer != nil && c.SignPath != "" {
+		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
 	}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:      h.rewrite,
@@ -66,6 +80,9 @@ func New(c Config) http.Handler {
 }
 
 type handler struct {
+	signPath string // the local signing endpoint; empty means none
+	signer   *Signer
+	maxBody  int64
 	upstream *url.URL
 	rp       *httputil.ReverseProxy
 	log      *slog.Logger
@@ -83,6 +100,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusBadRequest, "bad_request", "absolute-form request for another host: authsidecar forwards only to its upstream")
 	case hasDotSegment(r.URL.Path):
 		h.reject(w, http.StatusBadRequest, "bad_request", "dot segments are not allowed in the path")
+	case h.signPath != "" && r.URL.Path == h.signPath:
+		h.serveSign(w, r)
 	default:
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = appBody{r.Body}

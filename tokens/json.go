@@ -30,6 +30,10 @@ type JSONConfig struct {
 	// ExpiresInField is the dotted path of the token's lifetime in seconds.
 	// If empty, "expires_in" is used.
 	ExpiresInField string
+	// ExpiresAtField, if set, is the dotted path of an absolute expiry (RFC
+	// 3339), for providers that give one instead of a lifetime (Juspay:
+	// juspay.client_auth_token_expiry); it wins over ExpiresInField.
+	ExpiresAtField string
 	// DefaultTTL is the lifetime used when the answer gives none and the token
 	// is not a JWT with exp. If zero, DefaultTTL is used.
 	DefaultTTL time.Duration
@@ -87,12 +91,22 @@ func (s *jsonSource) Token(ctx context.Context) (*Token, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, refusal(resp, raw, secret)
 	}
-	return parseJSONToken(raw, s.c.TokenField, s.c.ExpiresInField, s.c.Clock.Now(), s.c.DefaultTTL)
+	return parseJSONFields(raw, jsonFields{s.c.TokenField, s.c.ExpiresInField, s.c.ExpiresAtField}, s.c.Clock.Now(), s.c.DefaultTTL)
 }
+
+// jsonFields are the dotted paths read from a token endpoint's answer.
+type jsonFields struct{ token, expiresIn, expiresAt string }
 
 // parseJSONToken reads a token and its lifetime from a token endpoint's JSON
 // answer.
 func parseJSONToken(raw []byte, tokenField, expiresInField string, now time.Time, defaultTTL time.Duration) (*Token, error) {
+	return parseJSONFields(raw, jsonFields{token: tokenField, expiresIn: expiresInField}, now, defaultTTL)
+}
+
+// parseJSONFields reads a token and its expiry from a token endpoint's JSON
+// answer.
+func parseJSONFields(raw []byte, f jsonFields, now time.Time, defaultTTL time.Duration) (*Token, error) {
+	tokenField, expiresInField := f.token, f.expiresIn
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -104,7 +118,17 @@ func parseJSONToken(raw []byte, tokenField, expiresInField string, now time.Time
 		return nil, fmt.Errorf("tokens: token response has no %q", tokenField)
 	}
 	var given time.Time
-	if v := lookup(doc, expiresInField); v != nil {
+	if f.expiresAt != "" {
+		if v := lookup(doc, f.expiresAt); v != nil {
+			s, _ := v.(string)
+			t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("tokens: token response %q: not an RFC 3339 time", f.expiresAt)
+			}
+			given = t
+		}
+	}
+	if v := lookup(doc, expiresInField); v != nil && given.IsZero() {
 		secs, err := seconds(v)
 		if err != nil {
 			return nil, fmt.Errorf("tokens: token response %q: %w", expiresInField, err)

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/authsidecar/authsidecar/tokens"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +54,17 @@ type Config struct {
 	LogLevel              string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat             string        `env:"LOG_FORMAT" envDefault:"json"`
 	ShutdownTimeout       time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	Inject                string        `env:"INJECT"` // default set in loadConfig: bearer, or none without a token source
+	InjectHeader          string        `env:"INJECT_HEADER" envDefault:"Authorization"`
+	InjectPrefix          string        `env:"INJECT_PREFIX"`
+	BodyTokenField        string        `env:"BODY_TOKEN_FIELD" envDefault:"payload.clientAuthToken"`
+	BodyExpiryField       string        `env:"BODY_EXPIRY_FIELD"` // default set in loadConfig: empty means "don't set"
+	JSONExpiresAtField    string        `env:"JSON_EXPIRES_AT_FIELD"`
+	SigningKeyFile        string        `env:"SIGNING_KEY_FILE"`
+	SigningKeyID          string        `env:"SIGNING_KEY_ID"`
+	MerchantID            string        `env:"MERCHANT_ID"`
+	Service               string        `env:"SERVICE"`
+	SignPath              string        `env:"SIGN_PATH"`
 	UpstreamCAFile        string        `env:"UPSTREAM_CA_FILE"`
 	ClientCertFile        string        `env:"CLIENT_CERT_FILE"`
 	ClientKeyFile         string        `env:"CLIENT_KEY_FILE"`
@@ -70,6 +85,15 @@ func loadConfig(environ map[string]string) (Config, error) {
 	var problems []error
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: envPrefix, Environment: environ}); err != nil {
 		problems = append(problems, parseProblems(err)...)
+	}
+	if c.Inject == "" {
+		c.Inject = "bearer"
+		if c.TokenSource == "none" {
+			c.Inject = "none"
+		}
+	}
+	if _, set := environ[envPrefix+"BODY_EXPIRY_FIELD"]; !set {
+		c.BodyExpiryField = "payload.authExpiry"
 	}
 	for _, e := range c.validate() {
 		if !sameVariable(problems, e) { // a value that did not parse is reported once
@@ -180,8 +204,70 @@ func (c *Config) validate() []error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		p.add("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
+	c.validateInjection(&p)
 	c.tls = c.tlsConfig(&p)
 	return p
+}
+
+// validateInjection checks the injection mode and what it needs.
+func (c *Config) validateInjection(p *problems) {
+	switch c.Inject {
+	case "bearer", "header", "json-body":
+		if c.TokenSource == "none" {
+			p.add("INJECT", "%s needs a token: set %sTOKEN_SOURCE to json or oauth2, or use signature or none", c.Inject, envPrefix)
+		}
+	case "signature", "none":
+	default:
+		p.add("INJECT", "must be bearer, header, json-body, signature or none, got %q", c.Inject)
+	}
+	if c.Inject == "header" && !validHeaderName(c.InjectHeader) {
+		p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)
+	}
+	if c.Inject == "json-body" {
+		p.dottedPath("BODY_TOKEN_FIELD", c.BodyTokenField, true)
+		p.dottedPath("BODY_EXPIRY_FIELD", c.BodyExpiryField, false)
+	}
+	p.dottedPath("JSON_EXPIRES_AT_FIELD", c.JSONExpiresAtField, false)
+	if c.Inject == "signature" || c.SignPath != "" {
+		c.validateSigning(p)
+	}
+	if c.SignPath != "" && !strings.HasPrefix(c.SignPath, "/") {
+		p.add("SIGN_PATH", "must be a path starting with /, got %q", c.SignPath)
+	}
+}
+
+// validateSigning checks the signing key and the ids that go with it.
+func (c *Config) validateSigning(p *problems) {
+	if c.SigningKeyFile == "" {
+		p.add("SIGNING_KEY_FILE", "required for signing (%sINJECT=signature or %sSIGN_PATH)", envPrefix, envPrefix)
+	} else if raw, err := os.ReadFile(c.SigningKeyFile); err != nil {
+		p.add("SIGNING_KEY_FILE", "%v", err)
+	} else if key, err := tokens.ParsePrivateKey(raw); err != nil {
+		p.add("SIGNING_KEY_FILE", "%v", err)
+	} else if _, ok := key.(*rsa.PrivateKey); !ok {
+		p.add("SIGNING_KEY_FILE", "want an RSA private key, got %T", key)
+	}
+	if c.SigningKeyID == "" {
+		p.add("SIGNING_KEY_ID", "required for signing: it becomes payload.merchantKeyId")
+	}
+	if c.MerchantID == "" {
+		p.add("MERCHANT_ID", "required for signing: it becomes merchant_id in the signature payload")
+	}
+}
+
+// validHeaderName reports whether name is an HTTP token that is not a
+// hop-by-hop or framing header.
+func validHeaderName(name string) bool {
+	if name == "" || strings.IndexFunc(name, func(r rune) bool {
+		return r > '~' || !(r == '-' || r == '_' || r == '.' || ('0' <= r && r <= '9') || ('A' <= r && r <= 'Z') || ('a' <= r && r <= 'z') || strings.ContainsRune("!#$%&'*+^`|~", r))
+	}) >= 0 {
+		return false
+	}
+	switch http.CanonicalHeaderKey(name) {
+	case "Connection", "Content-Length", "Transfer-Encoding", "Host", "Te", "Trailer", "Upgrade", "Keep-Alive", "Proxy-Connection":
+		return false
+	}
+	return true
 }
 
 // parseParams reads "k=v,k=v".
@@ -288,6 +374,19 @@ func (p *problems) oneOf(name, literal, file string) {
 		if _, err := os.ReadFile(file); err != nil { // readable now; re-read at each use
 			p.add(name+"_FILE", "%v", err)
 		}
+	}
+}
+
+// dottedPath checks a dotted JSON path such as payload.clientAuthToken.
+func (p *problems) dottedPath(name, path string, required bool) {
+	if path == "" {
+		if required {
+			p.add(name, "required")
+		}
+		return
+	}
+	if slices.Contains(strings.Split(path, "."), "") {
+		p.add(name, "want a dotted path such as payload.clientAuthToken, got %q", path)
 	}
 }
 

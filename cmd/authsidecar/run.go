@@ -52,6 +52,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cache != nil {
 		pc.Tokens = cache
 	}
+	if err := configureInjection(&pc, cfg, log, m); err != nil {
+		return err
+	}
 
 	proxyLn, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -119,7 +122,7 @@ func newSource(cfg Config, client *http.Client) tokens.Source {
 	case "json":
 		return tokens.NewJSONSource(tokens.JSONConfig{
 			URL: cfg.TokenURL, ClientID: id, ClientSecret: secret,
-			TokenField: cfg.JSONTokenField, ExpiresInField: cfg.JSONExpiresInField,
+			TokenField: cfg.JSONTokenField, ExpiresInField: cfg.JSONExpiresInField, ExpiresAtField: cfg.JSONExpiresAtField,
 			DefaultTTL: cfg.TokenDefaultTTL, Client: client,
 		})
 	case "oauth2":
@@ -128,6 +131,34 @@ func newSource(cfg Config, client *http.Client) tokens.Source {
 			Scopes: cfg.scopes, Params: cfg.params, AuthStyle: cfg.authStyle,
 			DefaultTTL: cfg.TokenDefaultTTL, Client: client,
 		})
+	}
+	return nil
+}
+
+// configureInjection sets how the proxy authenticates requests (INJECT), and
+// the local signing endpoint (SIGN_PATH).
+func configureInjection(pc *proxy.Config, cfg Config, log *slog.Logger, m *metrics.Metrics) error {
+	if cfg.SigningKeyFile != "" && (cfg.Inject == "signature" || cfg.SignPath != "") {
+		key, err := tokens.LoadKeyFile(cfg.SigningKeyFile, log)
+		if err != nil {
+			return fmt.Errorf("%sSIGNING_KEY_FILE: %w", envPrefix, err)
+		}
+		pc.Signer = proxy.NewSigner(proxy.SignerConfig{
+			Key: key, KeyID: cfg.SigningKeyID, MerchantID: cfg.MerchantID, Service: cfg.Service, Metrics: m,
+		})
+		pc.SignPath = cfg.SignPath
+	}
+	switch cfg.Inject {
+	case "bearer":
+		pc.Injector = proxy.Bearer()
+	case "header":
+		pc.Injector = proxy.Header(cfg.InjectHeader, cfg.InjectPrefix)
+	case "json-body":
+		pc.Injector = proxy.JSONBody(cfg.BodyTokenField, cfg.BodyExpiryField)
+	case "signature":
+		pc.Injector = pc.Signer
+	case "none":
+		pc.Injector = proxy.None()
 	}
 	return nil
 }

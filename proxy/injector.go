@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"net/http"
+	"net/textproto"
+	"sync/atomic"
+
+	"github.com/authsidecar/authsidecar/tokens"
+)
+
+// BodyUse says what an Injector does with request bodies.
+type BodyUse int
+
+const (
+	// BodyUntouched: the injector sets headers only, and bodies stream.
+	BodyUntouched BodyUse = iota
+	// BodyPerToken: the body is rewritten for each token; a replay rewrites
+	// the app's original body with the new token (json-body).
+	BodyPerToken
+	// BodyOnce: the body is rewritten once, without a token, and a replay
+	// sends the same rewritten body (signature).
+	BodyOnce
+)
+
+// Injector puts the credentials on outbound requests. Implementations must
+// be safe for concurrent use.
+type Injector interface {
+	// Inject authenticates one attempt of a request with tok (nil without a
+	// token source). It may set headers in h and, unless Body returns
+	// BodyUntouched, returns the body to send in place of body, the app's
+	// whole body. A *RequestError means the app's request cannot be
+	// authenticated as it is; nothing is sent upstream.
+	Inject(h http.Header, tok *tokens.Token, body []byte) ([]byte, error)
+	// Body says whether Inject rewrites bodies, and how.
+	Body() BodyUse
+}
+
+// Bearer returns the injector that sets "Authorization: Bearer <token>",
+// replacing any Authorization the app sent.
+func Bearer() Injector { return Header("Authorization", "Bearer ") }
+
+// Header returns an injector that sets header name to prefix+token,
+// replacing any value the app sent.
+func Header(name, prefix string) Injector {
+	return &headerInjector{name: textproto.CanonicalMIMEHeaderKey(name), prefix: prefix}
+}
+
+type headerInjector struct {
+	name, prefix string
+	last         atomic.Pointer[headerValue]
+}
+
+// headerValue is the header value built once per token.
+type headerValue struct {
+	tok   *tokens.Token
+	value []string
+}
+
+func (i *headerInjector) Inject(h http.Header, tok *tokens.Token, _ []byte) ([]byte, error) {
+	if tok == nil {
+		return nil, nil
+	}
+	v := i.last.Load()
+	if v == nil || v.tok != tok {
+		v = &headerValue{tok: tok, value: []string{i.prefix + tok.Value}}
+		i.last.Store(v)
+	}
+	h[i.name] = v.value
+	return nil, nil
+}
+
+func (i *headerInjector) Body() BodyUse { return BodyUntouched }
+
+// None returns an injector that adds nothing: requests go out as the app sent them.
+func None() Injector { return noInjector{} }
+
+type noInjector struct{}
+
+func (noInjector) Inject(http.Header, *tokens.Token, []byte) ([]byte, error) { return nil, nil }
+func (noInjector) Body() BodyUse                                             { return BodyUntouched }
