@@ -71,19 +71,24 @@ func cleanDescription(s string, secrets ...string) string {
 func secretForms(secrets []string) []string {
 	var forms []string
 	for _, sec := range secrets {
-		if sec == "" {
+		// The text was made valid UTF-8 first: look for the secret as it now
+		// reads there.
+		if sec = strings.ToValidUTF8(sec, ""); sec == "" {
 			continue
 		}
-		var html, plain bytes.Buffer
-		json.NewEncoder(&html).Encode(sec)
-		enc := json.NewEncoder(&plain)
-		enc.SetEscapeHTML(false)
-		enc.Encode(sec)
-		forms = append(forms, sec,
-			strings.Trim(strings.TrimSpace(html.String()), `"`),
-			strings.Trim(strings.TrimSpace(plain.String()), `"`),
+		forms = append(forms, sec, jsonString(sec, true), jsonString(sec, false),
 			url.QueryEscape(sec), url.PathEscape(sec))
 	}
 	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
 	return slices.Compact(forms)
+}
+
+// jsonString is s as it reads inside a JSON string, without the quotes.
+func jsonString(s string, escapeHTML bool) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	enc.Encode(s)
+	out := strings.TrimSuffix(b.String(), "\n")
+	return out[1 : len(out)-1]
 }

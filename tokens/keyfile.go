@@ -46,7 +46,8 @@ func LoadKeyFile(path string, log *slog.Logger) (*KeyFile, error) {
 	return k, nil
 }
 
-// Signer returns the current key.
+// Signer returns the current key. A changed file holding a key of another
+// type, or no key, is refused and the current key kept.
 func (k *KeyFile) Signer() crypto.Signer {
 	now := time.Now().UnixNano()
 	if last := k.checked.Load(); now-last > int64(keyCheckInterval) && k.checked.CompareAndSwap(last, now) {
@@ -76,7 +77,10 @@ func (k *KeyFile) load() error {
 	if err != nil {
 		return err
 	}
-	if k.signer.Load() != nil {
+	if old := k.signer.Load(); old != nil {
+		if fmt.Sprintf("%T", *old) != fmt.Sprintf("%T", s) {
+			return fmt.Errorf("tokens: key file: the new key is %T, the current one %T: a rotation must keep the key type", s, *old)
+		}
 		k.log.Info("signing key file changed: using the new key", "path", k.path)
 	}
 	k.signer.Store(&s)

@@ -223,9 +223,15 @@ func (c *Config) validateInjection(p *problems) {
 	if c.Inject == "header" && !validHeaderName(c.InjectHeader) {
 		p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)
 	}
+	if c.Inject == "header" && strings.ContainsFunc(c.InjectPrefix, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		p.add("INJECT_PREFIX", "must not hold control characters")
+	}
 	if c.Inject == "json-body" {
 		p.dottedPath("BODY_TOKEN_FIELD", c.BodyTokenField, true)
 		p.dottedPath("BODY_EXPIRY_FIELD", c.BodyExpiryField, false)
+		if tok, exp := c.BodyTokenField+".", c.BodyExpiryField+"."; c.BodyExpiryField != "" && (strings.HasPrefix(tok, exp) || strings.HasPrefix(exp, tok)) {
+			p.add("BODY_EXPIRY_FIELD", "%q overlaps %sBODY_TOKEN_FIELD %q: the two must be separate fields", c.BodyExpiryField, envPrefix, c.BodyTokenField)
+		}
 	}
 	p.dottedPath("JSON_EXPIRES_AT_FIELD", c.JSONExpiresAtField, false)
 	if c.Inject == "signature" || c.SignPath != "" {
