@@ -227,7 +227,7 @@ func TestCacheOneFetchForManyCallers(t *testing.T) {
 			c := NewCache(src, CacheOptions{Clock: clk})
 			if startRunFirst {
 				run(t, c)
-				<-src.started
+				receive(t, src.started)
 			}
 			const callers = 64
 			toks, errs := make([]*Token, callers), make([]error, callers)
@@ -347,10 +347,7 @@ func TestCacheServesCurrentTokenDuringRenewal(t *testing.T) {
 	gate := make(chan struct{})
 	src.setGate(gate)
 	clk.AdvanceToNext(t)
-	for n := range src.started {
-		if n == 2 {
-			break // the renewal is in progress
-		}
+	for receive(t, src.started) != 2 { // until the renewal is in progress
 	}
 	for i := range 100 {
 		tok, err := tokenWithin(c)
@@ -557,7 +554,7 @@ func TestCacheTokenWaitsAtMostMaxWait(t *testing.T) {
 	src := &fakeSource{clk: clk, answer: issue(time.Hour), gate: make(chan struct{}), started: make(chan int, 8)}
 	c := NewCache(src, CacheOptions{Clock: clk, MaxWait: 3 * time.Second, FetchTimeout: time.Hour})
 	run(t, c)
-	<-src.started // the first fetch hangs
+	receive(t, src.started) // the first fetch hangs
 
 	type result struct {
 		tok *Token
@@ -579,7 +576,7 @@ func TestCacheTokenWaitsAtMostMaxWait(t *testing.T) {
 	default:
 	}
 	clk.Advance(time.Millisecond)
-	r := <-done
+	r := receive(t, done)
 	if r.tok != nil || !errors.Is(r.err, ErrNoToken) || !strings.Contains(r.err.Error(), "timed out waiting for a token") {
 		t.Errorf("Token() after MaxWait = %v, %v; want ErrNoToken: timed out", r.tok, r.err)
 	}
@@ -591,12 +588,24 @@ func TestCacheTokenWaitsAtMostMaxWait(t *testing.T) {
 	}()
 	clk.BlockUntil(t, 1)
 	cancel()
-	r = <-done
+	r = receive(t, done)
 	if r.tok != nil || !errors.Is(r.err, ErrNoToken) || !errors.Is(r.err, context.Canceled) {
 		t.Errorf("Token() with its context canceled = %v, %v; want ErrNoToken wrapping context.Canceled", r.tok, r.err)
 	}
 	if n := src.count(); n != 1 {
 		t.Errorf("source called %d times, want 1", n)
+	}
+}
+
+// receive waits at most 10s of real time for a value from ch.
+func receive[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("nothing received within 10s")
+		panic("unreachable")
 	}
 }
 
@@ -736,6 +745,37 @@ func TestCacheInvalidate(t *testing.T) {
 	}
 	if n, f := src.count(), obs.forcedRefreshes(); n != 2 || f != 1 {
 		t.Errorf("source called %d times with %d forced refreshes, want 2 and 1", n, f)
+	}
+}
+
+// TestCacheInvalidateDuringRenewal: a token rejected while its renewal is in
+// flight is dropped, and the renewal is the refresh: no second fetch.
+func TestCacheInvalidateDuringRenewal(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	obs := &observer{}
+	src := &fakeSource{clk: clk, answer: issue(time.Hour), started: make(chan int, 8)}
+	c := NewCache(src, CacheOptions{Clock: clk, Observer: obs})
+	run(t, c)
+	first := mustToken(t, c)
+	clk.BlockUntil(t, 1)
+	gate := make(chan struct{})
+	src.setGate(gate)
+	clk.AdvanceToNext(t)
+	for receive(t, src.started) != 2 { // until the renewal is in flight
+	}
+	if !c.Invalidate(first) {
+		t.Errorf("Invalidate() during renewal = false, want true")
+	}
+	if c.Valid() {
+		t.Errorf("Valid() = true after Invalidate, want false")
+	}
+	close(gate)
+	if got := mustToken(t, c); got.Value != "tok-2" {
+		t.Errorf("Token() = %q, want the renewed %q", got.Value, "tok-2")
+	}
+	clk.BlockUntil(t, 1)
+	if n, f := src.count(), obs.forcedRefreshes(); n != 2 || f != 1 || len(c.kick) != 0 {
+		t.Errorf("%d fetches, %d forced refreshes, %d pending; want 2, 1, 0", n, f, len(c.kick))
 	}
 }
 
@@ -932,7 +972,7 @@ func TestCacheRunStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	<-src.started
+	receive(t, src.started)
 	cancel()
 	select {
 	case err := <-done:

@@ -69,6 +69,14 @@ func TestCleanDescription(t *testing.T) {
 		// The invalid byte is dropped after redaction, which joins the
 		// secret together again: redaction must not depend on it.
 		{"secret split by an invalid byte", "echo example_client_secret\xff_key_123456789abcdef", []string{secret}, "echo [redacted]"},
+		{"JSON-escaped echo", `request was {"client_secret":"s3\"cr\u003c3t"}`, []string{`s3"cr<3t`}, `request was {"client_secret":"[redacted]"}`},
+		{"URL-encoded echo", "body: grant_type=client_credentials&client_secret=s3+cr%26t", []string{"s3 cr&t"}, "body: grant_type=client_credentials&client_secret=[redacted]"},
+		// A secret read from a binary file may not be UTF-8; replacing its
+		// bytes must not leave half a rune behind.
+		{"secret not UTF-8", "café", []string{"\xc3"}, "café"},
+		// The JSON-escaped form of `dir"` is `dir\"`, not `dir\`: text that
+		// is not an echo of the secret stays.
+		{"no echo of a secret ending in a quote", `C:\dir\file`, []string{`dir"`}, `C:\dir\file`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,7 +88,7 @@ func TestCleanDescription(t *testing.T) {
 				t.Errorf("cleanDescription() = %q: %d bytes, valid UTF-8 %v", got, len(got), utf8.ValidString(got))
 			}
 			for _, s := range tc.secrets {
-				if s != "" && strings.Contains(got, s) {
+				if s != "" && utf8.ValidString(s) && strings.Contains(got, s) {
 					t.Errorf("cleanDescription() = %q, which contains the secret %q", got, s)
 				}
 			}

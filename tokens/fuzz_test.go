@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,22 +15,31 @@ import (
 )
 
 // FuzzParseJSONToken feeds token endpoint answers and field paths to the
-// JSON exchange's parser: it must not panic, and a token it returns must be
-// usable.
+// JSON exchange's parser (parseJSONToken, and parseJSONFields under it when
+// an absolute expiry field is set): it must not panic, and a token it
+// returns must be usable.
 func FuzzParseJSONToken(f *testing.F) {
-	f.Add([]byte(`{"access_token":"`+tezpayExampleToken+`","token_type":"bearer","expires_in":43200,"client_id":"`+tezpayID+`"}`), "access_token", "expires_in")
-	f.Add([]byte(`{"access_token":"`+tezpayExampleToken+`"}`), "access_token", "expires_in")
-	f.Add([]byte(`{"status":"ok","data":{"token":"abc","ttl":"600"}}`), "data.token", "data.ttl")
-	f.Add([]byte(`{"access_token":"opaque","expires_in":" 12.5 "}`), "access_token", "expires_in")
-	f.Add([]byte(`{"access_token":"x","expires_in":1e400}`), "access_token", "expires_in")
-	f.Add([]byte(`{"access_token":"x","expires_in":-1}`), "access_token", "expires_in")
-	f.Add([]byte(`{"":{"":"x"}}`), ".", "")
-	f.Add([]byte(`["access_token"]`), "access_token", "expires_in")
-	f.Add([]byte(`{"detail":"Invalid credentials"}`), "access_token", "expires_in")
-	f.Add([]byte(``), "", "")
+	f.Add([]byte(`{"access_token":"`+tezpayExampleToken+`","token_type":"bearer","expires_in":43200,"client_id":"`+tezpayID+`"}`), "access_token", "expires_in", "")
+	f.Add([]byte(`{"access_token":"`+tezpayExampleToken+`"}`), "access_token", "expires_in", "")
+	f.Add([]byte(`{"status":"ok","data":{"token":"abc","ttl":"600"}}`), "data.token", "data.ttl", "")
+	f.Add([]byte(`{"access_token":"opaque","expires_in":" 12.5 "}`), "access_token", "expires_in", "")
+	f.Add([]byte(`{"access_token":"x","expires_in":1e400}`), "access_token", "expires_in", "")
+	f.Add([]byte(`{"access_token":"x","expires_in":-1}`), "access_token", "expires_in", "")
+	f.Add([]byte(`{"juspay":{"client_auth_token":"tkn","client_auth_token_expiry":"2025-09-17T21:00:44.318Z"}}`), "juspay.client_auth_token", "expires_in", "juspay.client_auth_token_expiry")
+	f.Add([]byte(`{"t":"x","at":"2025-09-18T02:30:44+05:30","in":"x"}`), "t", "in", "at")
+	f.Add([]byte(`{"":{"":"x"}}`), ".", "", "")
+	f.Add([]byte(`["access_token"]`), "access_token", "expires_in", "")
+	f.Add([]byte(`{"detail":"Invalid credentials"}`), "access_token", "expires_in", "")
+	f.Add([]byte(``), "", "", "")
 	now := tezpayEpoch
-	f.Fuzz(func(t *testing.T, raw []byte, tokenField, expiresInField string) {
-		tok, err := parseJSONToken(raw, tokenField, expiresInField, now, time.Minute)
+	f.Fuzz(func(t *testing.T, raw []byte, tokenField, expiresInField, expiresAtField string) {
+		var tok *Token
+		var err error
+		if expiresAtField == "" {
+			tok, err = parseJSONToken(raw, tokenField, expiresInField, now, time.Minute)
+		} else {
+			tok, err = parseJSONFields(raw, jsonFields{tokenField, expiresInField, expiresAtField}, now, time.Minute)
+		}
 		if err != nil {
 			if tok != nil {
 				t.Errorf("parseJSONToken() = %v with error %v, want nil", tok, err)
@@ -55,8 +66,16 @@ func FuzzParseJSONToken(f *testing.F) {
 		if v, _ := lookup(doc, tokenField).(string); v != tok.Value {
 			t.Errorf("parseJSONToken().Value = %q, want %q at %q", tok.Value, v, tokenField)
 		}
-		if lookup(doc, expiresInField) != nil && (tok.Expiry.Before(now) || tok.Expiry.After(now.Add(10*365*24*time.Hour))) {
-			t.Errorf("parseJSONToken().Expiry = %v from %q, want between now and 10 years on", tok.Expiry, expiresInField)
+		at, _ := lookup(doc, expiresAtField).(string)
+		switch want, perr := time.Parse(time.RFC3339Nano, strings.TrimSpace(at)); {
+		case expiresAtField != "" && perr == nil && !want.IsZero():
+			if !tok.Expiry.Equal(want) {
+				t.Errorf("parseJSONFields().Expiry = %v, want %v from %q", tok.Expiry, want, expiresAtField)
+			}
+		case lookup(doc, expiresInField) != nil:
+			if tok.Expiry.Before(now) || tok.Expiry.After(now.Add(10*365*24*time.Hour)) {
+				t.Errorf("parseJSONToken().Expiry = %v from %q, want between now and 10 years on", tok.Expiry, expiresInField)
+			}
 		}
 	})
 }
@@ -146,8 +165,24 @@ func FuzzRefusal(f *testing.F) {
 	})
 }
 
+// echoForms are the forms in which a provider may echo a secret back: as it
+// is, JSON-escaped (with and without HTML escaping) and URL-encoded.
+func echoForms(secret string) []string {
+	forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret)}
+	for _, escapeHTML := range []bool{true, false} {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(escapeHTML)
+		enc.Encode(secret)
+		quoted := strings.TrimSuffix(b.String(), "\n")
+		forms = append(forms, quoted[1:len(quoted)-1])
+	}
+	return forms
+}
+
 // FuzzCleanDescription: whatever a provider says, what is kept is short,
-// valid UTF-8 and free of the secret, and a short clean message is kept whole.
+// valid UTF-8 and free of the secret, and a short message with no echo of the
+// secret is kept whole.
 func FuzzCleanDescription(f *testing.F) {
 	f.Add("Invalid credentials", "")
 	f.Add("client_secret "+tezpaySecret+" is not valid", tezpaySecret)
@@ -155,6 +190,8 @@ func FuzzCleanDescription(f *testing.F) {
 	f.Add(strings.Repeat("é", 200), "é")
 	f.Add(strings.Repeat("a", maxDescription-1)+"€€", "b")
 	f.Add("bad \xff byte", "bad")
+	f.Add(`{"client_secret":"s3\"cr\u003c3t"}`, `s3"cr<3t`)
+	f.Add("client_secret=s3+cr%26t", "s3 cr&t")
 	f.Fuzz(func(t *testing.T, s, secret string) {
 		got := cleanDescription(s, secret)
 		checkDescription(t, "cleanDescription()", got, secret)
@@ -162,8 +199,9 @@ func FuzzCleanDescription(f *testing.F) {
 			t.Errorf("cleanDescription() = %q: cut without a mark", got)
 		}
 		trimmed := strings.TrimSpace(s)
-		if (secret == "" || !strings.Contains(s, secret)) && utf8.ValidString(s) && utf8.ValidString(secret) && len(trimmed) <= maxDescription && got != trimmed {
-			t.Errorf("cleanDescription(%q) = %q, want %q", s, got, trimmed)
+		echoed := slices.ContainsFunc(echoForms(secret), func(form string) bool { return form != "" && strings.Contains(s, form) })
+		if !echoed && utf8.ValidString(s) && utf8.ValidString(secret) && len(trimmed) <= maxDescription && got != trimmed {
+			t.Errorf("cleanDescription(%q, %q) = %q, want %q", s, secret, got, trimmed)
 		}
 	})
 }

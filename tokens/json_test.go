@@ -240,6 +240,48 @@ func TestJSONSourceExpiry(t *testing.T) {
 	}
 }
 
+// TestJSONSourceExpiresAt: an absolute expiry in RFC 3339, as Juspay's
+// juspay.client_auth_token_expiry, wins over expires_in.
+func TestJSONSourceExpiresAt(t *testing.T) {
+	at := time.Date(2025, 9, 17, 21, 0, 44, 318e6, time.UTC) // tezpayEpoch + 1h00m00.318s
+	tests := []struct {
+		name    string
+		body    string
+		want    time.Time
+		wantErr string
+	}{
+		{name: "Juspay", body: `{"juspay":{"client_auth_token":"tkn_1","client_auth_token_expiry":"2025-09-17T21:00:44.318Z"}}`, want: at},
+		{name: "wins over expires_in", body: `{"expires_in":60,"juspay":{"client_auth_token":"tkn_1","client_auth_token_expiry":"2025-09-17T21:00:44.318Z"}}`, want: at},
+		{name: "with an offset", body: `{"juspay":{"client_auth_token":"tkn_1","client_auth_token_expiry":"2025-09-18T02:30:44.318+05:30"}}`, want: at},
+		{name: "absent: expires_in", body: `{"expires_in":600,"juspay":{"client_auth_token":"tkn_1"}}`, want: tezpayEpoch.Add(10 * time.Minute)},
+		{name: "absent: DefaultTTL", body: `{"juspay":{"client_auth_token":"tkn_1"}}`, want: tezpayEpoch.Add(DefaultTTL)},
+		{name: "not RFC 3339", body: `{"juspay":{"client_auth_token":"tkn_1","client_auth_token_expiry":"17/09/2025 21:00"}}`, wantErr: `"juspay.client_auth_token_expiry": not an RFC 3339 time`},
+		{name: "a number", body: `{"juspay":{"client_auth_token":"tkn_1","client_auth_token_expiry":1758142844}}`, wantErr: `"juspay.client_auth_token_expiry": not an RFC 3339 time`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEndpoint(t, reply(http.StatusOK, tc.body))
+			src := NewJSONSource(JSONConfig{
+				URL: e.url(), TokenField: "juspay.client_auth_token", ExpiresAtField: "juspay.client_auth_token_expiry",
+				Client: e.srv.Client(), Clock: newFakeClock(tezpayEpoch),
+			})
+			tok, err := src.Token(context.Background())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("Token() = %v, %v; want an error containing %q", tok, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Token() error = %v", err)
+			}
+			if tok.Value != "tkn_1" || !tok.Expiry.Equal(tc.want) {
+				t.Errorf("Token() = %q expiring %v, want %q expiring %v", tok.Value, tok.Expiry, "tkn_1", tc.want)
+			}
+		})
+	}
+}
+
 func TestJSONSourceBadAnswers(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -45,7 +46,29 @@ func NewOAuth2Source(c OAuth2Config) Source {
 	return &oauth2Source{c: c}
 }
 
-type oauth2Source struct{ c OAuth2Config }
+type oauth2Source struct {
+	c OAuth2Config
+
+	mu  sync.Mutex
+	cfg *clientcredentials.Config // kept while the credentials stay the same, so that an auto-detected auth style is remembered
+}
+
+// config returns the grant's configuration for these credentials.
+func (s *oauth2Source) config(id, secret string) *clientcredentials.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg == nil || s.cfg.ClientID != id || s.cfg.ClientSecret != secret {
+		s.cfg = &clientcredentials.Config{
+			ClientID:       id,
+			ClientSecret:   secret,
+			TokenURL:       s.c.TokenURL,
+			Scopes:         s.c.Scopes,
+			EndpointParams: s.c.Params,
+			AuthStyle:      s.c.AuthStyle,
+		}
+	}
+	return s.cfg
+}
 
 func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 	id, err := s.c.ClientID.Read()
@@ -56,15 +79,7 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := clientcredentials.Config{
-		ClientID:       id,
-		ClientSecret:   secret,
-		TokenURL:       s.c.TokenURL,
-		Scopes:         s.c.Scopes,
-		EndpointParams: s.c.Params,
-		AuthStyle:      s.c.AuthStyle,
-	}
-	t, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, s.c.Client))
+	t, err := s.config(id, secret).Token(context.WithValue(ctx, oauth2.HTTPClient, s.c.Client))
 	if err != nil {
 		// A provider may echo the request back, Basic credential included.
 		basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))

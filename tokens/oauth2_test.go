@@ -124,6 +124,25 @@ func TestOAuth2SourceAutoDetect(t *testing.T) {
 	if len(reqs) != 2 || reqs[0].Authorization == "" || formOf(t, reqs[1].Body).Get("client_secret") != oauthSecret {
 		t.Errorf("requests = %+v, want Basic first, then client_secret in the body", reqs)
 	}
+
+	// Detected once, the style is kept: a renewal is one request, not a
+	// refused Basic attempt and a retry each time.
+	if _, err := src.Token(context.Background()); err != nil {
+		t.Fatalf("second Token() error = %v", err)
+	}
+	if reqs := e.seen(); len(reqs) != 3 {
+		t.Errorf("second fetch made %d requests, want 1 with the detected style (%d refused Basic attempts in all)", len(reqs)-2, countBasic(reqs))
+	}
+}
+
+func countBasic(reqs []seen) int {
+	n := 0
+	for _, r := range reqs {
+		if r.Authorization != "" {
+			n++
+		}
+	}
+	return n
 }
 
 func TestOAuth2SourceExpiry(t *testing.T) {

@@ -35,3 +35,6 @@ func (s Secret) Read() (string, error) {
 
 // String hides the secret.
 func (s Secret) String() string { return "[secret redacted]" }
+
+// GoString hides the secret from %#v too.
+func (s Secret) GoString() string { return s.String() }

@@ -25,6 +25,9 @@ type Token struct {
 // leak into logs.
 func (t *Token) String() string { return "[token redacted]" }
 
+// GoString hides the token's value from %#v too.
+func (t *Token) GoString() string { return t.String() }
+
 // LogValue implements slog.LogValuer: only the expiry is ever logged.
 func (t *Token) LogValue() slog.Value {
 	return slog.GroupValue(slog.Time("expiry", t.Expiry))

@@ -210,14 +210,19 @@ func TestLoadConfigInjectBadValue(t *testing.T) {
 // A prefix with a line break (a YAML block scalar's trailing newline) makes
 // every request a 502, as net/http refuses the header value; overlapping body
 // paths make every json-body request a 400 bad_field, or overwrite the token
-// with its expiry.
+// with its expiry; a MAX_REPLAY_BODY of 0 makes every body that must be
+// rewritten or signed a 413.
 func TestLoadConfigRefusesUnusableInjection(t *testing.T) {
+	keys := writeKeyFiles(t)
 	checkOneProblem(t, []badInject{
 		{"header prefix with a line break", "json", map[string]string{"INJECT": "header", "INJECT_HEADER": "X-Api-Token", "INJECT_PREFIX": "Token\n"}, "INJECT_PREFIX", ""},
 		{"header prefix with a NUL", "json", map[string]string{"INJECT": "header", "INJECT_HEADER": "X-Api-Token", "INJECT_PREFIX": "Token\x00 "}, "INJECT_PREFIX", ""},
 		{"body expiry field the same as the token's", "json", map[string]string{"INJECT": "json-body", "BODY_EXPIRY_FIELD": "payload.clientAuthToken"}, "BODY_EXPIRY_FIELD", ""},
 		{"body expiry field inside the token's", "json", map[string]string{"INJECT": "json-body", "BODY_TOKEN_FIELD": "payload.auth", "BODY_EXPIRY_FIELD": "payload.auth.expiry"}, "BODY_EXPIRY_FIELD", ""},
 		{"body token field inside the expiry's", "json", map[string]string{"INJECT": "json-body", "BODY_TOKEN_FIELD": "payload.auth.token", "BODY_EXPIRY_FIELD": "payload.auth"}, "BODY_EXPIRY_FIELD", ""},
+		{"json-body with MAX_REPLAY_BODY 0", "json", map[string]string{"INJECT": "json-body", "MAX_REPLAY_BODY": "0"}, "MAX_REPLAY_BODY", ""},
+		{"signature with MAX_REPLAY_BODY 0", "none", signing(keys.pkcs1, map[string]string{"MAX_REPLAY_BODY": "0"}), "MAX_REPLAY_BODY", ""},
+		{"signing endpoint with MAX_REPLAY_BODY 0", "json", signing(keys.pkcs1, map[string]string{"INJECT": "bearer", "SIGN_PATH": "/sign", "MAX_REPLAY_BODY": "0"}), "MAX_REPLAY_BODY", ""},
 	})
 }
 
