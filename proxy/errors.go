@@ -15,6 +15,7 @@ import (
 func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	var bodyErr *bodyError
 	var re *RequestError
+	var se *SigningError
 	switch {
 	case errors.Is(err, tokens.ErrNoToken):
 		h.log.Warn("no valid token: answering 503", "method", r.Method, "path", r.URL.Path, "error", err)
@@ -27,6 +28,9 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 		}
 		h.log.Info("request refused: cannot authenticate its body", "method", r.Method, "path", r.URL.Path, "reason", re.Reason)
 		h.reject(w, status, code, re.Message)
+	case errors.As(err, &se):
+		h.log.Error("signing failed: answering 500", "method", r.Method, "path", r.URL.Path, "error", se)
+		h.reject(w, http.StatusInternalServerError, "signing_failed", se.Error())
 	case r.Context().Err() != nil:
 		// The app went away; nobody is left to answer.
 		h.log.Debug("request canceled by the app", "method", r.Method, "path", r.URL.Path)

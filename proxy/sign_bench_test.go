@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,7 +95,7 @@ func BenchmarkSignRewriteOnly(b *testing.B) {
 		payload["signature"] = base64.StdEncoding.EncodeToString(fakeSig)
 		payload["merchantKeyId"] = "key-1234"
 		out, err := encodeJSON(doc)
-		if err != nil || !strings.HasPrefix(string(out), "{") {
+		if err != nil || len(out) == 0 {
 			b.Fatal(err)
 		}
 	}

@@ -66,6 +66,9 @@ func (s *Signer) Sign(body []byte) ([]byte, error) {
 	out, err := s.sign(body)
 	if err != nil {
 		s.c.Metrics.Signature("error")
+		if _, ok := err.(*RequestError); !ok {
+			err = &SigningError{err}
+		}
 		return nil, err
 	}
 	s.c.Metrics.Signature("success")
@@ -116,6 +119,13 @@ func (s *Signer) sign(body []byte) ([]byte, error) {
 	payload["merchantKeyId"] = s.c.KeyID
 	return encodeJSON(doc)
 }
+
+// SigningError is a failure to sign that is not the app's fault (an unusable
+// key); it is answered 500.
+type SigningError struct{ err error }
+
+func (e *SigningError) Error() string { return "proxy: signing failed: " + e.err.Error() }
+func (e *SigningError) Unwrap() error { return e.err }
 
 // customerID reads payload.customerId or payload.customer_id: a non-empty
 // string, or a number kept as written.

@@ -26,13 +26,19 @@ func jwtExpiry(value string) (time.Time, bool) {
 	return exp.Time, true
 }
 
-// expiryOf picks a token's expiry: the one the provider gave, else the JWT's
-// exp, else now plus defaultTTL (DefaultTTL if zero).
+// expiryOf picks a token's expiry: the one the provider gave, or the JWT's
+// exp when that is earlier but still ahead (exp is in whole seconds, and may
+// fall up to a second before now+expires_in; an exp already past says the
+// clocks disagree, and is ignored); else the JWT's exp; else now plus
+// defaultTTL (DefaultTTL if zero).
 func expiryOf(value string, given, now time.Time, defaultTTL time.Duration) time.Time {
-	if !given.IsZero() {
+	exp, isJWT := jwtExpiry(value)
+	switch {
+	case !given.IsZero() && isJWT && exp.Before(given) && exp.After(now):
+		return exp
+	case !given.IsZero():
 		return given
-	}
-	if exp, ok := jwtExpiry(value); ok {
+	case isJWT:
 		return exp
 	}
 	if defaultTTL <= 0 {

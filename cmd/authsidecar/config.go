@@ -237,6 +237,9 @@ func (c *Config) validateInjection(p *problems) {
 	if c.Inject == "signature" || c.SignPath != "" {
 		c.validateSigning(p)
 	}
+	if c.MaxReplayBody == 0 && (c.Inject == "json-body" || c.Inject == "signature" || c.SignPath != "") {
+		p.add("MAX_REPLAY_BODY", "must be positive with %sINJECT=%s or %sSIGN_PATH: bodies are rewritten in memory", envPrefix, c.Inject, envPrefix)
+	}
 	if c.SignPath != "" && !strings.HasPrefix(c.SignPath, "/") {
 		p.add("SIGN_PATH", "must be a path starting with /, got %q", c.SignPath)
 	}
