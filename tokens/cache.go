@@ -43,6 +43,9 @@ type CacheOptions struct {
 	Logger *slog.Logger
 	// Observer receives events for metrics. If nil, none are sent.
 	Observer Observer
+	// Changed, if not nil, signals that the source's credential changed (a
+	// token file was rotated): each receive starts a fetch at once.
+	Changed <-chan struct{}
 }
 
 // maxRetryAfter caps how long a provider's Retry-After may delay a fetch.
@@ -244,6 +247,9 @@ func (c *Cache) Run(ctx context.Context) error {
 		case <-t.C():
 		case <-c.kick:
 			t.Stop()
+		case <-c.opts.Changed:
+			t.Stop()
+			c.opts.Logger.Info("credential changed: fetching")
 		}
 	}
 }

@@ -19,6 +19,9 @@ type Token struct {
 	Value string
 	// Expiry is when the provider stops accepting Value. Sources always set it.
 	Expiry time.Time
+	// Label is a second value issued with some tokens (Axepta's AuthLabel);
+	// empty for most sources. It is as secret as Value.
+	Label string
 }
 
 // String hides the token's value, so that a token printed by mistake does not
