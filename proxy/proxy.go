@@ -31,6 +31,11 @@ type Config struct {
 	Signer *Signer
 	// SignPath is the path of the local signing endpoint; empty means none.
 	SignPath string
+	// HandoffPath is the path of the local hand-off endpoint, which answers
+	// the current token (with Tokens set); empty means none.
+	HandoffPath string
+	// HandoffFormat is the shape of the hand-off endpoint's answer.
+	HandoffFormat HandoffFormat
 	// Transport sends requests upstream. If nil, NewTransport(nil) is used.
 	Transport http.RoundTripper
 	// RefreshOn lists the upstream statuses that mean "token rejected". If
@@ -66,6 +71,9 @@ func New(c Config) http.Handler {
 	if c.Injector != nil {
 		rt = newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
 	}
+	if c.Tokens != nil && c.HandoffPath != "" {
+		h.handoffPath, h.handoffFormat, h.tokens = c.HandoffPath, c.HandoffFormat, c.Tokens
+	}
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
 	}
@@ -83,6 +91,11 @@ type handler struct {
 	signPath string // the local signing endpoint; empty means none
 	signer   *Signer
 	maxBody  int64
+
+	handoffPath   string // the local hand-off endpoint; empty means none
+	handoffFormat HandoffFormat
+	tokens        TokenSource
+
 	upstream *url.URL
 	rp       *httputil.ReverseProxy
 	log      *slog.Logger
@@ -102,6 +115,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusBadRequest, "bad_request", "dot segments are not allowed in the path")
 	case h.signPath != "" && r.URL.Path == h.signPath:
 		h.serveSign(w, r)
+	case h.handoffPath != "" && r.URL.Path == h.handoffPath:
+		h.serveHandoff(w, r)
 	default:
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = appBody{r.Body}

@@ -22,6 +22,9 @@ type Token struct {
 	// Label is a second value issued with some tokens (Axepta's AuthLabel);
 	// empty for most sources. It is as secret as Value.
 	Label string
+	// Extra holds provider details that go with the token, for the hand-off
+	// endpoint (Axepta's Code and Description); nil for most sources.
+	Extra map[string]string
 }
 
 // String hides the token's value, so that a token printed by mistake does not

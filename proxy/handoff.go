@@ -1,0 +1,59 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// HandoffFormat is the shape of the hand-off endpoint's answer.
+type HandoffFormat int
+
+const (
+	// HandoffOAuth2 answers {"access_token","token_type","expires_in","expires_at"}.
+	HandoffOAuth2 HandoffFormat = iota
+	// HandoffAxepta answers the object BNP/Axepta's mobile SDK expects:
+	// {"AuthToken","AuthLabel","ExpiryDate","Description","Status","Code"}.
+	HandoffAxepta
+)
+
+// axeptaDate is Axepta's dttm format, in UTC.
+const axeptaDate = "2006-01-02T15:04:05"
+
+// serveHandoff hands the current credential to a local client (a backend that
+// gives it to a frontend or a mobile SDK). It is served on the proxy listener
+// only, and never forwarded.
+func (h *handler) serveHandoff(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET, POST")
+		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "the hand-off endpoint takes GET or POST")
+		return
+	}
+	tok, err := h.tokens.Token(r.Context())
+	if err != nil {
+		h.handleError(w, r, err)
+		return
+	}
+	var answer any
+	switch h.handoffFormat {
+	case HandoffAxepta:
+		answer = struct {
+			AuthToken   string `json:"AuthToken"`
+			AuthLabel   string `json:"AuthLabel"`
+			ExpiryDate  string `json:"ExpiryDate"`
+			Description string `json:"Description"`
+			Status      string `json:"Status"`
+			Code        string `json:"Code"`
+		}{tok.Value, tok.Label, tok.Expiry.UTC().Format(axeptaDate), tok.Extra["Description"], "OK", tok.Extra["Code"]}
+	default:
+		answer = struct {
+			AccessToken string `json:"access_token"`
+			TokenType   string `json:"token_type"`
+			ExpiresIn   int64  `json:"expires_in"`
+			ExpiresAt   string `json:"expires_at"`
+		}{tok.Value, "Bearer", int64(time.Until(tok.Expiry) / time.Second), tok.Expiry.UTC().Format(time.RFC3339)}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(answer)
+}
