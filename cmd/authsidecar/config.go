@@ -65,6 +65,13 @@ type Config struct {
 	MerchantID            string        `env:"MERCHANT_ID"`
 	Service               string        `env:"SERVICE"`
 	SignPath              string        `env:"SIGN_PATH"`
+	TokenTTL              time.Duration `env:"TOKEN_TTL" envDefault:"15m"`
+	TokenFile             string        `env:"TOKEN_FILE"`
+	AssertionKeyFile      string        `env:"CLIENT_ASSERTION_KEY_FILE"`
+	AssertionAlg          string        `env:"CLIENT_ASSERTION_ALG" envDefault:"RS256"`
+	AssertionKeyID        string        `env:"CLIENT_ASSERTION_KEY_ID"`
+	InjectLabelHeader     string        `env:"INJECT_LABEL_HEADER"`
+	HandoffPath           string        `env:"HANDOFF_PATH"`
 	UpstreamCAFile        string        `env:"UPSTREAM_CA_FILE"`
 	ClientCertFile        string        `env:"CLIENT_CERT_FILE"`
 	ClientKeyFile         string        `env:"CLIENT_KEY_FILE"`
@@ -76,6 +83,7 @@ type Config struct {
 	refreshOn []int
 	logLevel  slog.Level
 	tls       *tls.Config
+	assertion *tokens.ClientAssertion
 }
 
 // loadConfig reads the configuration from environ and validates it as a
@@ -151,12 +159,40 @@ func (c *Config) validate() []error {
 	case "json", "oauth2":
 		p.url("TOKEN_URL", c.TokenURL)
 		p.oneOf("CLIENT_ID", c.ClientID, c.ClientIDFile)
-		p.oneOf("CLIENT_SECRET", c.ClientSecret, c.ClientSecretFile)
+		if c.TokenSource == "oauth2" && c.OAuth2AuthStyle == "private-key-jwt" {
+			c.validateAssertion(&p)
+		} else {
+			p.oneOf("CLIENT_SECRET", c.ClientSecret, c.ClientSecretFile)
+		}
+	case "registered":
+		p.url("TOKEN_URL", c.TokenURL)
+		if c.MerchantID == "" {
+			p.add("MERCHANT_ID", "required with %sTOKEN_SOURCE=registered: tokens are registered for it", envPrefix)
+		}
+		if c.TokenTTL <= 0 || c.TokenTTL > 24*time.Hour {
+			p.add("TOKEN_TTL", "must be positive and at most 24h (the provider's limit), got %s", c.TokenTTL)
+		}
+	case "file":
+		if c.TokenFile == "" {
+			p.add("TOKEN_FILE", "required with %sTOKEN_SOURCE=file", envPrefix)
+		} else if _, err := os.ReadFile(c.TokenFile); err != nil {
+			p.add("TOKEN_FILE", "%v", err)
+		}
 	case "none":
 	case "":
-		p.add("TOKEN_SOURCE", "required: json, oauth2 or none")
+		p.add("TOKEN_SOURCE", "required: json, oauth2, registered, file or none")
 	default:
-		p.add("TOKEN_SOURCE", "must be json, oauth2 or none, got %q", c.TokenSource)
+		p.add("TOKEN_SOURCE", "must be json, oauth2, registered, file or none, got %q", c.TokenSource)
+	}
+	if c.HandoffPath != "" {
+		switch {
+		case !strings.HasPrefix(c.HandoffPath, "/"):
+			p.add("HANDOFF_PATH", "must be a path starting with /, got %q", c.HandoffPath)
+		case c.HandoffPath == c.SignPath:
+			p.add("HANDOFF_PATH", "must differ from %sSIGN_PATH", envPrefix)
+		case c.TokenSource == "none":
+			p.add("HANDOFF_PATH", "needs a token source: %sTOKEN_SOURCE is none", envPrefix)
+		}
 	}
 	for s := range strings.SplitSeq(c.Scopes, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -172,10 +208,10 @@ func (c *Config) validate() []error {
 		c.authStyle = oauth2.AuthStyleAutoDetect
 	case "header":
 		c.authStyle = oauth2.AuthStyleInHeader
-	case "params":
+	case "params", "private-key-jwt":
 		c.authStyle = oauth2.AuthStyleInParams
 	default:
-		p.add("OAUTH2_AUTH_STYLE", "must be auto, header or params, got %q", c.OAuth2AuthStyle)
+		p.add("OAUTH2_AUTH_STYLE", "must be auto, header, params or private-key-jwt, got %q", c.OAuth2AuthStyle)
 	}
 	if strings.TrimSpace(c.JSONTokenField) == "" {
 		p.add("JSON_TOKEN_FIELD", "must not be empty")
@@ -220,6 +256,9 @@ func (c *Config) validateInjection(p *problems) {
 	default:
 		p.add("INJECT", "must be bearer, header, json-body, signature or none, got %q", c.Inject)
 	}
+	if c.InjectLabelHeader != "" && !validHeaderName(c.InjectLabelHeader) {
+		p.add("INJECT_LABEL_HEADER", "not a valid header name: %q", c.InjectLabelHeader)
+	}
 	if c.Inject == "header" && !validHeaderName(c.InjectHeader) {
 		p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)
 	}
@@ -242,6 +281,26 @@ func (c *Config) validateInjection(p *problems) {
 	}
 	if c.SignPath != "" && !strings.HasPrefix(c.SignPath, "/") {
 		p.add("SIGN_PATH", "must be a path starting with /, got %q", c.SignPath)
+	}
+}
+
+// validateAssertion checks private_key_jwt client authentication.
+func (c *Config) validateAssertion(p *problems) {
+	if c.ClientSecret != "" || c.ClientSecretFile != "" {
+		p.add("CLIENT_SECRET", "not used with %sOAUTH2_AUTH_STYLE=private-key-jwt: unset it", envPrefix)
+	}
+	if c.AssertionKeyFile == "" {
+		p.add("CLIENT_ASSERTION_KEY_FILE", "required with %sOAUTH2_AUTH_STYLE=private-key-jwt", envPrefix)
+		return
+	}
+	key, err := tokens.LoadKeyFile(c.AssertionKeyFile, nil)
+	if err != nil {
+		p.add("CLIENT_ASSERTION_KEY_FILE", "%v", err)
+		return
+	}
+	c.assertion = &tokens.ClientAssertion{Key: key, Alg: c.AssertionAlg, KeyID: c.AssertionKeyID}
+	if err := c.assertion.Check(); err != nil {
+		p.add("CLIENT_ASSERTION_ALG", "%v", err)
 	}
 }
 

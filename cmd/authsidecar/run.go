@@ -31,23 +31,32 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	transport := proxy.NewTransport(cfg.tls)
 	transport.ResponseHeaderTimeout = cfg.UpstreamTimeout
 	var cache *tokens.Cache
-	if src := newSource(cfg, &http.Client{Transport: transport.Clone(), Timeout: cfg.TokenTimeout}); src != nil {
-		cache = tokens.NewCache(src, tokens.CacheOptions{
+	var fileSrc *tokens.FileSource
+	if src := newSource(cfg, &http.Client{Transport: transport.Clone(), Timeout: cfg.TokenTimeout}, log); src != nil {
+		opts := tokens.CacheOptions{
 			RenewAt:               cfg.RenewAt,
 			FetchTimeout:          cfg.TokenTimeout,
 			MaxWait:               cfg.TokenWait,
 			ForcedRefreshInterval: cfg.ForcedRefreshInterval,
 			Logger:                log,
 			Observer:              m,
-		})
+		}
+		if fs, ok := src.(*tokens.FileSource); ok {
+			fileSrc, opts.Changed = fs, fs.Changed()
+		}
+		cache = tokens.NewCache(src, opts)
 	}
 	pc := proxy.Config{
 		Upstream:      cfg.upstream,
 		Transport:     transport,
 		RefreshOn:     cfg.refreshOn,
 		MaxReplayBody: cfg.MaxReplayBody,
+		HandoffPath:   cfg.HandoffPath,
 		Logger:        log,
 		Metrics:       m,
+	}
+	if cfg.TokenSource == "registered" {
+		pc.HandoffFormat = proxy.HandoffAxepta
 	}
 	if cache != nil {
 		pc.Tokens = cache
@@ -88,6 +97,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cache != nil {
 		g.Go(func() error { return cache.Run(renewCtx) })
 	}
+	if fileSrc != nil {
+		g.Go(func() error { return fileSrc.Watch(renewCtx) })
+	}
 	g.Go(func() error { return serve(proxySrv, proxyLn) })
 	g.Go(func() error { return serve(adminSrv, adminLn) })
 	g.Go(func() error {
@@ -116,7 +128,7 @@ func serve(srv *http.Server, ln net.Listener) error {
 }
 
 // newSource builds the configured token source; nil for TOKEN_SOURCE=none.
-func newSource(cfg Config, client *http.Client) tokens.Source {
+func newSource(cfg Config, client *http.Client, log *slog.Logger) tokens.Source {
 	id, secret := secret(cfg.ClientID, cfg.ClientIDFile), secret(cfg.ClientSecret, cfg.ClientSecretFile)
 	switch cfg.TokenSource {
 	case "json":
@@ -129,8 +141,14 @@ func newSource(cfg Config, client *http.Client) tokens.Source {
 		return tokens.NewOAuth2Source(tokens.OAuth2Config{
 			TokenURL: cfg.TokenURL, ClientID: id, ClientSecret: secret,
 			Scopes: cfg.scopes, Params: cfg.params, AuthStyle: cfg.authStyle,
-			DefaultTTL: cfg.TokenDefaultTTL, Client: client,
+			DefaultTTL: cfg.TokenDefaultTTL, Client: client, Assertion: cfg.assertion,
 		})
+	case "registered":
+		return tokens.NewRegisteredSource(tokens.RegisteredConfig{
+			URL: cfg.TokenURL, MerchantID: cfg.MerchantID, TTL: cfg.TokenTTL, Client: client,
+		})
+	case "file":
+		return tokens.NewFileSource(tokens.FileConfig{Path: cfg.TokenFile, DefaultTTL: cfg.TokenDefaultTTL, Logger: log})
 	}
 	return nil
 }
@@ -159,6 +177,9 @@ func configureInjection(pc *proxy.Config, cfg Config, log *slog.Logger, m *metri
 		pc.Injector = pc.Signer
 	case "none":
 		pc.Injector = proxy.None()
+	}
+	if cfg.InjectLabelHeader != "" {
+		pc.Injector = proxy.WithLabel(pc.Injector, cfg.InjectLabelHeader)
 	}
 	return nil
 }
