@@ -159,6 +159,9 @@ func (c *Config) validate() []error {
 	case "json", "oauth2":
 		p.url("TOKEN_URL", c.TokenURL)
 		p.oneOf("CLIENT_ID", c.ClientID, c.ClientIDFile)
+		if c.TokenSource == "json" && c.OAuth2AuthStyle == "private-key-jwt" {
+			p.add("OAUTH2_AUTH_STYLE", "private-key-jwt goes with %sTOKEN_SOURCE=oauth2, not json", envPrefix)
+		}
 		if c.TokenSource == "oauth2" && c.OAuth2AuthStyle == "private-key-jwt" {
 			c.validateAssertion(&p)
 		} else {
@@ -188,6 +191,8 @@ func (c *Config) validate() []error {
 		switch {
 		case !strings.HasPrefix(c.HandoffPath, "/"):
 			p.add("HANDOFF_PATH", "must be a path starting with /, got %q", c.HandoffPath)
+		case strings.ContainsAny(c.HandoffPath, "?#") || hasDotSegment(c.HandoffPath):
+			p.add("HANDOFF_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.HandoffPath)
 		case c.HandoffPath == c.SignPath:
 			p.add("HANDOFF_PATH", "must differ from %sSIGN_PATH", envPrefix)
 		case c.TokenSource == "none":
@@ -256,8 +261,15 @@ func (c *Config) validateInjection(p *problems) {
 	default:
 		p.add("INJECT", "must be bearer, header, json-body, signature or none, got %q", c.Inject)
 	}
-	if c.InjectLabelHeader != "" && !validHeaderName(c.InjectLabelHeader) {
-		p.add("INJECT_LABEL_HEADER", "not a valid header name: %q", c.InjectLabelHeader)
+	tokenHeader := map[string]string{"bearer": "Authorization", "header": c.InjectHeader}[c.Inject]
+	switch label := c.InjectLabelHeader; {
+	case label == "":
+	case !validHeaderName(label):
+		p.add("INJECT_LABEL_HEADER", "not a valid header name: %q", label)
+	case http.CanonicalHeaderKey(label) == http.CanonicalHeaderKey(tokenHeader):
+		p.add("INJECT_LABEL_HEADER", "%q is the header the token goes in with %sINJECT=%s: the label would replace the token", label, envPrefix, c.Inject)
+	case c.Inject == "signature":
+		p.add("INJECT_LABEL_HEADER", "not used with %sINJECT=signature, which sends no token", envPrefix)
 	}
 	if c.Inject == "header" && !validHeaderName(c.InjectHeader) {
 		p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)
@@ -281,13 +293,15 @@ func (c *Config) validateInjection(p *problems) {
 	}
 	if c.SignPath != "" && !strings.HasPrefix(c.SignPath, "/") {
 		p.add("SIGN_PATH", "must be a path starting with /, got %q", c.SignPath)
+	} else if strings.ContainsAny(c.SignPath, "?#") || hasDotSegment(c.SignPath) {
+		p.add("SIGN_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.SignPath)
 	}
 }
 
 // validateAssertion checks private_key_jwt client authentication.
 func (c *Config) validateAssertion(p *problems) {
 	if c.ClientSecret != "" || c.ClientSecretFile != "" {
-		p.add("CLIENT_SECRET", "not used with %sOAUTH2_AUTH_STYLE=private-key-jwt: unset it", envPrefix)
+		p.add("CLIENT_SECRET", "not used with %sOAUTH2_AUTH_STYLE=private-key-jwt: unset it (and %sCLIENT_SECRET_FILE)", envPrefix, envPrefix)
 	}
 	if c.AssertionKeyFile == "" {
 		p.add("CLIENT_ASSERTION_KEY_FILE", "required with %sOAUTH2_AUTH_STYLE=private-key-jwt", envPrefix)
@@ -462,4 +476,10 @@ func (p *problems) positive(name string, d time.Duration) {
 	if d <= 0 {
 		p.add(name, "must be positive, got %s", d)
 	}
+}
+
+// hasDotSegment reports whether a path has a "." or ".." segment; such a
+// path can never match a request, which the proxy refuses.
+func hasDotSegment(p string) bool {
+	return slices.ContainsFunc(strings.Split(p, "/"), func(seg string) bool { return seg == "." || seg == ".." })
 }
