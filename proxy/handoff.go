@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"time"
 )
@@ -28,6 +29,16 @@ func (h *handler) serveHandoff(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST")
 		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "the hand-off endpoint takes GET or POST")
 		return
+	}
+	if h.handoffFormat == HandoffAxepta && r.Method == http.MethodPost && h.merchantID != "" {
+		// The SDK names its merchant: never hand one merchant's token to another.
+		var req struct {
+			MerchantID string `json:"merchantID"`
+		}
+		if json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req) == nil && req.MerchantID != "" && req.MerchantID != h.merchantID {
+			h.reject(w, http.StatusBadRequest, "bad_request", "merchantID does not match this sidecar's AUTHSIDECAR_MERCHANT_ID")
+			return
+		}
 	}
 	tok, err := h.tokens.Token(r.Context())
 	if err != nil {

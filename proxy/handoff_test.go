@@ -630,3 +630,34 @@ func TestWithLabelThroughProxy(t *testing.T) {
 		})
 	}
 }
+
+func TestHandoffAxeptaChecksMerchantID(t *testing.T) {
+	tok := &tokens.Token{Value: "tok-1", Label: "label-1", Expiry: inZone()}
+	tests := []struct {
+		name, body string
+		want       int
+	}{
+		{name: "same merchant", body: `{"merchantID":"BNP_1"}`, want: http.StatusOK},
+		{name: "no merchantID", body: `{}`, want: http.StatusOK},
+		{name: "another merchant", body: `{"merchantID":"BNP_2"}`, want: http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newUpstream(t, nil)
+			src := &handoffTokens{toks: []*tokens.Token{tok}}
+			srv := startProxy(t, proxy.Config{Upstream: up.base(t, "/api"), Tokens: src, HandoffPath: "/auth",
+				HandoffFormat: proxy.HandoffAxepta, HandoffMerchantID: "BNP_1"})
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/auth", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, body := do(t, srv.Client(), req)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status = %d %s, want %d", resp.StatusCode, body, tc.want)
+			}
+			if tc.want != http.StatusOK && strings.Contains(string(body), tok.Value) {
+				t.Errorf("refusal %s carries the token", body)
+			}
+		})
+	}
+}

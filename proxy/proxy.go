@@ -36,6 +36,9 @@ type Config struct {
 	HandoffPath string
 	// HandoffFormat is the shape of the hand-off endpoint's answer.
 	HandoffFormat HandoffFormat
+	// HandoffMerchantID, with HandoffAxepta, refuses a hand-off POST whose
+	// {"merchantID": …} names another merchant; empty accepts any.
+	HandoffMerchantID string
 	// Transport sends requests upstream. If nil, NewTransport(nil) is used.
 	Transport http.RoundTripper
 	// RefreshOn lists the upstream statuses that mean "token rejected". If
@@ -73,6 +76,7 @@ func New(c Config) http.Handler {
 	}
 	if c.Tokens != nil && c.HandoffPath != "" {
 		h.handoffPath, h.handoffFormat, h.tokens = c.HandoffPath, c.HandoffFormat, c.Tokens
+		h.merchantID = c.HandoffMerchantID
 	}
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
@@ -94,6 +98,7 @@ type handler struct {
 
 	handoffPath   string // the local hand-off endpoint; empty means none
 	handoffFormat HandoffFormat
+	merchantID    string
 	tokens        TokenSource
 
 	upstream *url.URL

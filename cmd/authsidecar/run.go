@@ -56,7 +56,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Metrics:       m,
 	}
 	if cfg.TokenSource == "registered" {
-		pc.HandoffFormat = proxy.HandoffAxepta
+		pc.HandoffFormat, pc.HandoffMerchantID = proxy.HandoffAxepta, cfg.MerchantID
 	}
 	if cache != nil {
 		pc.Tokens = cache
