@@ -63,7 +63,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"method", "code"}),
 		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "authsidecar_request_duration_seconds",
-			Help:    "Time from a request's arrival to its response's headers, replays included.",
+			Help:    "Time from a request's arrival until its response is complete, replays and streamed bodies included.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, nil),
 		UpstreamResponses: prometheus.NewCounterVec(prometheus.CounterOpts{

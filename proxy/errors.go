@@ -17,6 +17,10 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 	var re *RequestError
 	var se *SigningError
 	switch {
+	case r.Context().Err() != nil:
+		// The app went away; nobody is left to answer.
+		h.log.Debug("request canceled by the app", "method", r.Method, "path", r.URL.Path)
+		h.metrics.Error("canceled")
 	case errors.Is(err, tokens.ErrNoToken):
 		h.log.Warn("no valid token: answering 503", "method", r.Method, "path", r.URL.Path, "error", err)
 		h.reject(w, http.StatusServiceUnavailable, "token_unavailable", err.Error())
@@ -31,10 +35,6 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 	case errors.As(err, &se):
 		h.log.Error("signing failed: answering 500", "method", r.Method, "path", r.URL.Path, "error", se)
 		h.reject(w, http.StatusInternalServerError, "signing_failed", se.Error())
-	case r.Context().Err() != nil:
-		// The app went away; nobody is left to answer.
-		h.log.Debug("request canceled by the app", "method", r.Method, "path", r.URL.Path)
-		h.metrics.Error("canceled")
 	case errors.As(err, &bodyErr):
 		h.log.Info("reading the request body failed", "method", r.Method, "path", r.URL.Path, "error", bodyErr)
 		h.reject(w, http.StatusBadRequest, "bad_request", "proxy: "+bodyErr.Error())

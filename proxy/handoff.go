@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"time"
@@ -32,11 +33,8 @@ func (h *handler) serveHandoff(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.handoffFormat == HandoffAxepta && r.Method == http.MethodPost && h.merchantID != "" {
 		// The SDK names its merchant: never hand one merchant's token to another.
-		var req struct {
-			MerchantID string `json:"merchantID"`
-		}
-		if json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req) == nil && req.MerchantID != "" && req.MerchantID != h.merchantID {
-			h.reject(w, http.StatusBadRequest, "bad_request", "merchantID does not match this sidecar's AUTHSIDECAR_MERCHANT_ID")
+		if err := checkMerchant(io.LimitReader(r.Body, 64<<10), h.merchantID); err != nil {
+			h.reject(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
 	}
@@ -67,4 +65,44 @@ func (h *handler) serveHandoff(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(answer)
+}
+
+// checkMerchant reads a hand-off request body, {"merchantID": …}: an empty
+// body, or an object without merchantID, is accepted; anything else must be
+// one JSON object naming merchantID once, as the configured merchant.
+func checkMerchant(body io.Reader, merchantID string) error {
+	dec := json.NewDecoder(body)
+	if t, err := dec.Token(); err == io.EOF {
+		return nil
+	} else if d, ok := t.(json.Delim); err != nil || !ok || d != '{' {
+		return errors.New("the hand-off request body must be a JSON object")
+	}
+	seen := false
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return errors.New("the hand-off request body must be a JSON object")
+		}
+		if key != "merchantID" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return errors.New("the hand-off request body must be a JSON object")
+			}
+			continue
+		}
+		var got string
+		if err := dec.Decode(&got); err != nil || seen {
+			return errors.New("merchantID must be given once, as a string")
+		}
+		if seen = true; got != merchantID {
+			return errors.New("merchantID does not match this sidecar's AUTHSIDECAR_MERCHANT_ID")
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return errors.New("the hand-off request body must be a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("the hand-off request body must be a single JSON object")
+	}
+	return nil
 }

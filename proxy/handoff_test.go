@@ -640,6 +640,12 @@ func TestHandoffAxeptaChecksMerchantID(t *testing.T) {
 		{name: "same merchant", body: `{"merchantID":"BNP_1"}`, want: http.StatusOK},
 		{name: "no merchantID", body: `{}`, want: http.StatusOK},
 		{name: "another merchant", body: `{"merchantID":"BNP_2"}`, want: http.StatusBadRequest},
+		{name: "another merchant, then a syntax error", body: `{"merchantID":"BNP_2","amount":[}`, want: http.StatusBadRequest},
+		{name: "merchantID twice", body: `{"merchantID":"BNP_2","merchantID":"BNP_1"}`, want: http.StatusBadRequest},
+		{name: "merchantID not a string", body: `{"merchantID":"BNP_2","x":{"y":1},"merchantID":12}`, want: http.StatusBadRequest},
+		{name: "not an object", body: `["BNP_1"]`, want: http.StatusBadRequest},
+		{name: "two objects", body: `{"merchantID":"BNP_1"}{}`, want: http.StatusBadRequest},
+		{name: "empty body", body: ``, want: http.StatusOK},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,6 +44,13 @@ func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refr
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.tokens == nil && t.inj.Body() == BodyUntouched {
+		// Nothing to rewrite and no token to replay with: stream as is.
+		if _, err := t.inj.Inject(req.Header, nil, nil); err != nil {
+			return nil, err
+		}
+		return t.next.RoundTrip(req)
+	}
 	ctx := req.Context()
 	var tok *tokens.Token
 	if t.tokens != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,6 +265,9 @@ func (c *Cache) fetch(ctx context.Context) (*Token, error) {
 		switch {
 		case tok == nil || tok.Value == "":
 			tok, err = nil, errNoValue
+		case hasControl(tok.Value) || hasControl(tok.Label):
+			// No header could carry it: every request would fail until expiry.
+			tok, err = nil, errors.New("tokens: provider returned a token with control characters")
 		case !tok.Expiry.After(c.opts.Clock.Now()):
 			tok, err = nil, fmt.Errorf("tokens: provider returned a token that expired at %s", tok.Expiry.UTC().Format(time.RFC3339))
 		}
@@ -326,3 +330,8 @@ type nopObserver struct{}
 
 func (nopObserver) TokenFetched(time.Duration, *Token, error) {}
 func (nopObserver) TokenForcedRefresh()                       {}
+
+// hasControl reports whether s holds a control character other than tab.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f })
+}

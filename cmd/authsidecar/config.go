@@ -154,6 +154,9 @@ func (c *Config) validate() []error {
 	c.upstream = p.url("UPSTREAM_URL", c.UpstreamURL)
 	p.addr("LISTEN_ADDR", c.ListenAddr)
 	p.addr("ADMIN_ADDR", c.AdminAddr)
+	if c.ListenAddr == c.AdminAddr {
+		p.add("ADMIN_ADDR", "must differ from %sLISTEN_ADDR", envPrefix)
+	}
 
 	switch c.TokenSource {
 	case "json", "oauth2":
@@ -208,6 +211,11 @@ func (c *Config) validate() []error {
 	if c.params, err = parseParams(c.TokenParams); err != nil {
 		p.add("TOKEN_PARAMS", "%v", err)
 	}
+	for _, k := range []string{"grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope"} {
+		if c.params.Has(k) && (k != "scope" || len(c.scopes) > 0) {
+			p.add("TOKEN_PARAMS", "%q is set by the sidecar (use %sSCOPES for scope)", k, envPrefix)
+		}
+	}
 	switch c.OAuth2AuthStyle {
 	case "auto":
 		c.authStyle = oauth2.AuthStyleAutoDetect
@@ -220,6 +228,8 @@ func (c *Config) validate() []error {
 	}
 	if strings.TrimSpace(c.JSONTokenField) == "" {
 		p.add("JSON_TOKEN_FIELD", "must not be empty")
+	} else {
+		p.dottedPath("JSON_TOKEN_FIELD", c.JSONTokenField, true)
 	}
 	if strings.TrimSpace(c.JSONExpiresInField) == "" {
 		p.add("JSON_EXPIRES_IN_FIELD", "must not be empty")

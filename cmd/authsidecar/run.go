@@ -32,7 +32,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	transport.ResponseHeaderTimeout = cfg.UpstreamTimeout
 	var cache *tokens.Cache
 	var fileSrc *tokens.FileSource
-	if src := newSource(cfg, &http.Client{Transport: transport.Clone(), Timeout: cfg.TokenTimeout}, log); src != nil {
+	if src := newSource(cfg, tokenClient(transport, cfg.TokenTimeout), log); src != nil {
 		opts := tokens.CacheOptions{
 			RenewAt:               cfg.RenewAt,
 			FetchTimeout:          cfg.TokenTimeout,
@@ -210,4 +210,15 @@ func adminHandler(reg *prometheus.Registry, cache *tokens.Cache, draining *atomi
 		}
 	})
 	return mux
+}
+
+// tokenClient is the client for the token endpoint. It never follows
+// redirects: a redirected POST would carry the credentials to another host.
+// A 3xx answer is a refusal like any other.
+func tokenClient(upstream *http.Transport, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Transport:     upstream.Clone(),
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
