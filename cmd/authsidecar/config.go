@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/oauth2"
@@ -477,7 +478,8 @@ func (p *problems) dottedPath(name, path string, required bool) {
 		}
 		return
 	}
-	if slices.Contains(strings.Split(path, "."), "") {
+	if slices.Contains(strings.Split(path, "."), "") || !utf8.ValidString(path) ||
+		strings.ContainsFunc(path, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		p.add(name, "want a dotted path such as payload.clientAuthToken, got %q", path)
 	}
 }
