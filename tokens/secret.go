@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -26,7 +27,7 @@ func (s Secret) Read() (string, error) {
 	if s.path == "" {
 		return s.value, nil
 	}
-	b, err := os.ReadFile(s.path)
+	b, err := readLimited(s.path)
 	if err != nil {
 		return "", fmt.Errorf("tokens: read secret file: %w", err)
 	}
@@ -38,3 +39,18 @@ func (s Secret) String() string { return "[secret redacted]" }
 
 // GoString hides the secret from %#v too.
 func (s Secret) GoString() string { return s.String() }
+
+// readLimited reads at most 1 MiB of a file: more is an error, and a path
+// such as /dev/zero cannot hang a fetch.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err == nil && len(b) > 1<<20 {
+		err = fmt.Errorf("%s is larger than 1 MiB", path)
+	}
+	return b, err
+}

@@ -89,3 +89,14 @@ func TestHelpExitsZero(t *testing.T) {
 		t.Errorf("mainExit(-h) = %d, want 0", code)
 	}
 }
+
+// A configured file that never ends must not hang the start-up.
+func TestLoadConfigRefusesEndlessFiles(t *testing.T) {
+	_, err := loadConfig(map[string]string{
+		"AUTHSIDECAR_UPSTREAM_URL": "https://api.example", "AUTHSIDECAR_TOKEN_SOURCE": "none",
+		"AUTHSIDECAR_UPSTREAM_CA_FILE": "/dev/zero",
+	})
+	if err == nil || !strings.Contains(err.Error(), "AUTHSIDECAR_UPSTREAM_CA_FILE:") {
+		t.Errorf("loadConfig(UPSTREAM_CA_FILE=/dev/zero) error = %v, want one naming AUTHSIDECAR_UPSTREAM_CA_FILE", err)
+	}
+}
