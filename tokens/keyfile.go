@@ -69,7 +69,7 @@ func (k *KeyFile) load() error {
 	if k.signer.Load() != nil && fi.ModTime().Equal(k.modTime) && fi.Size() == k.size {
 		return nil
 	}
-	raw, err := readLimited(k.path)
+	raw, err := ReadFile(k.path)
 	if err != nil {
 		return fmt.Errorf("tokens: key file: %w", err)
 	}

@@ -27,7 +27,7 @@ func (s Secret) Read() (string, error) {
 	if s.path == "" {
 		return s.value, nil
 	}
-	b, err := readLimited(s.path)
+	b, err := ReadFile(s.path)
 	if err != nil {
 		return "", fmt.Errorf("tokens: read secret file: %w", err)
 	}
@@ -40,16 +40,26 @@ func (s Secret) String() string { return "[secret redacted]" }
 // GoString hides the secret from %#v too.
 func (s Secret) GoString() string { return s.String() }
 
-// readLimited reads at most 1 MiB of a file: more is an error, and a path
-// such as /dev/zero cannot hang a fetch.
-func readLimited(path string) ([]byte, error) {
+// maxFile bounds what is read of a credential or key file.
+const maxFile = 1 << 20
+
+// ReadFile reads a regular file of at most 1 MiB: a larger file, a directory
+// or a device such as /dev/zero is an error rather than a hang.
+func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
-	if err == nil && len(b) > 1<<20 {
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory", path)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
+	if err == nil && len(b) > maxFile {
 		err = fmt.Errorf("%s is larger than 1 MiB", path)
 	}
 	return b, err

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"github.com/authsidecar/authsidecar/tokens"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -183,7 +181,7 @@ func (c *Config) validate() []error {
 	case "file":
 		if c.TokenFile == "" {
 			p.add("TOKEN_FILE", "required with %sTOKEN_SOURCE=file", envPrefix)
-		} else if _, err := readSmallFile(c.TokenFile); err != nil {
+		} else if _, err := tokens.ReadFile(c.TokenFile); err != nil {
 			p.add("TOKEN_FILE", "%v", err)
 		}
 	case "none":
@@ -334,7 +332,7 @@ func (c *Config) validateAssertion(p *problems) {
 func (c *Config) validateSigning(p *problems) {
 	if c.SigningKeyFile == "" {
 		p.add("SIGNING_KEY_FILE", "required for signing (%sINJECT=signature or %sSIGN_PATH)", envPrefix, envPrefix)
-	} else if raw, err := readSmallFile(c.SigningKeyFile); err != nil {
+	} else if raw, err := tokens.ReadFile(c.SigningKeyFile); err != nil {
 		p.add("SIGNING_KEY_FILE", "%v", err)
 	} else if key, err := tokens.ParsePrivateKey(raw); err != nil {
 		p.add("SIGNING_KEY_FILE", "%v", err)
@@ -408,7 +406,7 @@ func (c *Config) tlsConfig(p *problems) *tls.Config {
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
-		pem, err := readSmallFile(c.UpstreamCAFile)
+		pem, err := tokens.ReadFile(c.UpstreamCAFile)
 		switch {
 		case err != nil:
 			p.add("UPSTREAM_CA_FILE", "%v", err)
@@ -465,7 +463,7 @@ func (p *problems) oneOf(name, literal, file string) {
 	case literal == "" && file == "":
 		p.add(name, "required (or %s%s_FILE)", envPrefix, name)
 	case file != "":
-		if _, err := readSmallFile(file); err != nil { // readable now; re-read at each use
+		if _, err := tokens.ReadFile(file); err != nil { // readable now; re-read at each use
 			p.add(name+"_FILE", "%v", err)
 		}
 	}
@@ -495,29 +493,4 @@ func (p *problems) positive(name string, d time.Duration) {
 // path can never match a request, which the proxy refuses.
 func hasDotSegment(p string) bool {
 	return slices.ContainsFunc(strings.Split(p, "/"), func(seg string) bool { return seg == "." || seg == ".." })
-}
-
-// maxConfigFile bounds what is read of a file named in the configuration, so
-// that a path such as /dev/zero cannot hang the start-up.
-const maxConfigFile = 1 << 20
-
-// readSmallFile reads a regular file of at most maxConfigFile bytes.
-func readSmallFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, err
-	} else if fi.IsDir() {
-		return nil, fmt.Errorf("%s is a directory", path)
-	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
-	if err == nil && len(b) > maxConfigFile {
-		err = fmt.Errorf("%s is larger than 1 MiB", path)
-	}
-	return b, err
 }
