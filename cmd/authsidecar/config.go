@@ -54,7 +54,8 @@ type Config struct {
 	LogLevel              string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat             string        `env:"LOG_FORMAT" envDefault:"json"`
 	ShutdownTimeout       time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
-	Inject                string        `env:"INJECT"` // default set in loadConfig: bearer, or none without a token source
+	ShutdownDelay         time.Duration `env:"SHUTDOWN_DELAY"` // keep serving this long after SIGTERM before draining
+	Inject                string        `env:"INJECT"`         // default set in loadConfig: bearer, or none without a token source
 	InjectHeader          string        `env:"INJECT_HEADER" envDefault:"Authorization"`
 	InjectPrefix          string        `env:"INJECT_PREFIX"`
 	BodyTokenField        string        `env:"BODY_TOKEN_FIELD" envDefault:"payload.clientAuthToken"`
@@ -240,6 +241,9 @@ func (c *Config) validate() []error {
 	p.positive("FORCED_REFRESH_INTERVAL", c.ForcedRefreshInterval)
 	p.positive("UPSTREAM_TIMEOUT", c.UpstreamTimeout)
 	p.positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	if c.ShutdownDelay < 0 {
+		p.add("SHUTDOWN_DELAY", "must not be negative, got %v", c.ShutdownDelay)
+	}
 	if !(c.RenewAt > 0 && c.RenewAt < 1) {
 		p.add("RENEW_AT", "must be a fraction between 0 and 1 (exclusive), got %v", c.RenewAt)
 	}

@@ -272,6 +272,7 @@ func TestLoadConfigBadValue(t *testing.T) {
 		{"forced refresh interval negative", "json", map[string]string{"FORCED_REFRESH_INTERVAL": "-10s"}, "FORCED_REFRESH_INTERVAL", "must be positive"},
 		{"upstream timeout not a duration", "none", map[string]string{"UPSTREAM_TIMEOUT": "1 minute"}, "UPSTREAM_TIMEOUT", "not a duration"},
 		{"shutdown timeout zero", "none", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, "SHUTDOWN_TIMEOUT", "must be positive"},
+		{"shutdown delay negative", "none", map[string]string{"SHUTDOWN_DELAY": "-1s"}, "SHUTDOWN_DELAY", "must not be negative"},
 		{"renew at one", "json", map[string]string{"RENEW_AT": "1"}, "RENEW_AT", "between 0 and 1"},
 		{"renew at zero", "json", map[string]string{"RENEW_AT": "0"}, "RENEW_AT", "between 0 and 1"},
 		{"renew at above one", "json", map[string]string{"RENEW_AT": "1.5"}, "RENEW_AT", "got 1.5"},
@@ -647,4 +648,36 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+func TestMainExitCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		environ  []string
+		code     int
+		out, err string
+	}{
+		{"valid", []string{
+			"AUTHSIDECAR_UPSTREAM_URL=https://api.example",
+			"AUTHSIDECAR_TOKEN_SOURCE=none",
+		}, 0, "authsidecar: configuration OK\n", ""},
+		{"invalid", []string{
+			"AUTHSIDECAR_UPSTREAM_URL=https://api.example",
+			"AUTHSIDECAR_TOKEN_SOURCE=none",
+			"AUTHSIDECAR_RENEW_AT=7",
+		}, 2, "", "AUTHSIDECAR_RENEW_AT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := mainExit([]string{"-check"}, tc.environ, &stdout, &stderr); code != tc.code {
+				t.Errorf("mainExit(-check) = %d, want %d; stderr %q", code, tc.code, stderr.String())
+			}
+			if stdout.String() != tc.out {
+				t.Errorf("mainExit(-check) stdout = %q, want %q", stdout.String(), tc.out)
+			}
+			if !strings.Contains(stderr.String(), tc.err) || (tc.err == "" && stderr.Len() != 0) {
+				t.Errorf("mainExit(-check) stderr = %q, want it to contain %q", stderr.String(), tc.err)
+			}
+		})
+	}
 }

@@ -30,6 +30,7 @@ func mainExit(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("authsidecar", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	check := fs.Bool("check", false, "validate the configuration (AUTHSIDECAR_* variables and the files they name) and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -44,6 +45,10 @@ func mainExit(args, environ []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "authsidecar: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
+	}
+	if *check {
+		fmt.Fprintln(stdout, "authsidecar: configuration OK")
+		return 0
 	}
 	log := newLogger(cfg, stderr)
 

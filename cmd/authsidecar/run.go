@@ -21,8 +21,10 @@ import (
 )
 
 // run serves until ctx is done, then shuts down in order: readiness goes
-// 503, the proxy stops accepting and drains its requests up to
-// SHUTDOWN_TIMEOUT, token renewal stops, the admin server closes.
+// 503, the proxy keeps serving for SHUTDOWN_DELAY (for an app that gets
+// SIGTERM at the same time and still makes calls), then stops accepting and
+// drains its requests up to SHUTDOWN_TIMEOUT, token renewal stops, the admin
+// server closes.
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -104,8 +106,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return serve(adminSrv, adminLn) })
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down", "drain_timeout", cfg.ShutdownTimeout)
+		log.Info("shutting down", "delay", cfg.ShutdownDelay, "drain_timeout", cfg.ShutdownTimeout)
 		draining.Store(true)
+		time.Sleep(cfg.ShutdownDelay)
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		err := proxySrv.Shutdown(sctx)

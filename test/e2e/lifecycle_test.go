@@ -290,3 +290,33 @@ func TestSigtermWhileTheFirstFetchHangs(t *testing.T) {
 		t.Errorf("exit %s after SIGTERM with nothing to drain, want at once", took)
 	}
 }
+
+// With SHUTDOWN_DELAY (a plain-container sidecar on clusters without native
+// sidecars gets SIGTERM with the app), the proxy keeps serving new requests
+// for the delay, not ready, then drains and exits.
+func TestSigtermShutdownDelayKeepsServing(t *testing.T) {
+	t.Parallel()
+	_, provider := newTezPay(t, 0, nil)
+	s := startSidecar(t, tezPayEnv(provider.URL, "SHUTDOWN_DELAY", "2s"))
+	s.waitReady(10 * time.Second)
+	c := newClient(t)
+
+	signalled := time.Now()
+	s.signal(syscall.SIGTERM)
+	if !eventually(time.Second, func() bool { return s.adminStatus("/readyz") == http.StatusServiceUnavailable }) {
+		t.Errorf("/readyz did not go 503 during the shutdown delay")
+	}
+	for i := 0; time.Since(signalled) < 1500*time.Millisecond; i++ {
+		if r := call(c, http.MethodPost, s.URL+"/api/v1/tezpay/process-payment", payment(fmt.Sprint("DELAY", i))); r.status != http.StatusOK {
+			t.Fatalf("request %d, %s after SIGTERM with SHUTDOWN_DELAY=2s = %v, want 200", i, time.Since(signalled), r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	code, exited := s.waitExit(10 * time.Second)
+	if !exited || code != 0 {
+		t.Fatalf("after the delay: exited %v with %d, want exit 0", exited, code)
+	}
+	if waited := time.Since(signalled); waited < 2*time.Second {
+		t.Errorf("exited %s after SIGTERM, before SHUTDOWN_DELAY=2s", waited)
+	}
+}
