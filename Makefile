@@ -8,7 +8,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 30s
 
-.PHONY: build demo test check-fmt vet lint unit fuzz bench image clean
+.PHONY: build demo test check-fmt vet lint unit deploy-check fuzz bench image clean
 
 build: ## the sidecar binary, bin/authsidecar
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/authsidecar ./cmd/authsidecar
@@ -16,7 +16,7 @@ build: ## the sidecar binary, bin/authsidecar
 demo: build ## run the sidecar against a built-in fake TezPay provider
 	$(GO) run ./cmd/demo -sidecar bin/authsidecar
 
-test: check-fmt vet lint unit ## everything CI checks
+test: check-fmt vet lint unit deploy-check ## everything CI checks
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -33,6 +33,9 @@ lint: $(STATICCHECK)
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+deploy-check: $(STATICCHECK) ## the Kubernetes manifests, alert rules, dashboard and Dockerfile (deploy/ is a module of its own)
+	cd deploy && $(GO) vet ./... && $(STATICCHECK) ./... && $(GO) test -race -count=1 ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@# Go's fuzzer sometimes ends a clean run with "context deadline exceeded"

@@ -6,12 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/authsidecar/authsidecar/tokens"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/oauth2"
+
+	"github.com/authsidecar/authsidecar/tokens"
 )
 
 // envPrefix is put before every variable name, so that Kubernetes' injected
@@ -104,12 +107,36 @@ func loadConfig(environ map[string]string) (Config, error) {
 	if _, set := environ[envPrefix+"BODY_EXPIRY_FIELD"]; !set {
 		c.BodyExpiryField = "payload.authExpiry"
 	}
+	problems = append(problems, unknownVariables(environ)...)
 	for _, e := range c.validate() {
 		if !sameVariable(problems, e) { // a value that did not parse is reported once
 			problems = append(problems, e)
 		}
 	}
 	return c, errors.Join(problems...)
+}
+
+// serviceLinks matches the variables Kubernetes injects for a Service named
+// authsidecar (AUTHSIDECAR_SERVICE_HOST, AUTHSIDECAR_PORT_9090_TCP, …).
+var serviceLinks = regexp.MustCompile(`^` + envPrefix + `(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+
+// unknownVariables reports AUTHSIDECAR_* variables that configure nothing:
+// a misspelt name would otherwise leave a setting at its default unnoticed.
+// Kubernetes' service links are not ours and are left alone.
+func unknownVariables(environ map[string]string) []error {
+	known := map[string]bool{}
+	for f := range reflect.TypeFor[Config]().Fields() {
+		if name, ok := f.Tag.Lookup("env"); ok {
+			known[envPrefix+name] = true
+		}
+	}
+	var problems []error
+	for _, name := range slices.Sorted(maps.Keys(environ)) {
+		if strings.HasPrefix(name, envPrefix) && !known[name] && !serviceLinks.MatchString(name) {
+			problems = append(problems, fmt.Errorf("%s: not a setting of authsidecar (misspelt?)", name))
+		}
+	}
+	return problems
 }
 
 func sameVariable(problems []error, e error) bool {

@@ -197,7 +197,15 @@ func TestLoadConfigValid(t *testing.T) {
 				env := minimal("none", nil)
 				env["LOG_LEVEL"] = "nonsense"
 				env["RENEW_AT"] = "7"
-				env["AUTHSIDECAR_PORT"] = "tcp://10.0.0.1:8080" // Kubernetes' service link for a Service named authsidecar
+				// Kubernetes' service links for a Service named authsidecar
+				env["AUTHSIDECAR_PORT"] = "tcp://10.0.0.1:8080"
+				env["AUTHSIDECAR_PORT_8080_TCP"] = "tcp://10.0.0.1:8080"
+				env["AUTHSIDECAR_PORT_8080_TCP_PROTO"] = "tcp"
+				env["AUTHSIDECAR_PORT_8080_TCP_PORT"] = "8080"
+				env["AUTHSIDECAR_PORT_8080_TCP_ADDR"] = "10.0.0.1"
+				env["AUTHSIDECAR_SERVICE_HOST"] = "10.0.0.1"
+				env["AUTHSIDECAR_SERVICE_PORT"] = "8080"
+				env["AUTHSIDECAR_SERVICE_PORT_HTTP"] = "8080"
 				return env
 			}(),
 			check: checkDefaults,
@@ -679,5 +687,22 @@ func TestMainExitCheck(t *testing.T) {
 				t.Errorf("mainExit(-check) stderr = %q, want it to contain %q", stderr.String(), tc.err)
 			}
 		})
+	}
+}
+
+func TestUnknownVariablesAreRefused(t *testing.T) {
+	_, err := loadConfig(map[string]string{
+		"AUTHSIDECAR_UPSTREAM_URL":  "https://api.example",
+		"AUTHSIDECAR_TOKEN_SOURCE":  "none",
+		"AUTHSIDECAR_SIGNING_KEYID": "1234", // misspelt SIGNING_KEY_ID
+		"AUTHSIDECAR_RENEWAT":       "0.5",  // misspelt RENEW_AT
+		"OTHER_VARIABLE":            "x",    // not ours: ignored
+	})
+	if err == nil {
+		t.Fatal("misspelt variables accepted")
+	}
+	want := "AUTHSIDECAR_RENEWAT: not a setting of authsidecar (misspelt?)\nAUTHSIDECAR_SIGNING_KEYID: not a setting of authsidecar (misspelt?)"
+	if err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
 	}
 }

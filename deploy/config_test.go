@@ -1,0 +1,95 @@
+package deploy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Every example's configuration is accepted by authsidecar itself
+// (`authsidecar -check`), with its credential files in place.
+func TestExampleConfigurationsAreAccepted(t *testing.T) {
+	for _, dir := range appDirs(t) {
+		if dir == "base" {
+			continue // not a complete configuration: the examples complete it
+		}
+		t.Run(dir, func(t *testing.T) {
+			a := appOf(t, dir)
+			c, _ := sidecar(t, &a.deployment.Spec.Template.Spec)
+			env := withFiles(t, a.env(t, c))
+			if out, code := check(t, env); code != 0 || out != "authsidecar: configuration OK\n" {
+				t.Errorf("authsidecar -check = %d\n%s", code, out)
+			}
+			// The check is real: without the upstream it fails.
+			delete(env, "AUTHSIDECAR_UPSTREAM_URL")
+			if out, code := check(t, env); code != 2 || !strings.Contains(out, "AUTHSIDECAR_UPSTREAM_URL") {
+				t.Errorf("authsidecar -check without UPSTREAM_URL = %d\n%s", code, out)
+			}
+		})
+	}
+}
+
+// withFiles moves every *_FILE path under a temporary directory and writes a
+// stand-in there: a fresh RSA key for key files, text otherwise.
+func withFiles(t *testing.T, env map[string]string) map[string]string {
+	t.Helper()
+	root := t.TempDir()
+	out := map[string]string{}
+	for name, v := range env {
+		out[name] = v
+		if !strings.HasSuffix(name, "_FILE") {
+			continue
+		}
+		path := filepath.Join(root, v)
+		content := []byte("example-" + strings.ToLower(name))
+		if strings.HasSuffix(name, "KEY_FILE") {
+			content = rsaKeyPEM(t)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = path
+	}
+	return out
+}
+
+func rsaKeyPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// check runs authsidecar -check with exactly env and returns its output and
+// exit code.
+func check(t *testing.T, env map[string]string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, "-check")
+	cmd.Env = []string{}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Fatalf("run %s -check: %v", binary, err)
+	}
+	return out.String(), cmd.ProcessState.ExitCode()
+}

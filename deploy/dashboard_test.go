@@ -1,0 +1,117 @@
+package deploy
+
+import (
+	"encoding/json"
+	"os"
+	"regexp"
+	"slices"
+	"testing"
+)
+
+// panel is the part of a Grafana panel the test reads.
+type panel struct {
+	ID         int     `json:"id"`
+	Title      string  `json:"title"`
+	Type       string  `json:"type"`
+	Datasource any     `json:"datasource"`
+	Panels     []panel `json:"panels"` // collapsed rows
+	Targets    []struct {
+		Expr  string `json:"expr"`
+		RefID string `json:"refId"`
+	} `json:"targets"`
+}
+
+type dashboard struct {
+	UID        string  `json:"uid"`
+	Title      string  `json:"title"`
+	Panels     []panel `json:"panels"`
+	Templating struct {
+		List []struct {
+			Name  string `json:"name"`
+			Type  string `json:"type"`
+			Query any    `json:"query"`
+		} `json:"list"`
+	} `json:"templating"`
+}
+
+var labelValues = regexp.MustCompile(`^label_values\((.+),\s*\w+\)$`)
+
+// The dashboard queries only metrics a running authsidecar exports, and
+// shows what the issue lists.
+func TestDashboard(t *testing.T) {
+	raw, err := os.ReadFile("monitoring/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("grafana-dashboard.json: %v", err)
+	}
+	if d.UID == "" || d.Title == "" {
+		t.Errorf("dashboard uid %q title %q, want both", d.UID, d.Title)
+	}
+
+	exp := exported(t)
+	queried := map[string]bool{}
+	checkExpr := func(where, expr string) {
+		expr = expandGrafana(expr)
+		names, err := metricNames(expr)
+		if err != nil {
+			t.Errorf("%s: %q: %v", where, expr, err)
+			return
+		}
+		for _, n := range names {
+			queried[n] = true
+			if !exp[n] {
+				t.Errorf("%s: queries %s, which authsidecar does not export", where, n)
+			}
+		}
+	}
+	ids := map[int]bool{}
+	var walk func([]panel)
+	walk = func(ps []panel) {
+		for _, p := range ps {
+			if ids[p.ID] {
+				t.Errorf("panel id %d used twice", p.ID)
+			}
+			ids[p.ID] = true
+			if p.Type != "row" && len(p.Targets) == 0 {
+				t.Errorf("panel %q has no query", p.Title)
+			}
+			for _, tg := range p.Targets {
+				checkExpr("panel "+p.Title+" "+tg.RefID, tg.Expr)
+			}
+			walk(p.Panels)
+		}
+	}
+	walk(d.Panels)
+	for _, v := range d.Templating.List {
+		q, _ := v.Query.(string)
+		if m := labelValues.FindStringSubmatch(q); m != nil {
+			checkExpr("variable "+v.Name, m[1])
+		}
+	}
+
+	// What the issue asks the dashboard to show, by the metric behind it.
+	for _, m := range []string{
+		"authsidecar_token_expiry_timestamp_seconds",  // token expiry countdown
+		"authsidecar_token_fetches_total",             // fetch success and failure
+		"authsidecar_token_forced_refreshes_total",    // forced refreshes
+		"authsidecar_requests_total",                  // request rate and status codes
+		"authsidecar_request_duration_seconds_bucket", // latency percentiles
+		"authsidecar_upstream_responses_total",        // upstream status codes
+	} {
+		if !queried[m] {
+			t.Errorf("the dashboard does not show %s", m)
+		}
+	}
+	if !slices.ContainsFunc(d.Templating.List, func(v struct {
+		Name  string `json:"name"`
+		Type  string `json:"type"`
+		Query any    `json:"query"`
+	}) bool {
+		return v.Type == "datasource"
+	}) {
+		t.Errorf("no datasource variable: the dashboard would be tied to one Prometheus")
+	}
+}
