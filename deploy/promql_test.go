@@ -8,12 +8,12 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
-var promql = parser.NewParser(parser.Options{})
+var promqlParser = parser.NewParser(parser.Options{})
 
 // metricNames parses a PromQL expression and returns the metric names it
 // selects.
 func metricNames(expr string) ([]string, error) {
-	e, err := promql.ParseExpr(expr)
+	e, err := promqlParser.ParseExpr(expr)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ func TestAlertRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parsed, errs := rulefmt.Parse(groups, false, model.UTF8Validation, promql, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	parsed, errs := rulefmt.Parse(groups, false, model.UTF8Validation, promqlParser, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for _, err := range errs {
 		t.Errorf("rulefmt: %v", err)
 	}
