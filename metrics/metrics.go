@@ -3,11 +3,9 @@
 package metrics
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/authsidecar/authsidecar/tokens"
 )
@@ -146,21 +144,4 @@ func (m *Metrics) RejectedBody(reason string) {
 	if m != nil {
 		m.RejectedBodies.WithLabelValues(reason).Inc()
 	}
-}
-
-// InstrumentHandler counts and times the requests h serves.
-func (m *Metrics) InstrumentHandler(h http.Handler) http.Handler {
-	if m == nil {
-		return h
-	}
-	return promhttp.InstrumentHandlerDuration(m.RequestDuration,
-		promhttp.InstrumentHandlerCounter(m.Requests, h))
-}
-
-// InstrumentTransport counts the upstream's responses.
-func (m *Metrics) InstrumentTransport(rt http.RoundTripper) http.RoundTripper {
-	if m == nil {
-		return rt
-	}
-	return promhttp.InstrumentRoundTripperCounter(m.UpstreamResponses, rt)
 }
