@@ -79,6 +79,7 @@ type Config struct {
 	UpstreamCAFile        string        `env:"UPSTREAM_CA_FILE"`
 	ClientCertFile        string        `env:"CLIENT_CERT_FILE"`
 	ClientKeyFile         string        `env:"CLIENT_KEY_FILE"`
+	Pprof                 bool          `env:"PPROF"` // serve net/http/pprof on the admin listener
 
 	upstream  *url.URL
 	scopes    []string

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -86,7 +87,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var draining atomic.Bool
 	adminSrv := &http.Server{
-		Handler:           adminHandler(reg, cache, &draining),
+		Handler:           adminHandler(reg, cache, &draining, cfg.Pprof),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          errLog,
 	}
@@ -195,9 +196,17 @@ func secret(literal, file string) tokens.Secret {
 }
 
 // adminHandler serves /metrics, /healthz (the process runs) and /readyz (a
-// valid token is held and the sidecar is not shutting down).
-func adminHandler(reg *prometheus.Registry, cache *tokens.Cache, draining *atomic.Bool) http.Handler {
+// valid token is held and the sidecar is not shutting down), and with
+// withPprof the runtime profiles under /debug/pprof/.
+func adminHandler(reg *prometheus.Registry, cache *tokens.Cache, draining *atomic.Bool, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
