@@ -48,6 +48,11 @@ type Config struct {
 	// be replayed; larger bodies are streamed and their rejection passed on.
 	// Zero means only requests without a body are replayed.
 	MaxReplayBody int64
+	// RequireHeader, if not empty, names a header every request must carry
+	// (any value) or be refused with 403; it is not forwarded. Other local
+	// processes that can reach the listener, and web pages that make a
+	// browser send requests to it, cannot set it by accident.
+	RequireHeader string
 	// Logger receives errors. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Metrics counts requests, replays and errors. If nil, nothing is counted.
@@ -67,6 +72,9 @@ func New(c Config) http.Handler {
 	}
 	upstream := *c.Upstream
 	h := &handler{upstream: &upstream, log: c.Logger, metrics: c.Metrics}
+	if c.RequireHeader != "" {
+		h.requireHeader = http.CanonicalHeaderKey(c.RequireHeader)
+	}
 	var rt http.RoundTripper = c.Metrics.InstrumentTransport(c.Transport)
 	if c.Injector == nil && c.Tokens != nil {
 		c.Injector = Bearer()
@@ -101,6 +109,8 @@ type handler struct {
 	merchantID    string
 	tokens        TokenSource
 
+	requireHeader string // canonical; empty means none
+
 	upstream *url.URL
 	rp       *httputil.ReverseProxy
 	log      *slog.Logger
@@ -109,6 +119,8 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case h.requireHeader != "" && len(r.Header[h.requireHeader]) == 0:
+		h.reject(w, http.StatusForbidden, "forbidden", "the request lacks the "+h.requireHeader+" header that this sidecar requires")
 	case r.Method == http.MethodConnect:
 		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "CONNECT is not supported: authsidecar forwards only to its upstream")
 	case r.URL.Opaque != "" || (r.URL.Path != "" && r.URL.Path[0] != '/'):
@@ -134,6 +146,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // hop-by-hop headers are gone, and drops the app's X-Forwarded-* headers.
 func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.upstream)
+	if h.requireHeader != "" {
+		delete(pr.Out.Header, h.requireHeader)
+	}
 	for k := range pr.Out.Header { // the rest of the X-Forwarded-* family, and Forwarded
 		if k == "Forwarded" || strings.HasPrefix(k, "X-Forwarded-") {
 			delete(pr.Out.Header, k)

@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/caarlos0/env/v11"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/oauth2"
 
 	"github.com/authsidecar/authsidecar/tokens"
@@ -80,6 +81,8 @@ type Config struct {
 	ClientCertFile        string        `env:"CLIENT_CERT_FILE"`
 	ClientKeyFile         string        `env:"CLIENT_KEY_FILE"`
 	Pprof                 bool          `env:"PPROF"` // serve net/http/pprof on the admin listener
+	RequireHeader         string        `env:"REQUIRE_HEADER"`
+	MaxConnections        int           `env:"MAX_CONNECTIONS" envDefault:"1024"`
 
 	upstream  *url.URL
 	scopes    []string
@@ -115,6 +118,14 @@ func loadConfig(environ map[string]string) (Config, error) {
 		}
 	}
 	return c, errors.Join(problems...)
+}
+
+// reservedHeaders are set by HTTP itself or by authsidecar: none of them
+// can serve as REQUIRE_HEADER.
+var reservedHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Host": true, "Content-Length": true, "Content-Type": true,
+	"Authorization": true, "Proxy-Authorization": true, "Forwarded": true,
 }
 
 // serviceLinks matches the variables Kubernetes injects for a Service named
@@ -269,6 +280,17 @@ func (c *Config) validate() []error {
 	p.positive("FORCED_REFRESH_INTERVAL", c.ForcedRefreshInterval)
 	p.positive("UPSTREAM_TIMEOUT", c.UpstreamTimeout)
 	p.positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	if c.MaxConnections < 1 {
+		p.add("MAX_CONNECTIONS", "must be at least 1, got %d", c.MaxConnections)
+	}
+	if h := c.RequireHeader; h != "" {
+		switch {
+		case !httpguts.ValidHeaderFieldName(h):
+			p.add("REQUIRE_HEADER", "%q is not a valid header name", h)
+		case reservedHeaders[http.CanonicalHeaderKey(h)], strings.EqualFold(h, c.InjectHeader), strings.EqualFold(h, c.InjectLabelHeader):
+			p.add("REQUIRE_HEADER", "%q is a header HTTP or authsidecar itself sets: choose a name of your own, such as X-Authsidecar-Request", h)
+		}
+	}
 	if c.ShutdownDelay < 0 {
 		p.add("SHUTDOWN_DELAY", "must not be negative, got %v", c.ShutdownDelay)
 	}

@@ -14,12 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
 )
+
+// maxAdminConnections bounds the admin listener's connections: probes and
+// scrapers need few, and the port is reachable from the pod network.
+const maxAdminConnections = 64
 
 // run serves until ctx is done, then shuts down in order: readiness goes
 // 503, the proxy keeps serving for SHUTDOWN_DELAY (for an app that gets
@@ -55,6 +60,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		RefreshOn:     cfg.refreshOn,
 		MaxReplayBody: cfg.MaxReplayBody,
 		HandoffPath:   cfg.HandoffPath,
+		RequireHeader: cfg.RequireHeader,
 		Logger:        log,
 		Metrics:       m,
 	}
@@ -77,6 +83,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		proxyLn.Close()
 		return fmt.Errorf("listen on %sADMIN_ADDR: %w", envPrefix, err)
 	}
+	// Beyond the cap, connections wait in the kernel's backlog until one
+	// closes: a flood or slow clients cannot exhaust the pod's memory.
+	proxyLn = netutil.LimitListener(proxyLn, cfg.MaxConnections)
+	adminLn = netutil.LimitListener(adminLn, maxAdminConnections)
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	proxySrv := &http.Server{
 		Handler:           proxy.New(pc),
@@ -89,6 +99,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	adminSrv := &http.Server{
 		Handler:           adminHandler(reg, cache, &draining, cfg.Pprof),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          errLog,
 	}
 	log.Info("authsidecar started", "version", version, "listen", proxyLn.Addr().String(),
