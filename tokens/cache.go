@@ -38,6 +38,11 @@ type CacheOptions struct {
 	// Invalidate, so that an upstream rejecting every token cannot cause a
 	// storm of fetches. Zero means 10s.
 	ForcedRefreshInterval time.Duration
+	// MinRenewInterval is the least time from one successful fetch's start to
+	// the next fetch, except one forced by Invalidate or Changed: a provider
+	// handing out tokens that live a few milliseconds cannot cause a storm of
+	// renewals. Zero means 1s.
+	MinRenewInterval time.Duration
 	// Clock tells the time. If nil, SystemClock is used.
 	Clock Clock
 	// Logger receives fetch results. If nil, nothing is logged.
@@ -67,6 +72,7 @@ type Cache struct {
 	lastErr     error
 	nextAttempt time.Time
 	lastForced  time.Time
+	forced      bool // Invalidate asked for a fetch not yet started
 }
 
 // entry is a held token and the moment it stops being handed out: a little
@@ -95,6 +101,9 @@ func NewCache(src Source, o CacheOptions) *Cache {
 	}
 	if o.ForcedRefreshInterval <= 0 {
 		o.ForcedRefreshInterval = 10 * time.Second
+	}
+	if o.MinRenewInterval <= 0 {
+		o.MinRenewInterval = time.Second
 	}
 	o.Clock = clockOr(o.Clock)
 	if o.Logger == nil {
@@ -190,6 +199,7 @@ func (c *Cache) Invalidate(tok *Token) bool {
 		return false
 	}
 	c.lastForced = now
+	c.forced = true
 	c.cur.Store(nil)
 	c.opts.Observer.TokenForcedRefresh()
 	c.opts.Logger.Info("token rejected by upstream: refreshing", "token", tok)
@@ -213,15 +223,30 @@ func (c *Cache) kickLocked() {
 // returns nil when ctx is done; call it once.
 func (c *Cache) Run(ctx context.Context) error {
 	failures := 0
+	var lastOK time.Time // start of the last successful fetch
+	changed := false
 	for {
 		c.mu.Lock()
-		c.fetching = true
+		forced := c.forced || changed
+		c.mu.Unlock()
+		if !forced && !lastOK.IsZero() {
+			if d := c.opts.MinRenewInterval - c.opts.Clock.Now().Sub(lastOK); d > 0 {
+				c.opts.Logger.Warn("tokens live too briefly: renewal delayed", "min_renew_interval", c.opts.MinRenewInterval.String())
+				if !c.sleep(ctx, d) {
+					c.publish(nil, ctx.Err(), 0)
+					return nil
+				}
+			}
+		}
+		c.mu.Lock()
+		c.fetching, c.forced, changed = true, false, false
 		select { // a fetch satisfies every kick made before it starts
 		case <-c.kick:
 		default:
 		}
 		c.mu.Unlock()
 
+		start := c.opts.Clock.Now()
 		tok, err := c.fetch(ctx)
 		if ctx.Err() != nil {
 			c.publish(nil, ctx.Err(), 0)
@@ -234,7 +259,7 @@ func (c *Cache) Run(ctx context.Context) error {
 			wait = c.backoff(failures, err)
 			c.opts.Logger.Warn("token fetch failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond).String())
 		} else {
-			failures = 0
+			failures, lastOK = 0, start
 			wait = c.renewIn(tok, now)
 			c.opts.Logger.Info("token fetched", "token", tok, "renew_in", wait.Round(time.Second).String())
 		}
@@ -250,8 +275,21 @@ func (c *Cache) Run(ctx context.Context) error {
 			t.Stop()
 		case <-c.opts.Changed:
 			t.Stop()
+			changed = true
 			c.opts.Logger.Info("credential changed: fetching")
 		}
+	}
+}
+
+// sleep waits d on the cache's clock; false if ctx was done first.
+func (c *Cache) sleep(ctx context.Context, d time.Duration) bool {
+	t := c.opts.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
 	}
 }
 

@@ -1,0 +1,67 @@
+package tokens
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A provider whose tokens live 20ms cannot make the cache fetch more than
+// once per MinRenewInterval, whether the renewal timer or stale-token
+// requests ask; a forced refresh (Invalidate) is not delayed.
+func TestCacheMinRenewInterval(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	var mu sync.Mutex
+	var starts []time.Time
+	src := &fakeSource{clk: clk, answer: func(n int, now time.Time) (*Token, error) {
+		mu.Lock()
+		starts = append(starts, now)
+		mu.Unlock()
+		return &Token{Value: fmt.Sprintf("tok-%d", n), Expiry: now.Add(20 * time.Millisecond)}, nil
+	}}
+	c := NewCache(src, CacheOptions{Clock: clk, ForcedRefreshInterval: time.Millisecond})
+	run(t, c)
+	mustToken(t, c)
+
+	clk.BlockUntil(t, 1)
+	clk.AdvanceToNext(t) // the renewal is due after ~16ms: it must wait
+	clk.BlockUntil(t, 1)
+	if ws := clk.Waiting(); len(ws) != 1 || ws[0] < 950*time.Millisecond || ws[0] > time.Second {
+		t.Fatalf("after a renewal due at 16ms the cache waits %v, want the rest of 1s", ws)
+	}
+	// A request finds the token stale and asks for one: still no fetch.
+	clk.Advance(5 * time.Millisecond)
+	got := make(chan *Token)
+	go func() {
+		tok, _ := tokenWithin(c)
+		got <- tok
+	}()
+	clk.BlockUntil(t, 2) // the request waits too
+	if n := src.count(); n != 1 {
+		t.Fatalf("%d fetches within 1s of the first, want 1", n)
+	}
+	clk.Advance(clk.Waiting()[0])
+	if tok := <-got; tok == nil || tok.Value != "tok-2" {
+		t.Fatalf("waiting request got %v, want tok-2", tok)
+	}
+	mu.Lock()
+	gap := starts[1].Sub(starts[0])
+	mu.Unlock()
+	if gap < time.Second {
+		t.Errorf("second fetch %v after the first, want at least MinRenewInterval (1s)", gap)
+	}
+
+	// A rejected token is replaced at once.
+	if !c.Invalidate(mustToken(t, c)) {
+		t.Fatal("Invalidate refused")
+	}
+	if tok := mustToken(t, c); tok.Value != "tok-3" {
+		t.Fatalf("after Invalidate Token() = %q, want tok-3", tok.Value)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !starts[2].Equal(starts[1]) {
+		t.Errorf("forced refresh waited %v, want none", starts[2].Sub(starts[1]))
+	}
+}
