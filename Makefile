@@ -8,7 +8,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 30s
 
-.PHONY: build demo test check-fmt vet lint unit deploy-check fuzz bench image clean
+.PHONY: build demo test check-fmt vet lint unit deploy-check fuzz bench soak image clean
 
 build: ## the sidecar binary, bin/authsidecar
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/authsidecar ./cmd/authsidecar
@@ -50,8 +50,13 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	  done; \
 	done
 
-bench: ## per-request benchmarks of the proxy against a bare ReverseProxy
+bench: build ## Go benchmarks, then the side-by-side load benchmark (~6 min; installs wrk, hey, nginx if missing; writes bench/RESULTS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./proxy/ ./tokens/
+	bash bench/run.sh
+
+SOAK ?= 10m
+soak: build ## SOAK (10m) at a steady rate with 2s tokens, revocations every 30s and a token-endpoint outage; writes test/soak/RESULTS.md
+	$(GO) run ./test/soak -duration $(SOAK) -out test/soak/RESULTS.md
 
 image: ## needs a Docker engine; not part of `make test`
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
