@@ -1,0 +1,74 @@
+// Command baseline is the benchmark's reference: a tuned bare
+// httputil.ReverseProxy that puts a static Authorization header on every
+// request. It uses the sidecar's own transport (proxy.NewTransport: an idle
+// pool of 1024 per host), a sync.Pool-backed BufferPool, and the sidecar's
+// server settings, so that what differs from authsidecar is only what the
+// sidecar does per request: token cache, injection, replay, metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:18001", "listen address")
+	upstream := flag.String("upstream", "http://127.0.0.1:18000", "upstream base URL")
+	flag.Parse()
+
+	u, err := url.Parse(*upstream)
+	if err != nil || u.Host == "" {
+		log.Fatalf("baseline: bad -upstream %q", *upstream)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Header.Set("Authorization", "Bearer static-benchmark-token")
+		},
+		Transport:  proxy.NewTransport(nil),
+		BufferPool: bufferPool{},
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatalf("baseline: %v", err)
+	}
+	srv := &http.Server{ // as cmd/authsidecar's proxy server
+		Handler:           rp,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	serve(srv, ln)
+}
+
+// serve serves until SIGTERM or SIGINT, then closes every connection and
+// returns: the benchmark has nothing to drain.
+func serve(srv *http.Server, ln net.Listener) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() { <-ctx.Done(); srv.Close() }()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		log.Fatalf("baseline: %v", err)
+	}
+}
+
+// bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
