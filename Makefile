@@ -8,7 +8,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 30s
 
-.PHONY: build demo test check-fmt vet lint unit deploy-check fuzz bench soak image clean
+.PHONY: build demo test check-fmt vet lint unit deploy-check fuzz fuzz-short bench soak image clean
 
 build: ## the sidecar binary, bin/authsidecar
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/authsidecar ./cmd/authsidecar
@@ -16,7 +16,7 @@ build: ## the sidecar binary, bin/authsidecar
 demo: build ## run the sidecar against a built-in fake TezPay provider
 	$(GO) run ./cmd/demo -sidecar bin/authsidecar
 
-test: check-fmt vet lint unit deploy-check ## everything CI checks
+test: check-fmt vet lint unit deploy-check fuzz-short ## everything CI checks
 
 check-fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -36,6 +36,9 @@ unit:
 
 deploy-check: $(STATICCHECK) ## the Kubernetes manifests, alert rules, dashboard and Dockerfile (deploy/ is a module of its own)
 	cd deploy && $(GO) vet ./... && $(STATICCHECK) ./... && $(GO) test -race -count=1 ./...
+
+fuzz-short: ## every fuzz target for 3s: new inputs beyond the committed corpora, in CI
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@# Go's fuzzer sometimes ends a clean run with "context deadline exceeded"
