@@ -107,6 +107,11 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.metrics.Replay(metrics.ReplayError)
 	case t.rejected(resp.StatusCode):
 		t.metrics.Replay(metrics.ReplayRejected)
+		if fresh != tok {
+			// The new token was rejected too (revoked with the old one): drop
+			// it now rather than let the next request find out.
+			t.tokens.Invalidate(fresh)
+		}
 	default:
 		t.metrics.Replay(metrics.ReplaySuccess)
 	}

@@ -476,3 +476,36 @@ func TestReplayReusesUpstreamConnection(t *testing.T) {
 		t.Errorf("upstream connections = %d for %d replayed requests, want at most 5 (connections reused)", conns, n)
 	}
 }
+
+// A replay whose new token is rejected too (revoked together with the old
+// one) drops that token at once: the next request goes out with a third
+// token, first time, instead of finding out again.
+func TestReplayRejectedDropsTheNewToken(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, got received) {
+		switch r.Header.Get("Authorization") {
+		case "Bearer tok-1", "Bearer tok-2":
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, "token revoked")
+		default:
+			io.WriteString(w, "accepted")
+		}
+	})
+	src := &tokenSource{}
+	srv := startProxy(t, proxy.Config{
+		Upstream:      up.base(t, ""),
+		Tokens:        startCache(t, src, tokens.CacheOptions{ForcedRefreshInterval: time.Nanosecond}),
+		MaxReplayBody: 1 << 20,
+	})
+	resp, body := do(t, srv.Client(), bodyRequest(t, http.MethodGet, srv.URL+"/x", nil, false))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("first request = %d %s, want the replay's 401", resp.StatusCode, body)
+	}
+	before := len(up.requests())
+	resp, body = do(t, srv.Client(), bodyRequest(t, http.MethodGet, srv.URL+"/x", nil, false))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("second request = %d %s, want 200", resp.StatusCode, body)
+	}
+	if got := authOf(up.requests()[before:]); !slices.Equal(got, []string{"Bearer tok-3"}) {
+		t.Errorf("second request reached the upstream with %v, want once with tok-3", got)
+	}
+}

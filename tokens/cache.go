@@ -41,7 +41,7 @@ type CacheOptions struct {
 	// MinRenewInterval is the least time from one successful fetch's start to
 	// the next fetch, except one forced by Invalidate or Changed: a provider
 	// handing out tokens that live a few milliseconds cannot cause a storm of
-	// renewals. Zero means 1s.
+	// renewals. Zero means 250ms.
 	MinRenewInterval time.Duration
 	// Clock tells the time. If nil, SystemClock is used.
 	Clock Clock
@@ -103,7 +103,7 @@ func NewCache(src Source, o CacheOptions) *Cache {
 		o.ForcedRefreshInterval = 10 * time.Second
 	}
 	if o.MinRenewInterval <= 0 {
-		o.MinRenewInterval = time.Second
+		o.MinRenewInterval = 250 * time.Millisecond
 	}
 	o.Clock = clockOr(o.Clock)
 	if o.Logger == nil {
@@ -332,9 +332,10 @@ func (c *Cache) publish(tok *Token, err error, wait time.Duration) {
 }
 
 // staleAt is when a token stops being handed out: 10s before its expiry, or a
-// tenth of its lifetime before it for tokens shorter than 100s.
+// quarter of its lifetime before it for tokens shorter than 40s, so that a
+// request given the token still reaches the upstream before it expires.
 func staleAt(tok *Token, now time.Time) time.Time {
-	margin := min(10*time.Second, tok.Expiry.Sub(now)/10)
+	margin := min(10*time.Second, tok.Expiry.Sub(now)/4)
 	return tok.Expiry.Add(-margin)
 }
 

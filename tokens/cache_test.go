@@ -619,8 +619,9 @@ func TestCacheStalePoint(t *testing.T) {
 	}{
 		{"1 hour", time.Hour, 10 * time.Second},
 		{"100 seconds", 100 * time.Second, 10 * time.Second},
-		{"60 seconds", time.Minute, 6 * time.Second},
-		{"5 seconds", 5 * time.Second, 500 * time.Millisecond},
+		{"40 seconds", 40 * time.Second, 10 * time.Second},
+		{"20 seconds", 20 * time.Second, 5 * time.Second},
+		{"2 seconds", 2 * time.Second, 500 * time.Millisecond},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
