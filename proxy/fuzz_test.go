@@ -91,7 +91,7 @@ func checkOutbound(v *violations, where string, r *http.Request, upstreamHost st
 	if p != "/base" && !strings.HasPrefix(p, "/base/") {
 		v.addf("%s: request-target %q is outside /base", where, target)
 	}
-	if decoded := r.URL.Path; hasDotSegment(decoded) || !strings.HasPrefix(path.Clean(decoded), "/base") {
+	if decoded := r.URL.Path; HasDotSegment(decoded) || !strings.HasPrefix(path.Clean(decoded), "/base") {
 		v.addf("%s: path %q resolves outside /base", where, decoded)
 	}
 }
@@ -188,9 +188,13 @@ func FuzzHandler(f *testing.F) {
 	})
 }
 
-// hasDotSegmentRef is the definition: some "/"-separated segment is "." or "..".
+// hasDotSegmentRef is the definition: some segment separated by "/" or "\\"
+// is "." or "..", once its ";" parameters are cut off.
 func hasDotSegmentRef(p string) bool {
-	for _, seg := range strings.Split(p, "/") {
+	for _, seg := range strings.Split(strings.ReplaceAll(p, "\\", "/"), "/") {
+		if i := strings.IndexByte(seg, ';'); i >= 0 {
+			seg = seg[:i]
+		}
 		if seg == "." || seg == ".." {
 			return true
 		}
@@ -203,14 +207,14 @@ func FuzzHasDotSegment(f *testing.F) {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		got := hasDotSegment(p)
+		got := HasDotSegment(p)
 		if want := hasDotSegmentRef(p); got != want {
-			t.Errorf("hasDotSegment(%q) = %v, want %v", p, got, want)
+			t.Errorf("HasDotSegment(%q) = %v, want %v", p, got, want)
 		}
 		// Whatever the upstream's path cleaning, a path without dot
 		// segments stays under the base path.
 		if !got && !strings.HasPrefix(path.Join("/base", p), "/base") {
-			t.Errorf("hasDotSegment(%q) = false, but /base + it cleans to %q", p, path.Join("/base", p))
+			t.Errorf("HasDotSegment(%q) = false, but /base + it cleans to %q", p, path.Join("/base", p))
 		}
 	})
 }
@@ -236,8 +240,8 @@ func TestHasDotSegment(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
-			if got := hasDotSegment(tc.path); got != tc.want {
-				t.Errorf("hasDotSegment(%q) = %v, want %v", tc.path, got, tc.want)
+			if got := HasDotSegment(tc.path); got != tc.want {
+				t.Errorf("HasDotSegment(%q) = %v, want %v", tc.path, got, tc.want)
 			}
 		})
 	}

@@ -118,6 +118,13 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TransferEncoding != nil || !r.ProtoAtLeast(1, 1) {
+		// Go's server frames such requests in ways a front proxy may not
+		// (Transfer-Encoding beside Content-Length, HTTP/1.0 with
+		// Transfer-Encoding: golang/go#80942): close the connection after
+		// the answer so that no leftover bytes become a second request.
+		w.Header().Set("Connection", "close")
+	}
 	switch {
 	case h.requireHeader != "" && len(r.Header[h.requireHeader]) == 0:
 		h.reject(w, http.StatusForbidden, "forbidden", "the request lacks the "+h.requireHeader+" header that this sidecar requires")
@@ -128,7 +135,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Host != "" && !strings.EqualFold(r.URL.Host, h.upstream.Host):
 		// An absolute-form request naming another host: never forward it there.
 		h.reject(w, http.StatusBadRequest, "bad_request", "absolute-form request for another host: authsidecar forwards only to its upstream")
-	case hasDotSegment(r.URL.Path):
+	case HasDotSegment(r.URL.Path):
 		h.reject(w, http.StatusBadRequest, "bad_request", "dot segments are not allowed in the path")
 	case h.signPath != "" && r.URL.Path == h.signPath:
 		h.serveSign(w, r)
@@ -156,19 +163,23 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// hasDotSegment reports whether a path has a "." or ".." segment, which an
+// HasDotSegment reports whether a path has a "." or ".." segment, which an
 // upstream could resolve to a place outside the configured base path.
-func hasDotSegment(p string) bool {
+// Backslashes separate segments too (IIS), and a segment's ";" parameters
+// are ignored (Tomcat and Jetty resolve "..;" as "..").
+func HasDotSegment(p string) bool {
 	if !strings.Contains(p, ".") {
 		return false
 	}
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." {
+	for seg := range strings.FieldsFuncSeq(p, isPathSeparator) {
+		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
 			return true
 		}
 	}
 	return false
 }
+
+func isPathSeparator(r rune) bool { return r == '/' || r == '\\' }
 
 // bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.
 type bufferPool struct{}

@@ -301,7 +301,7 @@ func (c *Cache) fetch(ctx context.Context) (*Token, error) {
 	tok, err := c.src.Token(ctx)
 	if err == nil {
 		switch {
-		case tok == nil || tok.Value == "":
+		case tok == nil || strings.TrimSpace(tok.Value) == "":
 			tok, err = nil, errNoValue
 		case hasControl(tok.Value) || hasControl(tok.Label):
 			// No header could carry it: every request would fail until expiry.

@@ -159,6 +159,8 @@ func seconds(v any) (time.Duration, error) {
 		s = v.String()
 	case float64:
 		s = strconv.FormatFloat(v, 'f', -1, 64)
+	case int64: // x/oauth2's Extra for form-encoded answers
+		s = strconv.FormatInt(v, 10)
 	case string:
 		s = v
 	default:

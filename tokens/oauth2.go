@@ -256,6 +256,9 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 		}
 		return nil, fmt.Errorf("tokens: token request: %w", err)
 	}
+	if strings.TrimSpace(t.AccessToken) == "" {
+		return nil, errNoValue
+	}
 	now := s.c.Clock.Now()
 	// x/oauth2 dates Expiry by the system clock, and clientcredentials drops
 	// ExpiresIn: read expires_in from the answer, to date it by our clock.

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/oauth2"
 
+	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
 )
 
@@ -234,7 +235,7 @@ func (c *Config) validate() []error {
 		switch {
 		case !strings.HasPrefix(c.HandoffPath, "/"):
 			p.add("HANDOFF_PATH", "must be a path starting with /, got %q", c.HandoffPath)
-		case strings.ContainsAny(c.HandoffPath, "?#") || hasDotSegment(c.HandoffPath):
+		case strings.ContainsAny(c.HandoffPath, "?#") || proxy.HasDotSegment(c.HandoffPath):
 			p.add("HANDOFF_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.HandoffPath)
 		case c.HandoffPath == c.SignPath:
 			p.add("HANDOFF_PATH", "must differ from %sSIGN_PATH", envPrefix)
@@ -357,7 +358,7 @@ func (c *Config) validateInjection(p *problems) {
 	}
 	if c.SignPath != "" && !strings.HasPrefix(c.SignPath, "/") {
 		p.add("SIGN_PATH", "must be a path starting with /, got %q", c.SignPath)
-	} else if strings.ContainsAny(c.SignPath, "?#") || hasDotSegment(c.SignPath) {
+	} else if strings.ContainsAny(c.SignPath, "?#") || proxy.HasDotSegment(c.SignPath) {
 		p.add("SIGN_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.SignPath)
 	}
 }
@@ -543,8 +544,4 @@ func (p *problems) positive(name string, d time.Duration) {
 	}
 }
 
-// hasDotSegment reports whether a path has a "." or ".." segment; such a
-// path can never match a request, which the proxy refuses.
-func hasDotSegment(p string) bool {
-	return slices.ContainsFunc(strings.Split(p, "/"), func(seg string) bool { return seg == "." || seg == ".." })
-}
+
