@@ -543,5 +543,3 @@ func (p *problems) positive(name string, d time.Duration) {
 		p.add(name, "must be positive, got %s", d)
 	}
 }
-
-
