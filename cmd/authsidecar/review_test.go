@@ -100,3 +100,20 @@ func TestLoadConfigRefusesEndlessFiles(t *testing.T) {
 		t.Errorf("loadConfig(UPSTREAM_CA_FILE=/dev/zero) error = %v, want one naming AUTHSIDECAR_UPSTREAM_CA_FILE", err)
 	}
 }
+
+// UPSTREAM_TIMEOUT bounds the upstream's response headers, not the token
+// endpoint's: a token endpoint slower than it but within TOKEN_TIMEOUT works.
+func TestTokenClientIgnoresUpstreamTimeout(t *testing.T) {
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, `{"access_token":"slow-but-fine","expires_in":3600}`)
+	}))
+	defer provider.Close()
+	upstream := proxy.NewTransport(nil)
+	upstream.ResponseHeaderTimeout = 100 * time.Millisecond // as run sets UPSTREAM_TIMEOUT
+	src := tokens.NewJSONSource(tokens.JSONConfig{URL: provider.URL, ClientID: tokens.Literal("id"),
+		ClientSecret: tokens.Literal("s"), Client: tokenClient(upstream, 5*time.Second)})
+	if tok, err := src.Token(context.Background()); err != nil || tok.Value != "slow-but-fine" {
+		t.Errorf("Token() = %v, %v; want the token answered after 300ms (UPSTREAM_TIMEOUT 100ms, TOKEN_TIMEOUT 5s)", tok, err)
+	}
+}

@@ -240,8 +240,10 @@ func adminHandler(reg *prometheus.Registry, cache *tokens.Cache, draining *atomi
 // redirects: a redirected POST would carry the credentials to another host.
 // A 3xx answer is a refusal like any other.
 func tokenClient(upstream *http.Transport, timeout time.Duration) *http.Client {
+	tr := upstream.Clone()
+	tr.ResponseHeaderTimeout = 0 // UPSTREAM_TIMEOUT is not the token endpoint's: Timeout bounds a fetch
 	return &http.Client{
-		Transport:     upstream.Clone(),
+		Transport:     tr,
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -74,7 +74,11 @@ func buildAndRun(m *testing.M) int {
 	if testing.Verbose() {
 		fmt.Printf("e2e: built %s (race: %v) in %s\n", binary, raceEnabled, time.Since(start).Round(time.Millisecond))
 	}
-	return m.Run()
+	code := m.Run()
+	if testing.Verbose() {
+		fmt.Printf("FIGURE: %s\n", scanFigure())
+	}
+	return code
 }
 
 // moduleRoot walks up from the working directory to the go.mod.
@@ -122,16 +126,23 @@ type sidecar struct {
 	URL    string // the proxy, http://host:port
 	Admin  string // the admin server, http://host:port
 	exited chan struct{}
-	state  *os.ProcessState // set when exited is closed
+	state  *os.ProcessState  // set when exited is closed
+	env    map[string]string // its configuration, names without the prefix
+
+	mu     sync.Mutex
+	files  map[string][]string // secret files named in env, as read at the start
+	bodies []sidecarBody       // error bodies it made, as call received them
 }
 
 // errAddrInUse is a start that failed because another process took a port.
 var errAddrInUse = errors.New("address already in use")
 
 // startSidecar starts authsidecar with env (names without the AUTHSIDECAR_
-// prefix) on two free local ports, and waits until it listens on both. The
-// process is killed when the test ends. A start that loses a port to
-// another process is retried on new ports.
+// prefix) on two free local ports, and waits until it listens on both. It
+// logs at LOG_LEVEL=debug unless env sets another level. The process is
+// killed when the test ends, and what it showed is scanned for secrets (see
+// secrets_test.go). A start that loses a port to another process is retried
+// on new ports.
 func startSidecar(t *testing.T, env map[string]string) *sidecar {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -152,6 +163,9 @@ func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 	for k, v := range env {
 		full[k] = v
 	}
+	if _, ok := full["LOG_LEVEL"]; !ok && full["AUTHSIDECAR_LOG_LEVEL"] == "" {
+		full["LOG_LEVEL"] = "debug"
+	}
 	s := &sidecar{
 		t:      t,
 		out:    &output{},
@@ -159,7 +173,9 @@ func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 		URL:    "http://" + full["LISTEN_ADDR"],
 		Admin:  "http://" + full["ADMIN_ADDR"],
 		exited: make(chan struct{}),
+		env:    full,
 	}
+	s.files = s.readFiles()
 	s.cmd = exec.Command(binary)
 	s.cmd.Env = environ(full)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
@@ -189,6 +205,7 @@ func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 			return nil, fmt.Errorf("not started after 20s:\n%s", s.out)
 		}
 	}
+	running.Store(s.listen, s)
 	t.Cleanup(s.cleanup)
 	return s, nil
 }
@@ -215,18 +232,28 @@ func (s *sidecar) kill() {
 	}
 }
 
-// cleanup kills the process, fails the test if it raced or panicked, and
-// shows its output if the test failed.
+// cleanup scrapes /metrics if the process still runs, kills it, fails the
+// test if it raced, panicked or showed a secret, and shows its output, with
+// the secrets hidden, if the test failed.
 func (s *sidecar) cleanup() {
+	var metrics string
+	select {
+	case <-s.exited:
+	default:
+		metrics = s.scrapeMetrics()
+	}
 	s.kill()
+	running.CompareAndDelete(s.listen, s)
 	out := s.out.String()
 	for _, bad := range []string{"WARNING: DATA RACE", "panic:", "goroutine 1 ["} {
 		if strings.Contains(out, bad) {
 			s.t.Errorf("authsidecar output contains %q", bad)
 		}
 	}
+	secrets := s.secrets()
+	s.scan(secrets, metrics)
 	if s.t.Failed() {
-		s.t.Logf("authsidecar output:\n%s", out)
+		s.t.Logf("authsidecar output (secrets replaced by their names):\n%s", redact(out, secrets))
 	}
 }
 
@@ -391,6 +418,7 @@ func call(c *http.Client, method, url string, body []byte, header ...string) res
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	recordBody(req.URL.Host, method, req.URL.Path, resp.StatusCode, b)
 	return result{status: resp.StatusCode, header: resp.Header, body: b, err: err}
 }
 
@@ -410,6 +438,7 @@ func newTezPay(t *testing.T, ttl time.Duration, wrap func(http.Handler) http.Han
 // newTezPayFor is newTezPay accepting another client secret.
 func newTezPayFor(t *testing.T, secret string, ttl time.Duration, wrap func(http.Handler) http.Handler) (*fake.TezPay, *httptest.Server) {
 	p := fake.NewTezPay(clientID, secret, ttl)
+	trackTezPay(t, p)
 	var h http.Handler = p.Handler()
 	if wrap != nil {
 		h = wrap(h)

@@ -36,6 +36,7 @@ var axeptaDTTMText = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$`)
 // ends.
 func newAxeptaServer(t *testing.T, merchants ...string) (*fake.Axepta, *httptest.Server) {
 	a := fake.NewAxepta(merchants...)
+	trackAxepta(t, a)
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
 	return a, srv
@@ -606,6 +607,14 @@ func newAssertionEndpoint(t *testing.T, pub crypto.PublicKey, alg, keyID string)
 	e.tokenURL = "http://" + e.Listener.Addr().String() + "/oauth2/token"
 	e.Start()
 	t.Cleanup(e.Close)
+	trackSecrets(t, func() map[string]string {
+		m := map[string]string{}
+		for i, req := range e.requests() {
+			m[fmt.Sprintf("access token #%d of the private_key_jwt endpoint", i+1)] = req.token
+			m[fmt.Sprintf("client assertion #%d sent to the private_key_jwt endpoint", i+1)] = req.assertion
+		}
+		return m
+	})
 	return e
 }
 

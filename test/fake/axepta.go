@@ -94,6 +94,17 @@ func (a *Axepta) Registered(token string) (label string, expiry time.Time, ok bo
 	return r.label, r.expiry, ok
 }
 
+// Tokens returns every AuthToken registered so far, with its AuthLabel.
+func (a *Axepta) Tokens() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]string, len(a.regs))
+	for tok, r := range a.regs {
+		out[tok] = r.label
+	}
+	return out
+}
+
 // Registrations returns how many tokens were registered.
 func (a *Axepta) Registrations() int {
 	a.mu.Lock()

@@ -30,10 +30,20 @@ type TezPay struct {
 
 	mu       sync.Mutex
 	issued   []string
+	expiry   map[string]time.Time // of each issued token, to the nanosecond
 	revoked  map[string]bool
 	down     bool
 	apiCalls int
 	rejected int
+	uses     []Use
+}
+
+// Use is one request to a protected endpoint: its request URI, the token it
+// carried (empty if none), when it arrived, and when that token expired (zero
+// if this fake did not issue it).
+type Use struct {
+	URI, Token string
+	At, Expiry time.Time
 }
 
 // NewTezPay returns a provider that accepts the given credentials and issues
@@ -44,7 +54,8 @@ func NewTezPay(clientID, clientSecret string, ttl time.Duration) *TezPay {
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	return &TezPay{clientID: clientID, clientSecret: clientSecret, ttl: ttl, key: key, revoked: map[string]bool{}}
+	return &TezPay{clientID: clientID, clientSecret: clientSecret, ttl: ttl, key: key,
+		expiry: map[string]time.Time{}, revoked: map[string]bool{}}
 }
 
 // Handler serves the token endpoint and the protected endpoints.
@@ -62,6 +73,28 @@ func (p *TezPay) Issued() []string {
 	defer p.mu.Unlock()
 	return append([]string(nil), p.issued...)
 }
+
+// Expiry returns when an issued token expires: the moment its expires_in
+// counted from, to the nanosecond, unlike its exp claim.
+func (p *TezPay) Expiry(token string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	exp, ok := p.expiry[token]
+	return exp, ok
+}
+
+// Uses returns every request to the protected endpoints so far, oldest
+// first.
+func (p *TezPay) Uses() []Use {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Use(nil), p.uses...)
+}
+
+// Protect checks the Bearer token of every request to h as the protected
+// endpoints do, and counts it with them: for endpoints a test adds (a long
+// stream, say).
+func (p *TezPay) Protect(h http.Handler) http.Handler { return p.protected(h.ServeHTTP) }
 
 // Fetches returns how many tokens were issued.
 func (p *TezPay) Fetches() int {
@@ -115,12 +148,15 @@ func (p *TezPay) authenticate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
+	exp := now.Add(p.ttl)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"client_id":     creds.ClientID,
 		"client_secret": creds.ClientSecret,
 		"iat":           now.Unix(),
-		"exp":           now.Add(p.ttl).Unix(),
-		"jti":           rand.Text(),
+		// In whole seconds, rounded up: the token's expiry is exp, checked
+		// to the nanosecond, as expires_in tells the client.
+		"exp": exp.Add(time.Second - 1).Unix(),
+		"jti": rand.Text(),
 	}).SignedString(p.key)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"detail": err.Error()})
@@ -128,6 +164,7 @@ func (p *TezPay) authenticate(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Lock()
 	p.issued = append(p.issued, tok)
+	p.expiry[tok] = exp
 	p.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": tok,
@@ -141,8 +178,11 @@ func (p *TezPay) authenticate(w http.ResponseWriter, r *http.Request) {
 // documented details.
 func (p *TezPay) protected(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		detail := p.check(r.Header.Values("Authorization"))
+		now := time.Now()
+		detail := p.check(r.Header.Values("Authorization"), now)
+		raw := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 		p.mu.Lock()
+		p.uses = append(p.uses, Use{URI: r.URL.RequestURI(), Token: raw, At: now, Expiry: p.expiry[raw]})
 		p.apiCalls++
 		if detail != "" {
 			p.rejected++
@@ -156,7 +196,7 @@ func (p *TezPay) protected(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (p *TezPay) check(auth []string) string {
+func (p *TezPay) check(auth []string, now time.Time) string {
 	if len(auth) != 1 || !strings.HasPrefix(auth[0], "Bearer ") {
 		return "Invalid token"
 	}
@@ -164,9 +204,10 @@ func (p *TezPay) check(auth []string) string {
 	_, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return p.key, nil }, jwt.WithValidMethods([]string{"HS256"}))
 	p.mu.Lock()
 	revoked := p.revoked[raw]
+	exp, ours := p.expiry[raw]
 	p.mu.Unlock()
 	switch {
-	case err != nil && strings.Contains(err.Error(), "expired"), revoked:
+	case err != nil && strings.Contains(err.Error(), "expired"), revoked, ours && !now.Before(exp):
 		return "Token has expired"
 	case err != nil:
 		return "Invalid token"
