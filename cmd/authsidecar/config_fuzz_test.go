@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// The settings FuzzLoadConfig leaves out: header names, local paths, scopes,
+// the connection cap, the registered tokens' lifetime. Whatever the values,
+// loadConfig lists problems that each name a variable, or accepts values
+// the sidecar can use.
+func FuzzLoadConfigNamesAndPaths(f *testing.F) {
+	f.Add("X-Authsidecar-Request", "X-Auth-Label", "/auth", "checkout,payments", "1024", "1h")
+	f.Add("Connection", "Authorization", "/a/..;/b", ",,", "0", "25h")
+	f.Add("X Bad", "\x00", "auth", " ", "-5", "-1s")
+	f.Add("", "", "/a\\..\\b", "a b", "1e3", "0")
+	f.Fuzz(func(t *testing.T, requireHeader, labelHeader, handoffPath, scopes, maxConns, ttl string) {
+		env := minimal("oauth2", map[string]string{
+			"REQUIRE_HEADER":      requireHeader,
+			"INJECT_LABEL_HEADER": labelHeader,
+			"HANDOFF_PATH":        handoffPath,
+			"SCOPES":              scopes,
+			"MAX_CONNECTIONS":     maxConns,
+			"TOKEN_TTL":           ttl,
+		})
+		c, err := loadConfig(env)
+		if err != nil {
+			var joined interface{ Unwrap() []error }
+			if !errors.As(err, &joined) {
+				t.Fatalf("loadConfig() error %q is not a list of problems", err)
+			}
+			checkEveryLineNamesAVariable(t, err)
+			return
+		}
+		if h := c.RequireHeader; h != "" {
+			if !httpguts.ValidHeaderFieldName(h) || reservedHeaders[http.CanonicalHeaderKey(h)] {
+				t.Errorf("REQUIRE_HEADER %q accepted", h)
+			}
+		}
+		if h := c.InjectLabelHeader; h != "" && !httpguts.ValidHeaderFieldName(h) {
+			t.Errorf("INJECT_LABEL_HEADER %q accepted", h)
+		}
+		if p := c.HandoffPath; p != "" && (!strings.HasPrefix(p, "/") || proxy.HasDotSegment(p) || strings.ContainsAny(p, "?#")) {
+			t.Errorf("HANDOFF_PATH %q accepted", p)
+		}
+		for _, s := range c.scopes {
+			if s == "" || strings.ContainsAny(s, " \t\n") {
+				t.Errorf("SCOPES %q accepted with scope %q", scopes, s)
+			}
+		}
+		if c.MaxConnections < 1 {
+			t.Errorf("MAX_CONNECTIONS %q accepted as %d", maxConns, c.MaxConnections)
+		}
+	})
+}
