@@ -34,6 +34,10 @@ type CacheOptions struct {
 	// MinBackoff and MaxBackoff bound the wait between failed fetches, which
 	// doubles from MinBackoff. Zero means 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// MaxBackoffNoToken caps the wait instead of MaxBackoff while no valid
+	// token is held, when requests are failing: a healed provider is found
+	// within seconds, not half a minute. Zero means 5s.
+	MaxBackoffNoToken time.Duration
 	// ForcedRefreshInterval is the least time between two refreshes forced by
 	// Invalidate, so that an upstream rejecting every token cannot cause a
 	// storm of fetches. Zero means 10s.
@@ -98,6 +102,9 @@ func NewCache(src Source, o CacheOptions) *Cache {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
+	}
+	if o.MaxBackoffNoToken <= 0 {
+		o.MaxBackoffNoToken = 5 * time.Second
 	}
 	if o.ForcedRefreshInterval <= 0 {
 		o.ForcedRefreshInterval = 10 * time.Second
@@ -256,7 +263,11 @@ func (c *Cache) Run(ctx context.Context) error {
 		var wait time.Duration
 		if err != nil {
 			failures++
-			wait = c.backoff(failures, err)
+			limit := c.opts.MaxBackoff
+			if c.valid(now) == nil {
+				limit = min(limit, max(c.opts.MaxBackoffNoToken, c.opts.MinBackoff))
+			}
+			wait = c.backoff(failures, err, limit)
 			c.opts.Logger.Warn("token fetch failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond).String())
 		} else {
 			failures, lastOK = 0, start
@@ -349,14 +360,14 @@ func (c *Cache) renewIn(tok *Token, now time.Time) time.Duration {
 }
 
 // backoff is the wait after the n-th consecutive failure: MinBackoff doubled
-// n-1 times, capped at MaxBackoff, with "equal jitter" (half fixed, half
-// random); a longer Retry-After from the provider wins, up to 10 minutes.
-func (c *Cache) backoff(n int, err error) time.Duration {
+// n-1 times, capped at limit, with "equal jitter" (half fixed, half random);
+// a longer Retry-After from the provider wins, up to 10 minutes.
+func (c *Cache) backoff(n int, err error, limit time.Duration) time.Duration {
 	d := c.opts.MinBackoff
-	for i := 1; i < n && d < c.opts.MaxBackoff; i++ {
+	for i := 1; i < n && d < limit; i++ {
 		d *= 2
 	}
-	d = min(d, c.opts.MaxBackoff)
+	d = min(d, limit)
 	d = d/2 + time.Duration(float64(d/2)*jitter())
 	var re *RetrieveError
 	if errors.As(err, &re) && re.RetryAfter > d {

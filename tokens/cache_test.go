@@ -1015,7 +1015,7 @@ func TestCacheBackoff(t *testing.T) {
 				}
 				for _, j := range []float64{0, 0.999} {
 					setJitter(t, j)
-					if got := c.backoff(n, errors.New("refused")); got < want/2 || got > want {
+					if got := c.backoff(n, errors.New("refused"), c.opts.MaxBackoff); got < want/2 || got > want {
 						t.Fatalf("backoff(%d) with jitter %v = %v, want between %v and %v", n, j, got, want/2, want)
 					}
 				}
@@ -1031,7 +1031,7 @@ func TestCacheBackoff(t *testing.T) {
 			{time.Minute, time.Minute}, {time.Hour, 10 * time.Minute},
 		} {
 			err := fmt.Errorf("wrapped: %w", &RetrieveError{Status: 429, RetryAfter: tc.retryAfter})
-			if got := c.backoff(1, err); got != tc.want {
+			if got := c.backoff(1, err, c.opts.MaxBackoff); got != tc.want {
 				t.Errorf("backoff(1) with Retry-After %v = %v, want %v", tc.retryAfter, got, tc.want)
 			}
 		}

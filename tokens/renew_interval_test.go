@@ -1,7 +1,9 @@
 package tokens
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -63,5 +65,25 @@ func TestCacheMinRenewInterval(t *testing.T) {
 	defer mu.Unlock()
 	if !starts[2].Equal(starts[1]) {
 		t.Errorf("forced refresh waited %v, want none", starts[2].Sub(starts[1]))
+	}
+}
+
+// While no valid token is held requests are failing: retries are capped at
+// MaxBackoffNoToken (5s), not MaxBackoff (30s), so a healed provider is
+// found within seconds.
+func TestCacheBackoffWithoutTokenIsShort(t *testing.T) {
+	setJitter(t, 1) // the longest wait each time
+	clk := newFakeClock(tezpayEpoch)
+	src := &fakeSource{clk: clk, answer: failWith(errors.New("connection refused"))}
+	c := NewCache(src, CacheOptions{Clock: clk})
+	run(t, c)
+	var waits []time.Duration
+	for range 8 {
+		clk.BlockUntil(t, 1)
+		waits = append(waits, clk.AdvanceToNext(t))
+	}
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second}
+	if !slices.Equal(waits, want) {
+		t.Errorf("waits between failed fetches without a token = %v, want %v", waits, want)
 	}
 }

@@ -117,7 +117,6 @@ func soak(cfg config, logw io.Writer) (*report, error) {
 			((status == http.StatusServiceUnavailable && errCode == "token_unavailable") ||
 				status == http.StatusUnauthorized): // revoked while no new token could be had
 			atomic.AddInt64(&rep.outageFailures, 1)
-			atomic.AddInt64(&rep.outageFailures, 1)
 		default:
 			atomic.AddInt64(&rep.unexpectedCount, 1)
 			mu.Lock()
