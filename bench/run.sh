@@ -6,6 +6,9 @@
 # and writes bench/RESULTS.md. Run from anywhere: bash bench/run.sh
 #
 #   RUNS=3          repetitions of every measurement (medians are reported)
+#   CPU_RUNS=5      repetitions of the CPU-per-request measurement, the noisiest
+#   PROXY_ENV=      extra environment for the baseline and the sidecar only,
+#                   e.g. PROXY_ENV=GOMAXPROCS=1 (the load generators keep theirs)
 #   DURATION=10s    length of each wrk/hey run
 #   GOBENCH=1       also run the proxy's Go benchmarks (0: skip)
 #   TOKEN_DELAY=250ms  how long the token endpoint takes (so that the cold
@@ -16,6 +19,8 @@
 set -euo pipefail
 
 RUNS=${RUNS:-3}
+CPU_RUNS=${CPU_RUNS:-5}
+PROXY_ENV=${PROXY_ENV:-}
 DURATION=${DURATION:-10s}
 GOBENCH=${GOBENCH:-1}
 TOKEN_DELAY=${TOKEN_DELAY:-250ms}
@@ -108,7 +113,8 @@ hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 # sidecar NAME PORT ADMIN_PORT starts authsidecar against the fake upstream.
 sidecar() {
-	start "$1" env AUTHSIDECAR_UPSTREAM_URL="http://127.0.0.1:$up_port" \
+	# shellcheck disable=SC2086 # PROXY_ENV is a list of NAME=value words
+	start "$1" env $PROXY_ENV AUTHSIDECAR_UPSTREAM_URL="http://127.0.0.1:$up_port" \
 		AUTHSIDECAR_TOKEN_SOURCE=json AUTHSIDECAR_TOKEN_URL="http://127.0.0.1:$up_port/token" \
 		AUTHSIDECAR_CLIENT_ID=bench AUTHSIDECAR_CLIENT_SECRET=bench-secret \
 		AUTHSIDECAR_LISTEN_ADDR="127.0.0.1:$2" AUTHSIDECAR_ADMIN_ADDR="127.0.0.1:$3" \
@@ -147,7 +153,8 @@ free_port && admin_port=$REPLY
 
 start upstream "$tmp/bin/upstream" -addr "127.0.0.1:$up_port" -token-delay "$TOKEN_DELAY"
 wait_port "$up_port" upstream
-start baseline "$tmp/bin/baseline" -addr "127.0.0.1:$base_port" -upstream "http://127.0.0.1:$up_port"
+# shellcheck disable=SC2086 # PROXY_ENV is a list of NAME=value words
+start baseline env $PROXY_ENV "$tmp/bin/baseline" -addr "127.0.0.1:$base_port" -upstream "http://127.0.0.1:$up_port"
 base_pid=$REPLY
 
 cat >"$tmp/nginx/nginx.conf" <<EOF
@@ -216,9 +223,9 @@ done
 
 # --- measurements ----------------------------------------------------------------
 # CPU and RSS first, on fresh processes, so that VmHWM is the peak at 1000 req/s.
-for ((r = 1; r <= RUNS; r++)); do
+for ((r = 1; r <= CPU_RUNS; r++)); do
 	for t in $(rotate "$r" baseline nginx sidecar); do
-		echo "== cpu  run $r/$RUNS $t"
+		echo "== cpu  run $r/$CPU_RUNS $t"
 		before=$(cpu_ticks "${pid[$t]}")
 		hey -z "$DURATION" -c 10 -q 100 "${url[$t]}" >"$tmp/cpu/$t.$r.txt"
 		echo "$before $(cpu_ticks "${pid[$t]}")" >"$tmp/cpu/$t.$r.ticks"
@@ -267,13 +274,15 @@ kill "$cold_pid"
 	printf 'wrk\t%s\n' "$(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo unknown)"
 	printf 'hey\t%s\n' "$(dpkg-query -W -f='${Version}' hey 2>/dev/null || echo unknown)"
 	printf 'authsidecar\t%s\n' "$(git describe --always --dirty 2>/dev/null || echo unknown)"
-	printf 'runs × duration\t%s × %s (targets interleaved, order rotated each run)\n' "$RUNS" "$DURATION"
+	printf 'runs × duration\t%s × %s (CPU per request: %s runs; targets interleaved, order rotated each run)\n' "$RUNS" "$DURATION" "$CPU_RUNS"
+	printf 'extra environment of the baseline and the sidecar\t%s\n' "${PROXY_ENV:-none}"
 	printf 'GOMAXPROCS / GOGC / GOMEMLIMIT\t%s / %s / %s\n' "${GOMAXPROCS:-default}" "${GOGC:-default}" "${GOMEMLIMIT:-default}"
 	printf 'token endpoint delay\t%s\n' "$TOKEN_DELAY"
 	printf 'wall time of the run\t%d s\n' "$SECONDS"
 } >"$tmp/meta.tsv"
+# shellcheck disable=SC2016 # the heredoc expands $PROXY_ENV inside the quotes
 cat >"$tmp/commands.txt" <<EOF
-RUNS=$RUNS DURATION=$DURATION bash bench/run.sh
+RUNS=$RUNS CPU_RUNS=$CPU_RUNS DURATION=$DURATION${PROXY_ENV:+ PROXY_ENV='$PROXY_ENV'} bash bench/run.sh
 
 # all on 127.0.0.1, every process sharing the machine's $(nproc) CPUs; each target gets
 #   GET $REQ_PATH, answered by bench/upstream with 1 KiB of JSON
