@@ -130,8 +130,9 @@ var reservedHeaders = map[string]bool{
 }
 
 // serviceLinks matches the variables Kubernetes injects for a Service named
-// authsidecar (AUTHSIDECAR_SERVICE_HOST, AUTHSIDECAR_PORT_9090_TCP, …).
-var serviceLinks = regexp.MustCompile(`^` + envPrefix + `(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+// authsidecar or authsidecar-… (AUTHSIDECAR_SERVICE_HOST,
+// AUTHSIDECAR_METRICS_PORT_9090_TCP, …).
+var serviceLinks = regexp.MustCompile(`^` + envPrefix + `([A-Z0-9_]+_)?(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
 
 // unknownVariables reports AUTHSIDECAR_* variables that configure nothing:
 // a misspelt name would otherwise leave a setting at its default unnoticed.

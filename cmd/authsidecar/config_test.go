@@ -206,6 +206,11 @@ func TestLoadConfigValid(t *testing.T) {
 				env["AUTHSIDECAR_SERVICE_HOST"] = "10.0.0.1"
 				env["AUTHSIDECAR_SERVICE_PORT"] = "8080"
 				env["AUTHSIDECAR_SERVICE_PORT_HTTP"] = "8080"
+				// and for a Service named authsidecar-metrics
+				env["AUTHSIDECAR_METRICS_SERVICE_HOST"] = "10.0.0.2"
+				env["AUTHSIDECAR_METRICS_SERVICE_PORT"] = "9090"
+				env["AUTHSIDECAR_METRICS_PORT"] = "tcp://10.0.0.2:9090"
+				env["AUTHSIDECAR_METRICS_PORT_9090_TCP_ADDR"] = "10.0.0.2"
 				return env
 			}(),
 			check: checkDefaults,
