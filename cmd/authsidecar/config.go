@@ -121,12 +121,16 @@ func loadConfig(environ map[string]string) (Config, error) {
 	return c, errors.Join(problems...)
 }
 
-// reservedHeaders are set by HTTP itself or by authsidecar: none of them
-// can serve as REQUIRE_HEADER.
-var reservedHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
-	"Transfer-Encoding": true, "Upgrade": true, "Host": true, "Content-Length": true, "Content-Type": true,
-	"Authorization": true, "Proxy-Authorization": true, "Forwarded": true,
+// framingHeaders are set by HTTP itself: no setting may name one.
+var framingHeaders = map[string]bool{
+	"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Host": true, "Te": true,
+	"Trailer": true, "Upgrade": true, "Keep-Alive": true, "Proxy-Connection": true,
+}
+
+// credentialHeaders carry credentials or the body's type: REQUIRE_HEADER,
+// which authsidecar removes, may not name one either.
+var credentialHeaders = map[string]bool{
+	"Authorization": true, "Proxy-Authorization": true, "Content-Type": true, "Forwarded": true,
 }
 
 // serviceLinks matches the variables Kubernetes injects for a Service named
@@ -289,7 +293,8 @@ func (c *Config) validate() []error {
 		switch {
 		case !httpguts.ValidHeaderFieldName(h):
 			p.add("REQUIRE_HEADER", "%q is not a valid header name", h)
-		case reservedHeaders[http.CanonicalHeaderKey(h)], strings.EqualFold(h, c.InjectHeader), strings.EqualFold(h, c.InjectLabelHeader):
+		case !validHeaderName(h), credentialHeaders[http.CanonicalHeaderKey(h)],
+			strings.EqualFold(h, c.InjectHeader), strings.EqualFold(h, c.InjectLabelHeader):
 			p.add("REQUIRE_HEADER", "%q is a header HTTP or authsidecar itself sets: choose a name of your own, such as X-Authsidecar-Request", h)
 		}
 	}
@@ -406,16 +411,7 @@ func (c *Config) validateSigning(p *problems) {
 // validHeaderName reports whether name is an HTTP token that is not a
 // hop-by-hop or framing header.
 func validHeaderName(name string) bool {
-	if name == "" || strings.IndexFunc(name, func(r rune) bool {
-		return r > '~' || !(r == '-' || r == '_' || r == '.' || ('0' <= r && r <= '9') || ('A' <= r && r <= 'Z') || ('a' <= r && r <= 'z') || strings.ContainsRune("!#$%&'*+^`|~", r))
-	}) >= 0 {
-		return false
-	}
-	switch http.CanonicalHeaderKey(name) {
-	case "Connection", "Content-Length", "Transfer-Encoding", "Host", "Te", "Trailer", "Upgrade", "Keep-Alive", "Proxy-Connection":
-		return false
-	}
-	return true
+	return httpguts.ValidHeaderFieldName(name) && !framingHeaders[http.CanonicalHeaderKey(name)]
 }
 
 // parseParams reads "k=v,k=v".
