@@ -27,6 +27,7 @@ type TokenSource interface {
 type authTransport struct {
 	tokens    TokenSource // nil: no token source
 	inj       Injector
+	use       BodyUse // inj.Body(), fixed at start
 	next      http.RoundTripper
 	refreshOn [600]bool
 	maxBody   int64
@@ -34,7 +35,7 @@ type authTransport struct {
 }
 
 func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refreshOn []int, maxBody int64, m *metrics.Metrics) *authTransport {
-	t := &authTransport{tokens: ts, inj: inj, next: next, maxBody: maxBody, metrics: m}
+	t := &authTransport{tokens: ts, inj: inj, use: inj.Body(), next: next, maxBody: maxBody, metrics: m}
 	for _, code := range refreshOn {
 		if code >= 0 && code < len(t.refreshOn) {
 			t.refreshOn[code] = true
@@ -44,7 +45,7 @@ func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refr
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.tokens == nil && t.inj.Body() == BodyUntouched {
+	if t.tokens == nil && t.use == BodyUntouched {
 		// Nothing to rewrite and no token to replay with: stream as is.
 		if _, err := t.inj.Inject(req.Header, nil, nil); err != nil {
 			return nil, err
@@ -63,8 +64,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	use := t.inj.Body()
-	if use != BodyUntouched && !replayable {
+	if t.use != BodyUntouched && !replayable {
 		return nil, &RequestError{Reason: "too_large", Message: fmt.Sprintf("the request body is over %d bytes (AUTHSIDECAR_MAX_REPLAY_BODY) and cannot be rewritten", t.maxBody)}
 	}
 	sent, err := t.authenticate(req, tok, body)
@@ -91,10 +91,10 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	retry := req.Clone(ctx)
-	if use == BodyPerToken {
+	if t.use == BodyPerToken {
 		sent = body // rewritten again, with the new token
 	}
-	if use == BodyOnce {
+	if t.use == BodyOnce {
 		setBody(retry, sent) // the same signed body
 	} else if _, err := t.authenticate(retry, fresh, sent); err != nil {
 		t.metrics.Replay(metrics.ReplayError)
@@ -121,7 +121,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // authenticate puts tok on req with the injector, and returns the body that
 // is sent: the app's, or the injector's rewrite of it.
 func (t *authTransport) authenticate(req *http.Request, tok *tokens.Token, body []byte) ([]byte, error) {
-	if t.inj.Body() == BodyUntouched {
+	if t.use == BodyUntouched {
 		_, err := t.inj.Inject(req.Header, tok, nil)
 		if body != nil {
 			setBody(req, body)
