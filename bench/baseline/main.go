@@ -7,20 +7,16 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/authsidecar/authsidecar/bench/internal/serve"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
@@ -51,18 +47,7 @@ func main() {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	serve(srv, ln)
-}
-
-// serve serves until SIGTERM or SIGINT, then closes every connection and
-// returns: the benchmark has nothing to drain.
-func serve(srv *http.Server, ln net.Listener) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	go func() { <-ctx.Done(); srv.Close() }()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		log.Fatalf("baseline: %v", err)
-	}
+	serve.Until("baseline", srv, ln)
 }
 
 // bufferPool recycles the 32 KiB buffers ReverseProxy copies bodies with.

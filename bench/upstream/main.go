@@ -9,21 +9,18 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/authsidecar/authsidecar/bench/internal/serve"
 )
 
 func main() {
@@ -39,18 +36,7 @@ func main() {
 		Handler:           &server{body: body(1024), tokenDelay: *tokenDelay},
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	serve(srv, ln)
-}
-
-// serve serves until SIGTERM or SIGINT, then closes every connection and
-// returns: the benchmark has nothing to drain.
-func serve(srv *http.Server, ln net.Listener) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	go func() { <-ctx.Done(); srv.Close() }()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		log.Fatalf("upstream: %v", err)
-	}
+	serve.Until("upstream", srv, ln)
 }
 
 type server struct {
