@@ -10,7 +10,12 @@ require (
 	golang.org/x/sync v0.24.0
 )
 
-require github.com/google/uuid v1.6.0
+require (
+	github.com/google/uuid v1.6.0
+	github.com/redis/go-redis/v9 v9.23.0
+)
+
+require go.uber.org/atomic v1.12.0 // indirect
 
 require (
 	golang.org/x/net v0.62.0

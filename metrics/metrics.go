@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authsidecar/authsidecar/tokens"
+	"github.com/authsidecar/authsidecar/tokens/shared"
 )
 
 // Metrics is the set of authsidecar's collectors. It implements
@@ -24,6 +25,8 @@ type Metrics struct {
 	Errors             *prometheus.CounterVec
 	Signatures         *prometheus.CounterVec
 	RejectedBodies     *prometheus.CounterVec
+	SharedCache        *prometheus.CounterVec
+	SharedCacheWaits   prometheus.Counter
 }
 
 // Replay results, the values of authsidecar_replays_total's result label.
@@ -84,15 +87,26 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "authsidecar_rejected_bodies_total",
 			Help: "Request bodies refused before going upstream because they could not be authenticated, by reason (not_json_object, no_payload, no_customer_id, bad_field, too_large).",
 		}, []string{"reason"}),
+		SharedCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_shared_cache_lookups_total",
+			Help: "Tokens obtained with the shared cache on, by where they came from: hit (another sidecar fetched it), miss (fetched here for the fleet), fallback (fetched here alone: Redis unusable).",
+		}, []string{"result"}),
+		SharedCacheWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "authsidecar_shared_cache_lock_waits_total",
+			Help: "Renewals that waited for another sidecar's fetch, which held the fleet's lock.",
+		}),
 	}
 	reg.MustRegister(m.TokenFetches, m.TokenFetchDuration, m.TokenExpiry, m.ForcedRefreshes,
 		m.Requests, m.RequestDuration, m.UpstreamResponses, m.Replays, m.Errors,
-		m.Signatures, m.RejectedBodies)
+		m.Signatures, m.RejectedBodies, m.SharedCache, m.SharedCacheWaits)
 	for _, r := range []string{"success", "error"} {
 		m.TokenFetches.WithLabelValues(r)
 	}
 	for _, r := range []string{ReplaySuccess, ReplayRejected, ReplayError, ReplayTooLarge, ReplayRateLimited} {
 		m.Replays.WithLabelValues(r)
+	}
+	for _, r := range []string{shared.ResultHit, shared.ResultMiss, shared.ResultFallback} {
+		m.SharedCache.WithLabelValues(r)
 	}
 	return m
 }
@@ -143,5 +157,19 @@ func (m *Metrics) Signature(result string) {
 func (m *Metrics) RejectedBody(reason string) {
 	if m != nil {
 		m.RejectedBodies.WithLabelValues(reason).Inc()
+	}
+}
+
+// SharedCacheLookup implements shared.Observer.
+func (m *Metrics) SharedCacheLookup(result string) {
+	if m != nil {
+		m.SharedCache.WithLabelValues(result).Inc()
+	}
+}
+
+// SharedCacheLockWait implements shared.Observer.
+func (m *Metrics) SharedCacheLockWait() {
+	if m != nil {
+		m.SharedCacheWaits.Inc()
 	}
 }

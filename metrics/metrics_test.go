@@ -17,16 +17,22 @@ import (
 
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/tokens"
+	"github.com/authsidecar/authsidecar/tokens/shared"
 )
 
-// Compile-time check: the cache can report to the metrics.
-var _ tokens.Observer = (*metrics.Metrics)(nil)
+// Compile-time checks: the cache and the shared cache can report to the metrics.
+var (
+	_ tokens.Observer = (*metrics.Metrics)(nil)
+	_ shared.Observer = (*metrics.Metrics)(nil)
+)
 
 var allNames = []string{
 	"authsidecar_errors_total",
 	"authsidecar_replays_total",
 	"authsidecar_request_duration_seconds",
 	"authsidecar_requests_total",
+	"authsidecar_shared_cache_lock_waits_total",
+	"authsidecar_shared_cache_lookups_total",
 	"authsidecar_token_expiry_timestamp_seconds",
 	"authsidecar_token_fetch_duration_seconds",
 	"authsidecar_token_fetches_total",
@@ -113,6 +119,8 @@ func TestNewRegistersEveryMetricWithHelp(t *testing.T) {
 		"authsidecar_replays_total":                  dto.MetricType_COUNTER,
 		"authsidecar_request_duration_seconds":       dto.MetricType_HISTOGRAM,
 		"authsidecar_requests_total":                 dto.MetricType_COUNTER,
+		"authsidecar_shared_cache_lock_waits_total":  dto.MetricType_COUNTER,
+		"authsidecar_shared_cache_lookups_total":     dto.MetricType_COUNTER,
 		"authsidecar_token_expiry_timestamp_seconds": dto.MetricType_GAUGE,
 		"authsidecar_token_fetch_duration_seconds":   dto.MetricType_HISTOGRAM,
 		"authsidecar_token_fetches_total":            dto.MetricType_COUNTER,
@@ -169,6 +177,14 @@ func TestNewStartsWithKnownSeries(t *testing.T) {
 		authsidecar_replays_total{result="rejected"} 0
 		authsidecar_replays_total{result="success"} 0
 		authsidecar_replays_total{result="too_large"} 0
+		# HELP authsidecar_shared_cache_lock_waits_total Renewals that waited for another sidecar's fetch, which held the fleet's lock.
+		# TYPE authsidecar_shared_cache_lock_waits_total counter
+		authsidecar_shared_cache_lock_waits_total 0
+		# HELP authsidecar_shared_cache_lookups_total Tokens obtained with the shared cache on, by where they came from: hit (another sidecar fetched it), miss (fetched here for the fleet), fallback (fetched here alone: Redis unusable).
+		# TYPE authsidecar_shared_cache_lookups_total counter
+		authsidecar_shared_cache_lookups_total{result="fallback"} 0
+		authsidecar_shared_cache_lookups_total{result="hit"} 0
+		authsidecar_shared_cache_lookups_total{result="miss"} 0
 		# HELP authsidecar_token_expiry_timestamp_seconds Unix time at which the current token expires; 0 before the first token.
 		# TYPE authsidecar_token_expiry_timestamp_seconds gauge
 		authsidecar_token_expiry_timestamp_seconds 0
@@ -460,4 +476,28 @@ func collect(c prometheus.Collector) []prometheus.Metric {
 		ms = append(ms, m)
 	}
 	return ms
+}
+
+func TestSharedCacheMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	names := []string{"authsidecar_shared_cache_lookups_total", "authsidecar_shared_cache_lock_waits_total"}
+	m.SharedCacheLookup(shared.ResultHit)
+	m.SharedCacheLookup(shared.ResultHit)
+	m.SharedCacheLookup(shared.ResultFallback)
+	m.SharedCacheLockWait()
+	got := exposition(t, reg, names...)
+	for _, line := range []string{
+		"authsidecar_shared_cache_lock_waits_total 1\n",
+		`authsidecar_shared_cache_lookups_total{result="hit"} 2` + "\n",
+		`authsidecar_shared_cache_lookups_total{result="fallback"} 1` + "\n",
+		`authsidecar_shared_cache_lookups_total{result="miss"} 0` + "\n",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("after lookups, missing %q in:\n%s", line, got)
+		}
+	}
+	var nilM *metrics.Metrics
+	nilM.SharedCacheLookup(shared.ResultMiss) // must not panic
+	nilM.SharedCacheLockWait()
 }

@@ -192,7 +192,8 @@ func (c *Cache) noToken(cause error) error {
 
 // Invalidate reports that the upstream rejected tok. If tok is still the
 // current token it is dropped and a fetch starts, unless a forced refresh
-// happened less than ForcedRefreshInterval ago. It returns whether a call to
+// happened less than ForcedRefreshInterval ago; a source that is a Rejecter
+// is told. It returns whether a call to
 // Token may now yield a different token, that is whether a replay is worth it.
 func (c *Cache) Invalidate(tok *Token) bool {
 	c.mu.Lock()
@@ -208,6 +209,9 @@ func (c *Cache) Invalidate(tok *Token) bool {
 	c.lastForced = now
 	c.forced = true
 	c.cur.Store(nil)
+	if r, ok := c.src.(Rejecter); ok {
+		r.Rejected(tok)
+	}
 	c.opts.Observer.TokenForcedRefresh()
 	c.opts.Logger.Info("token rejected by upstream: refreshing", "token", tok)
 	if !c.fetching {

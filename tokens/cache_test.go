@@ -1037,3 +1037,44 @@ func TestCacheBackoff(t *testing.T) {
 		}
 	})
 }
+
+// rejecterSource is a fakeSource that records what the Cache says was
+// rejected, as the shared cache does.
+type rejecterSource struct {
+	*fakeSource
+	mu       sync.Mutex
+	rejected []*Token
+}
+
+func (s *rejecterSource) Rejected(tok *Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rejected = append(s.rejected, tok)
+}
+
+func (s *rejecterSource) told() []*Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Token(nil), s.rejected...)
+}
+
+// TestCacheTellsARejecterWhatItDrops: the source hears of a rejected token
+// when the Cache drops it, and only then: not for a token already replaced,
+// nor for one kept because forced refreshes are rate-limited.
+func TestCacheTellsARejecterWhatItDrops(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	src := &rejecterSource{fakeSource: &fakeSource{clk: clk, answer: issue(time.Hour)}}
+	c := NewCache(src, CacheOptions{Clock: clk, ForcedRefreshInterval: time.Minute})
+	run(t, c)
+	first := mustToken(t, c)
+	c.Invalidate(first)
+	second := mustToken(t, c)
+	c.Invalidate(first)  // already replaced
+	c.Invalidate(second) // within ForcedRefreshInterval: kept
+	if got := src.told(); len(got) != 1 || got[0] != first {
+		t.Errorf("Rejected() calls = %v, want one, for the first token", got)
+	}
+	if got := mustToken(t, c); got != second {
+		t.Errorf("Token() = %q, want %q kept", got.Value, second.Value)
+	}
+}

@@ -50,3 +50,10 @@ type SourceFunc func(ctx context.Context) (*Token, error)
 
 // Token calls f.
 func (f SourceFunc) Token(ctx context.Context) (*Token, error) { return f(ctx) }
+
+// Rejecter is implemented by Sources that share their tokens beyond this
+// process: a Cache tells them when the upstream rejected a token they gave,
+// so that the token is not handed out again. Rejected must not block.
+type Rejecter interface {
+	Rejected(tok *Token)
+}

@@ -34,56 +34,60 @@ const envPrefix = "AUTHSIDECAR_"
 // Config is authsidecar's whole configuration, read from the environment.
 // The unexported fields are derived from the others by validate.
 type Config struct {
-	UpstreamURL           string        `env:"UPSTREAM_URL"`
-	ListenAddr            string        `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
-	AdminAddr             string        `env:"ADMIN_ADDR" envDefault:":9090"`
-	TokenSource           string        `env:"TOKEN_SOURCE"`
-	TokenURL              string        `env:"TOKEN_URL"`
-	ClientID              string        `env:"CLIENT_ID"`
-	ClientIDFile          string        `env:"CLIENT_ID_FILE"`
-	ClientSecret          string        `env:"CLIENT_SECRET"`
-	ClientSecretFile      string        `env:"CLIENT_SECRET_FILE"`
-	Scopes                string        `env:"SCOPES"`
-	TokenParams           string        `env:"TOKEN_PARAMS"`
-	OAuth2AuthStyle       string        `env:"OAUTH2_AUTH_STYLE" envDefault:"auto"`
-	JSONTokenField        string        `env:"JSON_TOKEN_FIELD" envDefault:"access_token"`
-	JSONExpiresInField    string        `env:"JSON_EXPIRES_IN_FIELD" envDefault:"expires_in"`
-	TokenDefaultTTL       time.Duration `env:"TOKEN_DEFAULT_TTL" envDefault:"15m"`
-	TokenTimeout          time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
-	TokenWait             time.Duration `env:"TOKEN_WAIT" envDefault:"10s"`
-	RenewAt               float64       `env:"RENEW_AT" envDefault:"0.8"`
-	ForcedRefreshInterval time.Duration `env:"FORCED_REFRESH_INTERVAL" envDefault:"10s"`
-	RefreshOnStatus       string        `env:"REFRESH_ON_STATUS" envDefault:"401"`
-	MaxReplayBody         int64         `env:"MAX_REPLAY_BODY" envDefault:"1048576"`
-	UpstreamTimeout       time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"60s"`
-	LogLevel              string        `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat             string        `env:"LOG_FORMAT" envDefault:"json"`
-	ShutdownTimeout       time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
-	ShutdownDelay         time.Duration `env:"SHUTDOWN_DELAY"` // keep serving this long after SIGTERM before draining
-	Inject                string        `env:"INJECT"`         // default set in loadConfig: bearer, or none without a token source
-	InjectHeader          string        `env:"INJECT_HEADER" envDefault:"Authorization"`
-	InjectPrefix          string        `env:"INJECT_PREFIX"`
-	BodyTokenField        string        `env:"BODY_TOKEN_FIELD" envDefault:"payload.clientAuthToken"`
-	BodyExpiryField       string        `env:"BODY_EXPIRY_FIELD"` // default set in loadConfig: empty means "don't set"
-	JSONExpiresAtField    string        `env:"JSON_EXPIRES_AT_FIELD"`
-	SigningKeyFile        string        `env:"SIGNING_KEY_FILE"`
-	SigningKeyID          string        `env:"SIGNING_KEY_ID"`
-	MerchantID            string        `env:"MERCHANT_ID"`
-	Service               string        `env:"SERVICE"`
-	SignPath              string        `env:"SIGN_PATH"`
-	TokenTTL              time.Duration `env:"TOKEN_TTL" envDefault:"15m"`
-	TokenFile             string        `env:"TOKEN_FILE"`
-	AssertionKeyFile      string        `env:"CLIENT_ASSERTION_KEY_FILE"`
-	AssertionAlg          string        `env:"CLIENT_ASSERTION_ALG" envDefault:"RS256"`
-	AssertionKeyID        string        `env:"CLIENT_ASSERTION_KEY_ID"`
-	InjectLabelHeader     string        `env:"INJECT_LABEL_HEADER"`
-	HandoffPath           string        `env:"HANDOFF_PATH"`
-	UpstreamCAFile        string        `env:"UPSTREAM_CA_FILE"`
-	ClientCertFile        string        `env:"CLIENT_CERT_FILE"`
-	ClientKeyFile         string        `env:"CLIENT_KEY_FILE"`
-	Pprof                 bool          `env:"PPROF"` // serve net/http/pprof on the admin listener
-	RequireHeader         string        `env:"REQUIRE_HEADER"`
-	MaxConnections        int           `env:"MAX_CONNECTIONS" envDefault:"1024"`
+	UpstreamURL             string        `env:"UPSTREAM_URL"`
+	ListenAddr              string        `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
+	AdminAddr               string        `env:"ADMIN_ADDR" envDefault:":9090"`
+	TokenSource             string        `env:"TOKEN_SOURCE"`
+	TokenURL                string        `env:"TOKEN_URL"`
+	ClientID                string        `env:"CLIENT_ID"`
+	ClientIDFile            string        `env:"CLIENT_ID_FILE"`
+	ClientSecret            string        `env:"CLIENT_SECRET"`
+	ClientSecretFile        string        `env:"CLIENT_SECRET_FILE"`
+	Scopes                  string        `env:"SCOPES"`
+	TokenParams             string        `env:"TOKEN_PARAMS"`
+	OAuth2AuthStyle         string        `env:"OAUTH2_AUTH_STYLE" envDefault:"auto"`
+	JSONTokenField          string        `env:"JSON_TOKEN_FIELD" envDefault:"access_token"`
+	JSONExpiresInField      string        `env:"JSON_EXPIRES_IN_FIELD" envDefault:"expires_in"`
+	TokenDefaultTTL         time.Duration `env:"TOKEN_DEFAULT_TTL" envDefault:"15m"`
+	TokenTimeout            time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
+	TokenWait               time.Duration `env:"TOKEN_WAIT" envDefault:"10s"`
+	RenewAt                 float64       `env:"RENEW_AT" envDefault:"0.8"`
+	ForcedRefreshInterval   time.Duration `env:"FORCED_REFRESH_INTERVAL" envDefault:"10s"`
+	RefreshOnStatus         string        `env:"REFRESH_ON_STATUS" envDefault:"401"`
+	MaxReplayBody           int64         `env:"MAX_REPLAY_BODY" envDefault:"1048576"`
+	UpstreamTimeout         time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"60s"`
+	LogLevel                string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat               string        `env:"LOG_FORMAT" envDefault:"json"`
+	ShutdownTimeout         time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	ShutdownDelay           time.Duration `env:"SHUTDOWN_DELAY"` // keep serving this long after SIGTERM before draining
+	Inject                  string        `env:"INJECT"`         // default set in loadConfig: bearer, or none without a token source
+	InjectHeader            string        `env:"INJECT_HEADER" envDefault:"Authorization"`
+	InjectPrefix            string        `env:"INJECT_PREFIX"`
+	BodyTokenField          string        `env:"BODY_TOKEN_FIELD" envDefault:"payload.clientAuthToken"`
+	BodyExpiryField         string        `env:"BODY_EXPIRY_FIELD"` // default set in loadConfig: empty means "don't set"
+	JSONExpiresAtField      string        `env:"JSON_EXPIRES_AT_FIELD"`
+	SigningKeyFile          string        `env:"SIGNING_KEY_FILE"`
+	SigningKeyID            string        `env:"SIGNING_KEY_ID"`
+	MerchantID              string        `env:"MERCHANT_ID"`
+	Service                 string        `env:"SERVICE"`
+	SignPath                string        `env:"SIGN_PATH"`
+	TokenTTL                time.Duration `env:"TOKEN_TTL" envDefault:"15m"`
+	TokenFile               string        `env:"TOKEN_FILE"`
+	AssertionKeyFile        string        `env:"CLIENT_ASSERTION_KEY_FILE"`
+	AssertionAlg            string        `env:"CLIENT_ASSERTION_ALG" envDefault:"RS256"`
+	AssertionKeyID          string        `env:"CLIENT_ASSERTION_KEY_ID"`
+	InjectLabelHeader       string        `env:"INJECT_LABEL_HEADER"`
+	HandoffPath             string        `env:"HANDOFF_PATH"`
+	UpstreamCAFile          string        `env:"UPSTREAM_CA_FILE"`
+	ClientCertFile          string        `env:"CLIENT_CERT_FILE"`
+	ClientKeyFile           string        `env:"CLIENT_KEY_FILE"`
+	Pprof                   bool          `env:"PPROF"` // serve net/http/pprof on the admin listener
+	RequireHeader           string        `env:"REQUIRE_HEADER"`
+	MaxConnections          int           `env:"MAX_CONNECTIONS" envDefault:"1024"`
+	SharedCache             string        `env:"SHARED_CACHE"` // redis:// or rediss://: one token for the fleet
+	SharedCacheKeyFile      string        `env:"SHARED_CACHE_KEY_FILE"`
+	SharedCachePasswordFile string        `env:"SHARED_CACHE_PASSWORD_FILE"`
+	SharedCacheCAFile       string        `env:"SHARED_CACHE_CA_FILE"`
 
 	upstream  *url.URL
 	scopes    []string
@@ -93,6 +97,8 @@ type Config struct {
 	logLevel  slog.Level
 	tls       *tls.Config
 	assertion *tokens.ClientAssertion
+	sharedKey []byte
+	sharedTLS *tls.Config
 }
 
 // loadConfig reads the configuration from environ and validates it as a
@@ -317,6 +323,7 @@ func (c *Config) validate() []error {
 		p.add("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
 	c.validateInjection(&p)
+	c.validateSharedCache(&p)
 	c.tls = c.tlsConfig(&p)
 	return p
 }

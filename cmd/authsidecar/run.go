@@ -41,6 +41,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var cache *tokens.Cache
 	var fileSrc *tokens.FileSource
 	if src := newSource(cfg, tokenClient(transport, cfg.TokenTimeout), log); src != nil {
+		if cfg.SharedCache != "" {
+			var closeShared func()
+			var err error
+			if src, closeShared, err = withSharedCache(src, cfg, log, m); err != nil {
+				return err
+			}
+			defer closeShared()
+		}
 		opts := tokens.CacheOptions{
 			RenewAt:               cfg.RenewAt,
 			FetchTimeout:          cfg.TokenTimeout,
