@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authsidecar/authsidecar/test/fake"
+	"github.com/authsidecar/authsidecar/test/redistest"
+)
+
+// fleetSize is how many sidecar processes share one Redis.
+const fleetSize = 20
+
+// startFleet starts n sidecars with env at once and waits until each is ready.
+func startFleet(t *testing.T, n int, env map[string]string) []*sidecar {
+	t.Helper()
+	fleet := make([]*sidecar, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range fleet {
+		wg.Go(func() {
+			for range 5 { // a port taken by another process: start again on new ones
+				if fleet[i], errs[i] = tryStart(t, env); errs[i] != errAddrInUse {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start sidecar %d: %v", i, err)
+		}
+	}
+	for _, s := range fleet {
+		s.waitReady(20 * time.Second)
+	}
+	return fleet
+}
+
+// payAll makes one payment through every sidecar at once and fails the
+// test for any answer but 200.
+func payAll(t *testing.T, c *http.Client, fleet []*sidecar, ref string) {
+	t.Helper()
+	results := make([]result, len(fleet))
+	var wg sync.WaitGroup
+	for i, s := range fleet {
+		wg.Go(func() {
+			results[i] = call(c, http.MethodPost, s.URL+fake.ProcessPaymentPath, payment(fmt.Sprintf("%s-%d", ref, i)))
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.status != http.StatusOK {
+			t.Errorf("%s: payment through sidecar %d = %v, want 200", ref, i, r)
+		}
+	}
+}
+
+// lookups sums the fleet's shared-cache lookups by result.
+func lookups(t *testing.T, fleet []*sidecar) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, s := range fleet {
+		m := s.metrics()
+		for _, r := range []string{"hit", "miss", "fallback"} {
+			v, _ := metric(m, `authsidecar_shared_cache_lookups_total{result="`+r+`"}`)
+			out[r] += v
+		}
+	}
+	return out
+}
+
+func writeFleetKey(t *testing.T) string {
+	t.Helper()
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i*7 + 3)
+	}
+	path := filepath.Join(t.TempDir(), "fleet.key")
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSharedCacheFleet runs 20 sidecar processes over one Redis through
+// their whole story: a start together, a revocation, a Redis crash under
+// load, and its return.
+func TestSharedCacheFleet(t *testing.T) {
+	rs := redistest.Start(t)
+	p, srv := newTezPay(t, time.Hour, nil)
+	env := tezPayEnv(srv.URL,
+		"SHARED_CACHE", rs.URL(),
+		"SHARED_CACHE_KEY_FILE", writeFleetKey(t),
+		"FORCED_REFRESH_INTERVAL", "500ms", // the phases below follow each other closely
+		"LOG_LEVEL", "info",
+	)
+	fleet := startFleet(t, fleetSize, env)
+	c := newClient(t)
+
+	// 1. Twenty sidecars start together: one token fetch.
+	payAll(t, c, fleet, "START")
+	if n := p.Fetches(); n != 1 {
+		t.Errorf("start: token fetches = %d, want 1 for %d sidecars", n, fleetSize)
+	}
+	if got := lookups(t, fleet); got["miss"] != 1 || got["hit"] != fleetSize-1 || got["fallback"] != 0 {
+		t.Errorf("start: lookups = %v, want 1 miss and %d hits", got, fleetSize-1)
+	}
+	checkRedisHoldsNoSecret(t, rs, p)
+
+	// 2. The provider revokes the token; every sidecar meets a 401, replays:
+	// one more fetch for the fleet.
+	time.Sleep(600 * time.Millisecond) // past FORCED_REFRESH_INTERVAL
+	p.RevokeAll()
+	payAll(t, c, fleet, "REVOKED")
+	if n := p.Fetches(); n != 2 {
+		t.Errorf("revocation: token fetches = %d, want 2: one more for the whole fleet", n)
+	}
+
+	// 3. Redis dies while the app keeps paying, and the provider revokes
+	// again: every sidecar fetches alone, and no request fails.
+	var failed atomic.Int64
+	var failures sync.Map
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for i, s := range fleet {
+		load.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if r := call(c, http.MethodPost, s.URL+fake.ProcessPaymentPath, payment(fmt.Sprintf("LOAD-%d-%d", i, n))); r.status != http.StatusOK {
+					failed.Add(1)
+					failures.Store(fmt.Sprintf("sidecar %d request %d", i, n), r.String())
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	rs.Kill()
+	time.Sleep(300 * time.Millisecond)
+	before := p.Fetches()
+	p.RevokeAll()
+	if !eventually(10*time.Second, func() bool { return p.Fetches()-before >= fleetSize }) {
+		t.Errorf("Redis down: %d fetches after the revocation, want %d: each sidecar alone", p.Fetches()-before, fleetSize)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	load.Wait()
+	if n := failed.Load(); n > 0 {
+		failures.Range(func(k, v any) bool { t.Errorf("with Redis down: %s = %s", k, v); return true })
+		t.Errorf("with Redis down: %d requests failed, want none", n)
+	}
+	if n := p.Fetches() - before; n != fleetSize {
+		t.Errorf("Redis down: token fetches after the revocation = %d, want %d", n, fleetSize)
+	}
+	if got := lookups(t, fleet); got["fallback"] != fleetSize {
+		t.Errorf("Redis down: fallbacks = %v, want %d", got["fallback"], fleetSize)
+	}
+	for i, s := range fleet {
+		if n := strings.Count(s.output(), "shared cache unusable"); n != 1 {
+			t.Errorf("sidecar %d logged the outage %d times, want once", i, n)
+		}
+	}
+
+	// 4. Redis is back (empty): the next revocation costs one fetch again.
+	rs.Restart()
+	time.Sleep(600 * time.Millisecond)
+	before = p.Fetches()
+	p.RevokeAll()
+	payAll(t, c, fleet, "BACK")
+	if n := p.Fetches() - before; n != 1 {
+		t.Errorf("Redis back: token fetches after a revocation = %d, want 1", n)
+	}
+	for i, s := range fleet {
+		if !strings.Contains(s.output(), "shared cache usable again") {
+			t.Errorf("sidecar %d did not log that sharing resumed", i)
+		}
+	}
+	t.Logf("FIGURE: %d sidecars: %d token fetches over start, revocation, a Redis crash (%d alone) and a second revocation",
+		fleetSize, p.Fetches(), fleetSize)
+}
+
+// checkRedisHoldsNoSecret fails the test if Redis shows an issued token,
+// the client id or secret, or the provider's address.
+func checkRedisHoldsNoSecret(t *testing.T, rs *redistest.Server, p *fake.TezPay) {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr, DisableIdentity: true})
+	defer rc.Close()
+	ctx := context.Background()
+	keys, err := rc.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("Redis keys = %q, %v; want the fleet's entry", keys, err)
+	}
+	secrets := append(p.Issued(), clientID, clientSecret, "127.0.0.1")
+	for _, k := range keys {
+		v, err := rc.Get(ctx, k).Result()
+		if err != nil {
+			t.Fatalf("GET %s: %v", k, err)
+		}
+		for _, s := range secrets {
+			if strings.Contains(k, s) || strings.Contains(v, s) {
+				t.Errorf("Redis key %q shows %q in the clear", k, s)
+			}
+		}
+	}
+}
+
+// TestSharedCacheUnreachableAtStart: a sidecar whose Redis is not there
+// starts, fetches alone, and serves.
+func TestSharedCacheUnreachableAtStart(t *testing.T) {
+	p, srv := newTezPay(t, time.Hour, nil)
+	s := startSidecar(t, tezPayEnv(srv.URL,
+		"SHARED_CACHE", "redis://"+freeAddr(t),
+		"SHARED_CACHE_KEY_FILE", writeFleetKey(t),
+	))
+	s.waitReady(10 * time.Second)
+	if r := call(newClient(t), http.MethodPost, s.URL+fake.ProcessPaymentPath, payment("NO-REDIS")); r.status != http.StatusOK {
+		t.Errorf("payment = %v, want 200", r)
+	}
+	if n := p.Fetches(); n != 1 {
+		t.Errorf("token fetches = %d, want 1", n)
+	}
+	if v, _ := metric(s.metrics(), `authsidecar_shared_cache_lookups_total{result="fallback"}`); v != 1 {
+		t.Errorf("fallbacks = %v, want 1", v)
+	}
+}
+
+// TestSharedCacheRefusesToStartWithoutAKey: the key is required.
+func TestSharedCacheRefusesToStartWithoutAKey(t *testing.T) {
+	code, _, stderr := runToExit(t, map[string]string{
+		"UPSTREAM_URL": "http://127.0.0.1:1", "TOKEN_SOURCE": "json", "TOKEN_URL": "http://127.0.0.1:1/token",
+		"CLIENT_ID": clientID, "CLIENT_SECRET": clientSecret, "SHARED_CACHE": "redis://127.0.0.1:6379",
+	})
+	if code != 2 || !strings.Contains(stderr, "AUTHSIDECAR_SHARED_CACHE_KEY_FILE: required") {
+		t.Errorf("exit code %d, stderr %q; want 2 and the missing key named", code, stderr)
+	}
+}
