@@ -164,6 +164,9 @@ func (s *sidecar) secrets() map[string]string {
 	for i, v := range files["CLIENT_SECRET_FILE"] {
 		addSecret(fmt.Sprintf("client secret #%d read from CLIENT_SECRET_FILE", i+1), strings.TrimSpace(v))
 	}
+	for i, v := range files["SHARED_CACHE_PASSWORD_FILE"] {
+		addSecret(fmt.Sprintf("Redis password #%d read from SHARED_CACHE_PASSWORD_FILE", i+1), strings.TrimSpace(v))
+	}
 	for i, v := range files["TOKEN_FILE"] {
 		add(fmt.Sprintf("token #%d read from TOKEN_FILE", i+1), strings.TrimSpace(v))
 	}
@@ -197,8 +200,8 @@ func (s *sidecar) secrets() map[string]string {
 	return secrets
 }
 
-// keyFiles are the settings naming private keys.
-var keyFiles = []string{"SIGNING_KEY_FILE", "CLIENT_ASSERTION_KEY_FILE", "CLIENT_KEY_FILE"}
+// keyFiles are the settings naming private keys, the shared cache's too.
+var keyFiles = []string{"SIGNING_KEY_FILE", "CLIENT_ASSERTION_KEY_FILE", "CLIENT_KEY_FILE", "SHARED_CACHE_KEY_FILE"}
 
 // readFiles returns the contents of the secret files the configuration
 // names, as read at the start and now (a test may rotate them).
@@ -209,7 +212,7 @@ func (s *sidecar) readFiles() map[string][]string {
 		files[k] = slices.Clone(v)
 	}
 	s.mu.Unlock()
-	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE"}, keyFiles...) {
+	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE"}, keyFiles...) {
 		if path := s.env[k]; path != "" {
 			if b, err := os.ReadFile(path); err == nil && !slices.Contains(files[k], string(b)) {
 				files[k] = append(files[k], string(b))

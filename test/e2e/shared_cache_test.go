@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -248,5 +250,43 @@ func TestSharedCacheRefusesToStartWithoutAKey(t *testing.T) {
 	})
 	if code != 2 || !strings.Contains(stderr, "AUTHSIDECAR_SHARED_CACHE_KEY_FILE: required") {
 		t.Errorf("exit code %d, stderr %q; want 2 and the missing key named", code, stderr)
+	}
+}
+
+// TestSharedCacheOverTLSWithAPassword: rediss://, a user's password from a
+// file and a private CA, through the binary's settings.
+func TestSharedCacheOverTLSWithAPassword(t *testing.T) {
+	rs := redistest.StartTLS(t)
+	pem, err := os.ReadFile(rs.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	admin := redis.NewClient(&redis.Options{Addr: rs.Addr, TLSConfig: &tls.Config{RootCAs: roots}, DisableIdentity: true})
+	defer admin.Close()
+	const password = "redis-password-e2e-Jh6Ts"
+	if err := admin.Do(context.Background(), "ACL", "SETUSER", "authsidecar", "on", ">"+password,
+		"~authsidecar:*", "-@all", "+get", "+set", "+del", "+eval", "+evalsha").Err(); err != nil {
+		t.Fatal(err)
+	}
+	passwordFile := filepath.Join(t.TempDir(), "redis-password")
+	if err := os.WriteFile(passwordFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, srv := newTezPay(t, time.Hour, nil)
+	env := tezPayEnv(srv.URL,
+		"SHARED_CACHE", "rediss://authsidecar@"+rs.Addr,
+		"SHARED_CACHE_PASSWORD_FILE", passwordFile,
+		"SHARED_CACHE_CA_FILE", rs.CAFile,
+		"SHARED_CACHE_KEY_FILE", writeFleetKey(t),
+	)
+	fleet := startFleet(t, 2, env)
+	payAll(t, newClient(t), fleet, "TLS")
+	if n := p.Fetches(); n != 1 {
+		t.Errorf("token fetches = %d, want 1 for 2 sidecars", n)
+	}
+	if got := lookups(t, fleet); got["hit"] != 1 || got["fallback"] != 0 {
+		t.Errorf("lookups = %v, want 1 hit and no fallback", got)
 	}
 }

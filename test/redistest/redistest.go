@@ -8,10 +8,19 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,12 +32,28 @@ type Server struct {
 	bin  string
 	dir  string
 	Addr string // host:port, the same across restarts
-	cmd  *exec.Cmd
-	done chan struct{}
+	// CAFile is, for a server started by StartTLS, the PEM certificate
+	// clients must trust; empty otherwise.
+	CAFile string
+	tls    *tls.Config // for the readiness check
+	cmd    *exec.Cmd
+	done   chan struct{}
 }
 
 // Start starts a redis-server for t, stopped when t ends.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS starts a redis-server for t that speaks TLS only, with a
+// certificate for 127.0.0.1 in CAFile.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, withTLS bool) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -38,6 +63,10 @@ func Start(t testing.TB) *Server {
 		t.Skip("redis-server not installed (apt-get install redis-server): skipping the shared cache tests")
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	if withTLS {
+		s.CAFile = writeCert(t, s.dir)
+		s.tls = &tls.Config{InsecureSkipVerify: true} // only to see it answer
+	}
 	for attempt := 1; ; attempt++ {
 		s.Addr = freeAddr(t)
 		err := s.start()
@@ -52,13 +81,25 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-// URL is the server's redis:// URL.
-func (s *Server) URL() string { return "redis://" + s.Addr }
+// URL is the server's redis:// URL, or rediss:// for a TLS server.
+func (s *Server) URL() string {
+	if s.CAFile != "" {
+		return "rediss://" + s.Addr
+	}
+	return "redis://" + s.Addr
+}
 
 func (s *Server) start() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
-	s.cmd = exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--loglevel", "warning")
+	args := []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--loglevel", "warning"}
+	if s.CAFile != "" {
+		args[1] = "0" // TLS only
+		args = append(args, "--tls-port", port,
+			"--tls-cert-file", filepath.Join(s.dir, "cert.pem"), "--tls-key-file", filepath.Join(s.dir, "key.pem"),
+			"--tls-ca-cert-file", s.CAFile, "--tls-auth-clients", "no")
+	}
+	s.cmd = exec.Command(s.bin, args...)
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -101,7 +142,13 @@ func (s *Server) start() error {
 
 // ping sends PING and expects PONG.
 func (s *Server) ping() error {
-	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	var c net.Conn
+	var err error
+	if s.tls != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", s.Addr, s.tls)
+	} else {
+		c, err = net.DialTimeout("tcp", s.Addr, time.Second)
+	}
 	if err != nil {
 		return err
 	}
@@ -155,4 +202,42 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key to
+// dir, as cert.pem and key.pem, and returns the certificate's path.
+func writeCert(t testing.TB, dir string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "redistest"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath
 }

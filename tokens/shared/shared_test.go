@@ -2,11 +2,17 @@ package shared_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/authsidecar/authsidecar/test/fake"
 	"github.com/authsidecar/authsidecar/test/redistest"
@@ -457,5 +463,66 @@ func TestUnresponsiveRedisFallsBackWithinTheTimeout(t *testing.T) {
 	}
 	if _, _, fallbacks, _ := a.obs.counts(); fallbacks != 1 {
 		t.Errorf("fallbacks = %d, want 1", fallbacks)
+	}
+}
+
+func TestTLSWithAnACLUserAndAPasswordFile(t *testing.T) {
+	srv := redistest.StartTLS(t)
+	pem, err := os.ReadFile(srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	trusted := &tls.Config{RootCAs: roots}
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: trusted, DisableIdentity: true})
+	defer admin.Close()
+	// The least a sidecar needs, as the README's ACL line grants it.
+	if err := admin.Do(context.Background(), "ACL", "SETUSER", "authsidecar", "on", ">redis-pass-Wq3",
+		"resetkeys", "~authsidecar:*", "-@all", "+get", "+set", "+del", "+eval", "+evalsha").Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	os.WriteFile(good, []byte("redis-pass-Wq3\n"), 0o600)
+	os.WriteFile(bad, []byte("not-the-password\n"), 0o600)
+	client := func(password string, tlsConfig *tls.Config) *redis.Client {
+		c, err := shared.NewClient(shared.ClientConfig{
+			URL: "rediss://authsidecar@" + srv.Addr, Password: tokens.File(password), TLS: tlsConfig,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	p := newProvider(time.Hour)
+	a := newSidecar(t, "", p, shared.Config{Client: client(good, trusted)})
+	b := newSidecar(t, "", p, shared.Config{Client: client(good, trusted)})
+	a.token(t)
+	b.token(t)
+	if n := p.calls.Load(); n != 1 {
+		t.Errorf("provider fetches = %d, want 1: shared over TLS", n)
+	}
+	a.Rejected(a.token(t)) // and a rejection's compare-and-delete is allowed too
+	a.token(t)
+	if _, _, fallbacks, _ := a.obs.counts(); fallbacks != 0 {
+		t.Errorf("fallbacks = %d, want 0: the ACL allows every command used\n%s", fallbacks, a.log)
+	}
+
+	for name, c := range map[string]*redis.Client{
+		"wrong password":      client(bad, trusted),
+		"untrusted server":    client(good, nil),
+		"password unreadable": client(filepath.Join(dir, "missing"), trusted),
+	} {
+		s := newSidecar(t, "", p, shared.Config{Client: c})
+		s.token(t)
+		if _, _, fallbacks, _ := s.obs.counts(); fallbacks != 1 {
+			t.Errorf("%s: fallbacks = %d, want 1", name, fallbacks)
+		}
+		if strings.Contains(s.log.String(), "redis-pass") || strings.Contains(s.log.String(), "not-the-password") {
+			t.Errorf("%s: the log shows a password: %s", name, s.log)
+		}
 	}
 }
