@@ -112,7 +112,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ErrorLog:          errLog,
 	}
 	log.Info("authsidecar started", "version", version, "listen", proxyLn.Addr().String(),
-		"admin", adminLn.Addr().String(), "upstream", cfg.upstream.Redacted(), "token_source", cfg.TokenSource)
+		"admin", adminLn.Addr().String(), "upstream", cfg.upstream.Redacted(), "token_source", cfg.TokenSource, "shared_cache", cfg.SharedCache)
 
 	renewCtx, stopRenewal := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRenewal()

@@ -254,6 +254,7 @@ func (s *Source) read(ctx context.Context, last *tokens.Token) (*tokens.Token, [
 		return nil, nil, nil
 	}
 	s.cfg.Observer.SharedCacheLookup(ResultHit)
+	s.cfg.Logger.Debug("shared cache: took the fleet's token", "token", tok)
 	return tok, blob, nil
 }
 
@@ -284,6 +285,7 @@ func (s *Source) fetchLocked(ctx context.Context, last *tokens.Token, owner stri
 		return nil, nil, err
 	}
 	s.cfg.Observer.SharedCacheLookup(ResultMiss)
+	s.cfg.Logger.Debug("shared cache: fetched for the fleet", "token", tok)
 	blob, err := s.store(ctx, tok)
 	if err != nil {
 		s.setDown(&redisError{"store", err})
@@ -308,7 +310,9 @@ func (s *Source) local(ctx context.Context) (*tokens.Token, []byte, error) {
 }
 
 // store writes tok to the fleet's entry, to expire from Redis with the token.
+// A fetch that used up most of ctx's time still gets OpTimeout to store.
 func (s *Source) store(ctx context.Context, tok *tokens.Token) ([]byte, error) {
+	ctx = context.WithoutCancel(ctx)
 	now := s.cfg.Clock.Now()
 	blob, err := s.sealer.seal(s.entryKey, tok, now)
 	if err != nil {
