@@ -41,6 +41,21 @@ load 1m
   authsidecar_upstream_responses_total{namespace="n",pod="healthy",code="500"}          0+1x30
   authsidecar_errors_total{namespace="n",pod="starved",reason="token_unavailable"} 0+1x30
   authsidecar_errors_total{namespace="n",pod="healthy",reason="bad_request"}       0+1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",result="hit"}                    0x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",result="miss"}                   0x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",result="fallback"}               0x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",result="hit"}                 0+1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",result="miss"}                1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",result="fallback"}            0x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",result="hit"}             5x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",result="miss"}            1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",result="fallback"}        0x25 1 2 2 3 3
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-recovered",result="hit"}            0x10 1+1x19
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-recovered",result="fallback"}       0+1x10 10x19
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-hit",result="hit"}          _x22 1x8
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-hit",result="fallback"}     _x22 0x8
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-fallback",result="hit"}     _x22 0x8
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-fallback",result="fallback"} _x22 1x8
 `
 
 // Each alert fires for the pods in its situation and for no other: the
@@ -53,6 +68,7 @@ func TestAlertsFireWhenTheyShould(t *testing.T) {
 		"AuthsidecarForcedRefreshesRising": {"rejected-tokens": -1},
 		"AuthsidecarUpstreamErrors":        {"upstream-failing": 0.1}, // the 5xx ratio
 		"AuthsidecarServing503":            {"starved": -1},
+		"AuthsidecarSharedCacheUnusable":   {"cache-fallback": 3, "cache-started-fallback": 1}, // fallbacks in 15 minutes
 	}
 	rules := alertExprs(t)
 	if got := slices.Sorted(maps.Keys(rules)); !slices.Equal(got, slices.Sorted(maps.Keys(want))) {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"os/exec"
@@ -27,7 +28,20 @@ func TestExampleConfigurationsAreAccepted(t *testing.T) {
 			if out, code := check(t, env); code != 0 || out != "authsidecar: configuration OK\n" {
 				t.Errorf("authsidecar -check = %d\n%s", code, out)
 			}
-			// The check is real: without the upstream it fails.
+			// The check is real: without the upstream it fails, and with the
+			// shared cache, with a fleet key one byte short.
+			if path, ok := env["AUTHSIDECAR_SHARED_CACHE_KEY_FILE"]; ok {
+				short := base64.StdEncoding.EncodeToString(make([]byte, 31))
+				if err := os.WriteFile(path, []byte(short), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if out, code := check(t, env); code != 2 || !strings.Contains(out, "AUTHSIDECAR_SHARED_CACHE_KEY_FILE") {
+					t.Errorf("authsidecar -check with a 31-byte fleet key = %d\n%s", code, out)
+				}
+				if err := os.WriteFile(path, fleetKey(t), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			delete(env, "AUTHSIDECAR_UPSTREAM_URL")
 			if out, code := check(t, env); code != 2 || !strings.Contains(out, "AUTHSIDECAR_UPSTREAM_URL") {
 				t.Errorf("authsidecar -check without UPSTREAM_URL = %d\n%s", code, out)
@@ -37,7 +51,9 @@ func TestExampleConfigurationsAreAccepted(t *testing.T) {
 }
 
 // withFiles moves every *_FILE path under a temporary directory and writes a
-// stand-in there: a fresh RSA key for key files, text otherwise.
+// stand-in there: a fleet key as `openssl rand -base64 32` writes it for the
+// shared cache's key file, a fresh RSA key for other key files, text
+// otherwise.
 func withFiles(t *testing.T, env map[string]string) map[string]string {
 	t.Helper()
 	root := t.TempDir()
@@ -49,7 +65,10 @@ func withFiles(t *testing.T, env map[string]string) map[string]string {
 		}
 		path := filepath.Join(root, v)
 		content := []byte("example-" + strings.ToLower(name))
-		if strings.HasSuffix(name, "KEY_FILE") {
+		switch {
+		case name == "AUTHSIDECAR_SHARED_CACHE_KEY_FILE":
+			content = fleetKey(t)
+		case strings.HasSuffix(name, "KEY_FILE"):
 			content = rsaKeyPEM(t)
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -61,6 +80,16 @@ func withFiles(t *testing.T, env map[string]string) map[string]string {
 		out[name] = path
 	}
 	return out
+}
+
+// fleetKey is 32 random bytes in base64, with openssl's newline.
+func fleetKey(t *testing.T) []byte {
+	t.Helper()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	return []byte(base64.StdEncoding.EncodeToString(key) + "\n")
 }
 
 func rsaKeyPEM(t *testing.T) []byte {

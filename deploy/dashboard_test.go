@@ -14,12 +14,16 @@ type panel struct {
 	Title      string  `json:"title"`
 	Type       string  `json:"type"`
 	Datasource any     `json:"datasource"`
+	GridPos    gridPos `json:"gridPos"`
 	Panels     []panel `json:"panels"` // collapsed rows
 	Targets    []struct {
 		Expr  string `json:"expr"`
 		RefID string `json:"refId"`
 	} `json:"targets"`
 }
+
+// gridPos is a panel's place on the dashboard's grid (24 columns wide).
+type gridPos struct{ X, Y, W, H int }
 
 type dashboard struct {
 	UID        string  `json:"uid"`
@@ -70,6 +74,7 @@ func TestDashboard(t *testing.T) {
 	ids := map[int]bool{}
 	var walk func([]panel)
 	walk = func(ps []panel) {
+		checkGrid(t, ps)
 		for _, p := range ps {
 			if ids[p.ID] {
 				t.Errorf("panel id %d used twice", p.ID)
@@ -100,6 +105,8 @@ func TestDashboard(t *testing.T) {
 		"authsidecar_requests_total",                  // request rate and status codes
 		"authsidecar_request_duration_seconds_bucket", // latency percentiles
 		"authsidecar_upstream_responses_total",        // upstream status codes
+		"authsidecar_shared_cache_lookups_total",      // shared cache hits, misses, fallbacks
+		"authsidecar_shared_cache_lock_waits_total",   // shared cache lock waits
 	} {
 		if !queried[m] {
 			t.Errorf("the dashboard does not show %s", m)
@@ -113,5 +120,23 @@ func TestDashboard(t *testing.T) {
 		return v.Type == "datasource"
 	}) {
 		t.Errorf("no datasource variable: the dashboard would be tied to one Prometheus")
+	}
+}
+
+// checkGrid: every panel lies within the dashboard's 24 columns, and no two
+// panels of one level (the dashboard, or a collapsed row) overlap.
+func checkGrid(t *testing.T, ps []panel) {
+	t.Helper()
+	for i, p := range ps {
+		g := p.GridPos
+		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.Y < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside the 24-column grid", p.Title, g)
+		}
+		for _, q := range ps[:i] {
+			h := q.GridPos
+			if g.X < h.X+h.W && h.X < g.X+g.W && g.Y < h.Y+h.H && h.Y < g.Y+g.H {
+				t.Errorf("panels %q %+v and %q %+v overlap", q.Title, h, p.Title, g)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -321,17 +322,51 @@ func TestCredentialsAreFilesFromSecrets(t *testing.T) {
 }
 
 func underSecretMount(spec *corev1.PodSpec, c *corev1.Container, path string) bool {
+	return secretAt(spec, c, path) != ""
+}
+
+// secretAt names the Secret whose volume c mounts read-only above path, or
+// is "".
+func secretAt(spec *corev1.PodSpec, c *corev1.Container, path string) string {
 	for _, m := range c.VolumeMounts {
 		if !m.ReadOnly || !strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
 			continue
 		}
 		for _, v := range spec.Volumes {
 			if v.Name == m.Name && v.Secret != nil {
-				return true
+				return v.Secret.SecretName
 			}
 		}
 	}
-	return false
+	return ""
+}
+
+// The fleet example is the Alternative example with the shared cache on:
+// the same settings plus the cache's three, whose files come from the
+// authsidecar-shared-cache Secret that the component's comment creates.
+func TestSharedCacheExample(t *testing.T) {
+	alone, fleet := appOf(t, "examples/alternative"), appOf(t, "examples/alternative-fleet")
+	c, _ := sidecar(t, &alone.deployment.Spec.Template.Spec)
+	want := alone.env(t, c)
+	spec := &fleet.deployment.Spec.Template.Spec
+	c, _ = sidecar(t, spec)
+	got := fleet.env(t, c)
+	for _, name := range []string{"AUTHSIDECAR_SHARED_CACHE", "AUTHSIDECAR_SHARED_CACHE_KEY_FILE", "AUTHSIDECAR_SHARED_CACHE_PASSWORD_FILE"} {
+		if _, ok := want[name]; ok {
+			t.Errorf("examples/alternative sets %s: the component should", name)
+		}
+		if got[name] == "" {
+			t.Errorf("examples/alternative-fleet does not set %s", name)
+			continue
+		}
+		want[name] = got[name]
+		if s := secretAt(spec, c, got[name]); strings.HasSuffix(name, "_FILE") && s != "authsidecar-shared-cache" {
+			t.Errorf("%s=%s comes from Secret %q, want authsidecar-shared-cache", name, got[name], s)
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("examples/alternative-fleet settings:\n%v\nwant examples/alternative's and the shared cache's:\n%v", got, want)
+	}
 }
 
 // Both ways of scraping find the admin port, and the PodMonitor and the
@@ -342,7 +377,8 @@ func TestScrapingAndNetworkPolicy(t *testing.T) {
 			a := appOf(t, dir)
 			tmpl := a.deployment.Spec.Template
 			c, _ := sidecar(t, &tmpl.Spec)
-			admin := portOf(t, a.env(t, c)["AUTHSIDECAR_ADMIN_ADDR"])
+			env := a.env(t, c)
+			admin := portOf(t, env["AUTHSIDECAR_ADMIN_ADDR"])
 			podLabels := labels.Set(tmpl.Labels)
 
 			ann := tmpl.Annotations
@@ -375,7 +411,12 @@ func TestScrapingAndNetworkPolicy(t *testing.T) {
 			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
 				t.Errorf("NetworkPolicy policyTypes %v lacks Egress: egress would be open", np.Spec.PolicyTypes)
 			}
-			var dns, https int
+			// With the shared cache, one more rule: to Redis, on the URL's port.
+			redisPort := 0
+			if u := env["AUTHSIDECAR_SHARED_CACHE"]; u != "" {
+				redisPort = redisPortOf(t, u)
+			}
+			var dns, https, redis int
 			for _, rule := range np.Spec.Egress {
 				for _, p := range rule.Ports {
 					switch {
@@ -391,6 +432,11 @@ func TestScrapingAndNetworkPolicy(t *testing.T) {
 						if len(rule.To) == 0 {
 							t.Errorf("egress on 443 to anywhere: name the token endpoint and the upstream")
 						}
+					case redisPort != 0 && p.Port != nil && p.Port.IntValue() == redisPort:
+						redis++
+						if len(rule.To) == 0 {
+							t.Errorf("egress on %d to anywhere: name Redis", redisPort)
+						}
 					default:
 						t.Errorf("egress on unexpected port %v", p.Port)
 					}
@@ -401,6 +447,9 @@ func TestScrapingAndNetworkPolicy(t *testing.T) {
 			}
 			if dns != 2 || https != 2 {
 				t.Errorf("egress allows DNS on %d and HTTPS on %d rules, want DNS (UDP, TCP) and two HTTPS peers (token endpoint, upstream)", dns, https)
+			}
+			if redisPort != 0 && redis != 1 {
+				t.Errorf("egress allows the shared cache's port %d on %d rules, want one (to Redis)", redisPort, redis)
 			}
 			metricsFromAnywhere := false
 			for _, rule := range np.Spec.Ingress {
@@ -415,6 +464,23 @@ func TestScrapingAndNetworkPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// redisPortOf is the port of a shared cache URL, 6379 when it names none.
+func redisPortOf(t *testing.T, raw string) int {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("AUTHSIDECAR_SHARED_CACHE %q: %v", raw, err)
+	}
+	if u.Port() == "" {
+		return 6379
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatalf("AUTHSIDECAR_SHARED_CACHE %q: port: %v", raw, err)
+	}
+	return p
 }
 
 // portOf is the port of a listen address such as ":9090".

@@ -81,12 +81,13 @@ func render(t *testing.T, dir string) []object {
 }
 
 // The list: a base, an example per provider, the pre-1.29 overlay
-// and the monitoring assets.
+// and the monitoring assets; and an example with the shared cache.
 func TestEveryKustomizationRenders(t *testing.T) {
 	dirs := kustomizations(t)
 	for _, want := range []string{
 		"base", "monitoring", "overlays/pre-1.29",
 		"examples/tezpay", "examples/alternative", "examples/juspay", "examples/axepta",
+		"examples/alternative-fleet",
 	} {
 		if !slices.Contains(dirs, want) {
 			t.Errorf("no kustomization in deploy/%s (have %v)", want, dirs)

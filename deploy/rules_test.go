@@ -20,6 +20,7 @@ var wantAlerts = []string{
 	"AuthsidecarForcedRefreshesRising", // forced refreshes rising
 	"AuthsidecarUpstreamErrors",        // upstream 5xx ratio
 	"AuthsidecarServing503",            // sidecar-made 503s
+	"AuthsidecarSharedCacheUnusable",   // shared cache fallbacks: Redis unusable
 }
 
 func TestAlertRules(t *testing.T) {

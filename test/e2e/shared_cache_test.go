@@ -269,7 +269,7 @@ func TestSharedCacheOverTLSWithAPassword(t *testing.T) {
 	defer admin.Close()
 	const password = "redis-password-e2e-Jh6Ts"
 	if err := admin.Do(context.Background(), "ACL", "SETUSER", "authsidecar", "on", ">"+password,
-		"~authsidecar:*", "-@all", "+get", "+set", "+del", "+eval", "+evalsha").Err(); err != nil {
+		"resetkeys", "~authsidecar:*", "-@all", "+get", "+set", "+del", "+eval", "+evalsha").Err(); err != nil {
 		t.Fatal(err)
 	}
 	passwordFile := filepath.Join(t.TempDir(), "redis-password")
