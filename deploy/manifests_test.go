@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -38,7 +40,16 @@ func decodeStrict(o object) (any, error) {
 		return nil, fmt.Errorf("%s %s: no known API type for %s/%s", o.kind, o.name, o.apiVersion, o.kind)
 	}
 	v := newObj()
-	if err := yaml.UnmarshalStrict(o.yaml, v); err != nil {
+	// As the API server decodes: duplicate YAML keys refused, then JSON
+	// field names matched case-sensitively, unknown and duplicate fields
+	// refused (sigs.k8s.io/yaml alone matches names case-insensitively, so
+	// "readonly: true" would pass for readOnly and be dropped by the server).
+	j, err := yaml.YAMLToJSONStrict(o.yaml)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", o.kind, o.name, err)
+	}
+	strictErrs, err := kjson.UnmarshalStrict(j, v)
+	if err = errors.Join(append([]error{err}, strictErrs...)...); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", o.kind, o.name, err)
 	}
 	return v, nil
@@ -68,11 +79,12 @@ func TestRenderedObjectsDecodeStrictly(t *testing.T) {
 // The strict decoder is what catches a mistyped field: prove it does.
 func TestDecodeStrictRefusesUnknownFields(t *testing.T) {
 	for name, y := range map[string]string{
-		"misspelt field": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template:\n    spec:\n      initContainers:\n        - name: authsidecar\n          restartPolcy: Always\n",
-		"duplicate key":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {A: one}\ndata: {A: two}\n",
-		"wrong type":     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {policyTypes: Egress}\n",
-		"unknown kind":   "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
-		"operator field": "apiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata: {name: x}\nspec: {podMetricEndpoints: []}\n",
+		"misspelt field":          "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template:\n    spec:\n      initContainers:\n        - name: authsidecar\n          restartPolcy: Always\n",
+		"field in the wrong case": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template:\n    spec:\n      initContainers:\n        - name: authsidecar\n          volumeMounts: [{name: v, mountPath: /v, readonly: true}]\n",
+		"duplicate key":           "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {A: one}\ndata: {A: two}\n",
+		"wrong type":              "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {policyTypes: Egress}\n",
+		"unknown kind":            "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
+		"operator field":          "apiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata: {name: x}\nspec: {podMetricEndpoints: []}\n",
 	} {
 		var head struct {
 			APIVersion string `json:"apiVersion"`
