@@ -44,7 +44,7 @@ func TestLoadConfigSharedCacheValid(t *testing.T) {
 	}{
 		{"base64 key", "oauth2", map[string]string{"SHARED_CACHE": "redis://redis.cache:6379", "SHARED_CACHE_KEY_FILE": f.keyB64}},
 		{"hex key", "json", map[string]string{"SHARED_CACHE": "redis://redis.cache", "SHARED_CACHE_KEY_FILE": f.keyHex}},
-		{"raw key", "registered", registered(map[string]string{"SHARED_CACHE": "redis://redis.cache/2", "SHARED_CACHE_KEY_FILE": f.keyRaw})},
+		{"registered source, database 2", "registered", registered(map[string]string{"SHARED_CACHE": "redis://redis.cache/2", "SHARED_CACHE_KEY_FILE": f.keyB64})},
 		{"user, password file, TLS with a CA", "oauth2", map[string]string{
 			"SHARED_CACHE": "rediss://authsidecar@redis.cache:6380", "SHARED_CACHE_KEY_FILE": f.keyB64,
 			"SHARED_CACHE_PASSWORD_FILE": f.password, "SHARED_CACHE_CA_FILE": f.ca,
@@ -83,6 +83,8 @@ func TestLoadConfigSharedCacheBadValue(t *testing.T) {
 		{"no key file", "oauth2", on(map[string]string{"SHARED_CACHE_KEY_FILE": unset}), "SHARED_CACHE_KEY_FILE", "required with AUTHSIDECAR_SHARED_CACHE"},
 		{"key file missing", "oauth2", on(map[string]string{"SHARED_CACHE_KEY_FILE": missing}), "SHARED_CACHE_KEY_FILE", "no such file"},
 		{"key of 16 bytes", "oauth2", on(map[string]string{"SHARED_CACHE_KEY_FILE": f.shortKey}), "SHARED_CACHE_KEY_FILE", "must hold 32 bytes"},
+		{"raw key bytes", "oauth2", on(map[string]string{"SHARED_CACHE_KEY_FILE": f.keyRaw}), "SHARED_CACHE_KEY_FILE", "in base64"},
+		{"options in the URL", "oauth2", on(map[string]string{"SHARED_CACHE": "rediss://redis.cache?skip_verify=true"}), "SHARED_CACHE", "may not have a query"},
 		{"http URL", "oauth2", on(map[string]string{"SHARED_CACHE": "http://redis.cache"}), "SHARED_CACHE", `redis:// or rediss://`},
 		{"no scheme", "oauth2", on(map[string]string{"SHARED_CACHE": "redis.cache:6379"}), "SHARED_CACHE", `redis:// or rediss://`},
 		{"no host", "oauth2", on(map[string]string{"SHARED_CACHE": "redis://"}), "SHARED_CACHE", "names no host"},

@@ -44,6 +44,11 @@ func ParseURL(raw string) (*redis.Options, error) {
 	if u.Hostname() == "" {
 		return nil, errors.New("shared: the URL names no host")
 	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		// go-redis reads options from the query (skip_verify=true among them);
+		// the sidecar sets its own, and TLS is verified.
+		return nil, errors.New("shared: the URL may not have a query (?…) or fragment: options are the sidecar's")
+	}
 	opts, err := redis.ParseURL(raw)
 	if err != nil {
 		return nil, fmt.Errorf("shared: %s", strings.TrimPrefix(err.Error(), "redis: "))

@@ -142,7 +142,7 @@ type sidecar struct {
 func newSidecar(t *testing.T, url string, p tokens.Source, cfg shared.Config) *sidecar {
 	t.Helper()
 	if cfg.Client == nil {
-		client, err := shared.NewClient(shared.ClientConfig{URL: url, Timeout: 200 * time.Millisecond})
+		client, err := shared.NewClient(shared.ClientConfig{URL: url, Timeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,8 +17,9 @@ import (
 // KeySize is the size of the fleet's key: AES-256.
 const KeySize = 32
 
-// LoadKey reads the fleet's key from path: 32 bytes, given raw, as 64 hex
-// digits or in base64 (as `openssl rand -base64 32` writes it).
+// LoadKey reads the fleet's key from path: 32 bytes, in base64 (as `openssl
+// rand -base64 32` writes it) or as 64 hex digits. Raw bytes are refused: a
+// 32-character passphrase would pass for a key.
 func LoadKey(path string) ([]byte, error) {
 	b, err := tokens.ReadFile(path)
 	if err != nil {
@@ -40,10 +41,7 @@ func ParseKey(b []byte) ([]byte, error) {
 			return k, nil
 		}
 	}
-	if len(b) == KeySize {
-		return bytes.Clone(b), nil
-	}
-	return nil, errors.New("shared: key file must hold 32 bytes: raw, as 64 hex digits or in base64 (openssl rand -base64 32)")
+	return nil, errors.New("shared: key file must hold 32 bytes in base64 (openssl rand -base64 32) or as 64 hex digits")
 }
 
 // subkeys derives from the fleet's key one key for encryption and one for

@@ -10,7 +10,7 @@ import (
 
 func TestParseKey(t *testing.T) {
 	key := bytes.Repeat([]byte{0xab}, KeySize)
-	raw32 := []byte("0123456789abcdef0123456789abcdef") // 32 bytes that are also... 32 hex digits, not 64
+	raw32 := []byte("correct horse battery staple 123") // 32 characters: not a key
 	for _, tc := range []struct {
 		name string
 		in   []byte
@@ -22,8 +22,8 @@ func TestParseKey(t *testing.T) {
 		{"base64url", []byte(base64.URLEncoding.EncodeToString(key)), key},
 		{"hex", []byte(hex.EncodeToString(key)), key},
 		{"hex upper case", []byte(strings.ToUpper(hex.EncodeToString(key)) + "\n"), key},
-		{"raw", key, key},
-		{"raw printable", raw32, raw32},
+		{"raw bytes", key, nil},
+		{"a 32-character passphrase", raw32, nil},
 		{"16 bytes base64", []byte(base64.StdEncoding.EncodeToString(key[:16])), nil},
 		{"31 raw bytes", key[:31], nil},
 		{"33 raw bytes", append(bytes.Clone(key), 1), nil},
@@ -101,6 +101,8 @@ func TestParseURL(t *testing.T) {
 		{url: "redis://", wantErr: "names no host"},
 		{url: "redis://redis/x", wantErr: "invalid database"},
 		{url: "redis://re dis", wantErr: "not a URL"},
+		{url: "rediss://redis?skip_verify=true", wantErr: "may not have a query"},
+		{url: "redis://redis?dial_timeout=1m", wantErr: "may not have a query"},
 	} {
 		opts, err := ParseURL(tc.url)
 		if tc.wantErr != "" {

@@ -20,6 +20,7 @@
 package shared
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,10 +86,10 @@ type Config struct {
 // Source shares the tokens of another Source through Redis. It implements
 // tokens.Source and tokens.Rejecter.
 type Source struct {
-	inner           tokens.Source
-	cfg             Config
-	sealer          sealer
-	entryKey, lockK string // the Redis keys of the entry and of its lock
+	inner             tokens.Source
+	cfg               Config
+	sealer            sealer
+	entryKey, lockKey string // the Redis keys of the entry and of its lock
 
 	mu       sync.Mutex
 	last     *tokens.Token // the token last returned
@@ -135,7 +136,7 @@ func New(inner tokens.Source, cfg Config) (*Source, error) {
 		cfg.Observer = nopObserver{}
 	}
 	s := &Source{inner: inner, cfg: cfg, sealer: sl}
-	s.entryKey, s.lockK = keyNames(nameKey, cfg.Identity)
+	s.entryKey, s.lockKey = keyNames(nameKey, cfg.Identity)
 	return s, nil
 }
 
@@ -156,17 +157,26 @@ func (e *redisError) Unwrap() error { return e.err }
 func (s *Source) Token(ctx context.Context) (*tokens.Token, error) {
 	s.mu.Lock()
 	last, rejected := s.last, s.rejected
-	s.rejected = nil
 	s.mu.Unlock()
 
 	tok, blob, err := s.shared(ctx, last, rejected)
-	if re := (*redisError)(nil); errors.As(err, &re) {
+	var re *redisError
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, err // out of time, or shutting down: not Redis' fault
+	case errors.As(err, &re):
 		s.setDown(re)
+		// Alone, and without storing: Redis failed a moment ago, and the
+		// next renewal after it is back fetches for the fleet again.
+		if tok, err = s.inner.Token(ctx); err != nil {
+			return nil, err
+		}
 		s.cfg.Observer.SharedCacheLookup(ResultFallback)
-		tok, blob, err = s.local(ctx)
-	}
-	if err != nil {
-		return nil, err
+		blob = nil
+	case err != nil:
+		return nil, err // the provider's
+	case blob != nil:
+		s.setUp()
 	}
 	s.mu.Lock()
 	s.last, s.lastBlob = tok, blob
@@ -186,17 +196,18 @@ func (s *Source) Rejected(tok *tokens.Token) {
 }
 
 // shared gets a token through Redis. Errors from Redis are *redisError.
+// While another sidecar holds the lock it waits, until ctx is done: a slow
+// provider is asked once, not once per sidecar.
 func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte) (*tokens.Token, []byte, error) {
 	if rejected != nil {
 		if _, err := s.compareAndDelete(ctx, s.entryKey, rejected); err != nil {
 			return nil, nil, &redisError{"delete the rejected token", err}
 		}
-	}
-	// Wait for another sidecar's fetch at most half the time left, keeping
-	// the other half for a fetch of our own.
-	waitUntil := time.Now().Add(s.cfg.LockTTL)
-	if d, ok := ctx.Deadline(); ok {
-		waitUntil = time.Now().Add(time.Until(d) / 2)
+		s.mu.Lock()
+		if bytes.Equal(s.rejected, rejected) { // kept until done, for the next Token if Redis failed
+			s.rejected = nil
+		}
+		s.mu.Unlock()
 	}
 	waited := false
 	for {
@@ -210,17 +221,11 @@ func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte
 			return nil, nil, &redisError{"take the lock", err}
 		}
 		if ok {
-			s.setUp()
 			return s.fetchLocked(ctx, last, owner)
 		}
 		if !waited {
 			waited = true
 			s.cfg.Observer.SharedCacheLockWait()
-		}
-		if time.Now().After(waitUntil) {
-			s.cfg.Logger.Warn("shared cache: another sidecar's token fetch is taking long: fetching here")
-			s.cfg.Observer.SharedCacheLookup(ResultFallback)
-			return s.local(ctx)
 		}
 		t := time.NewTimer(s.cfg.PollInterval)
 		select {
@@ -236,18 +241,16 @@ func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte
 // last, it expires no earlier than last, and it is not yet due for renewal.
 // A missing, unreadable or unsuitable entry is (nil, nil, nil).
 func (s *Source) read(ctx context.Context, last *tokens.Token) (*tokens.Token, []byte, error) {
-	blob, err := s.get(ctx)
+	blob, err := s.get(ctx, s.entryKey)
 	if errors.Is(err, redis.Nil) {
-		s.setUp()
 		return nil, nil, nil
 	}
 	if err != nil {
 		return nil, nil, &redisError{"read", err}
 	}
-	s.setUp()
 	tok, issued, err := s.sealer.open(s.entryKey, blob)
 	if err != nil {
-		s.cfg.Logger.Warn("shared cache: stored entry cannot be read (another format or tampered with): replacing it")
+		s.cfg.Logger.Warn("shared cache: stored entry cannot be read (another format or key, or tampered with): replacing it")
 		return nil, nil, nil
 	}
 	if !s.usable(tok, issued, last) {
@@ -272,7 +275,7 @@ func (s *Source) fetchLocked(ctx context.Context, last *tokens.Token, owner stri
 	defer func() {
 		// Released even when ctx is done; only if still ours, if the lease
 		// ran out during a slow fetch and another sidecar took it.
-		if _, err := s.compareAndDelete(context.WithoutCancel(ctx), s.lockK, []byte(owner)); err != nil {
+		if _, err := s.compareAndDelete(context.WithoutCancel(ctx), s.lockKey, []byte(owner)); err != nil {
 			s.cfg.Logger.Warn("shared cache: cannot release the lock: it expires by itself", "error", err)
 		}
 	}()
@@ -291,21 +294,6 @@ func (s *Source) fetchLocked(ctx context.Context, last *tokens.Token, owner stri
 		s.setDown(&redisError{"store", err})
 		return tok, nil, nil // the token is good; only the sharing failed
 	}
-	return tok, blob, nil
-}
-
-// local fetches from the provider without the fleet, and stores the token if
-// Redis takes it, so that sharing resumes when Redis is back.
-func (s *Source) local(ctx context.Context) (*tokens.Token, []byte, error) {
-	tok, err := s.inner.Token(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	blob, err := s.store(ctx, tok)
-	if err != nil {
-		return tok, nil, nil
-	}
-	s.setUp()
 	return tok, blob, nil
 }
 
@@ -346,16 +334,26 @@ func (s *Source) compareAndDelete(ctx context.Context, key string, value []byte)
 	return n == 1, err
 }
 
-func (s *Source) get(ctx context.Context) ([]byte, error) {
+func (s *Source) get(ctx context.Context, key string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 	defer cancel()
-	return s.cfg.Client.Get(ctx, s.entryKey).Bytes()
+	return s.cfg.Client.Get(ctx, key).Bytes()
 }
 
+// lock takes the fleet's lock for owner. A SET whose reply was lost is
+// retried by go-redis and answered "taken": the lock's value tells.
 func (s *Source) lock(ctx context.Context, owner string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+	c, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
 	defer cancel()
-	return s.cfg.Client.SetNX(ctx, s.lockK, owner, s.cfg.LockTTL).Result()
+	ok, err := s.cfg.Client.SetNX(c, s.lockKey, owner, s.cfg.LockTTL).Result()
+	if err != nil || ok {
+		return ok, err
+	}
+	holder, err := s.get(ctx, s.lockKey)
+	if errors.Is(err, redis.Nil) {
+		return false, nil // released meanwhile: the next round takes it
+	}
+	return string(holder) == owner, err
 }
 
 func (s *Source) set(ctx context.Context, blob []byte, ttl time.Duration) error {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,14 +153,17 @@ func TestRejectedOfATokenNotFromThisSourceIsIgnored(t *testing.T) {
 	srv := redistest.Start(t)
 	p := newProvider(time.Hour)
 	a := newSidecar(t, srv.URL(), p, shared.Config{})
+	rc := rawClient(t, srv)
 	a.token(t)
+	entry := onlyKey(t, rc, "authsidecar:token:*")
 	a.Rejected(&tokens.Token{Value: "secret-token-1", Expiry: time.Now().Add(time.Hour)}) // same value, other token
-	b := newSidecar(t, srv.URL(), p, shared.Config{})
-	if got := b.token(t).Value; got != "secret-token-1" {
-		t.Errorf("b's token = %q, want secret-token-1: the entry is a's current token", got)
-	}
-	if got := p.calls.Load(); got != 1 {
-		t.Errorf("provider fetches = %d, want 1", got)
+	// a's next renewal must find the entry still there (and, being its own
+	// token, fetch a new one).
+	var existed int64 = -1
+	p.hook = func() { existed, _ = rc.Exists(context.Background(), entry).Result() }
+	a.token(t)
+	if existed != 1 {
+		t.Errorf("the entry was deleted for a token a never gave out (exists = %d)", existed)
 	}
 }
 
@@ -206,7 +210,7 @@ func TestWaitsForAHolderThatDiedUntilItsLeaseEnds(t *testing.T) {
 	}
 }
 
-func TestWaitsAtMostHalfTheFetchTimeThenFetchesItself(t *testing.T) {
+func TestWaitsForASlowHolderUntilTheDeadline(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := rawClient(t, srv)
 	p := newProvider(time.Hour)
@@ -215,27 +219,96 @@ func TestWaitsAtMostHalfTheFetchTimeThenFetchesItself(t *testing.T) {
 	lock := strings.Replace(onlyKey(t, rc, "authsidecar:token:*"), ":token:", ":lock:", 1)
 	rc.FlushAll(context.Background())
 
-	// A sidecar holds the lock and its fetch hangs.
+	// A sidecar holds the lock and its fetch hangs: b does not ask the
+	// provider too, it fails this renewal (the Cache retries it).
 	rc.Set(context.Background(), lock, "slow-sidecar", time.Minute)
 	b := newSidecar(t, srv.URL(), p, shared.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	tok, err := b.Token(ctx)
-	if err != nil {
-		t.Fatalf("Token() error = %v, want a token fetched here", err)
+	_, err := b.Token(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "another sidecar's fetch") {
+		t.Errorf("Token() error = %v, want the wait for another sidecar's fetch timed out", err)
 	}
-	if tok.Value != "secret-token-2" {
-		t.Errorf("token = %q, want secret-token-2", tok.Value)
+	if n := p.calls.Load(); n != 1 {
+		t.Errorf("provider fetches = %d, want 1 (a's only)", n)
 	}
-	if _, _, fallbacks, waits := b.obs.counts(); fallbacks != 1 || waits != 1 {
-		t.Errorf("fallbacks, waits = %d, %d; want 1, 1", fallbacks, waits)
+	if hits, misses, fallbacks, waits := b.obs.counts(); hits+misses+fallbacks != 0 || waits != 1 {
+		t.Errorf("hits, misses, fallbacks, waits = %d, %d, %d, %d; want 0, 0, 0, 1", hits, misses, fallbacks, waits)
+	}
+	if strings.Contains(b.log.String(), "unusable") {
+		t.Errorf("a slow fetch elsewhere was logged as Redis unusable: %s", b.log)
 	}
 	if owner, _ := rc.Get(context.Background(), lock).Result(); owner != "slow-sidecar" {
 		t.Errorf("lock owner = %q, want slow-sidecar's lock untouched", owner)
 	}
-	if !strings.Contains(b.log.String(), "taking long") {
-		t.Errorf("log = %q, want the wait explained", b.log.String())
+}
+
+func TestASlowProviderIsAskedOnceByTheFleet(t *testing.T) {
+	srv := redistest.Start(t)
+	p := newProvider(time.Hour)
+	p.delay = 700 * time.Millisecond // most of each sidecar's 1s fetch deadline
+	sidecars := fleet(t, srv.URL(), p, 10)
+	errs := make([]error, len(sidecars))
+	var wg sync.WaitGroup
+	for i, s := range sidecars {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, errs[i] = s.Token(ctx)
+		})
 	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("sidecar %d: Token() error = %v", i, err)
+		}
+	}
+	if n := p.calls.Load(); n != 1 {
+		t.Errorf("provider fetches = %d, want 1", n)
+	}
+}
+
+func TestALostLockReplyStillTakesTheLock(t *testing.T) {
+	srv := redistest.Start(t)
+	client, err := shared.NewClient(shared.ClientConfig{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	// The first SET NX runs on Redis but its reply is lost, and go-redis
+	// sends it again: the retry answers "not set", the lock being ours.
+	client.AddHook(&lostFirstSet{})
+	p := newProvider(time.Hour)
+	a := newSidecar(t, "", p, shared.Config{Client: client})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	tok, err := a.Token(ctx)
+	if err != nil {
+		t.Fatalf("Token() error = %v, want the token fetched under a's own lock", err)
+	}
+	if hits, misses, fallbacks, waits := a.obs.counts(); tok.Value != "secret-token-1" || misses != 1 || waits != 0 || hits+fallbacks != 0 {
+		t.Errorf("token %q; hits, misses, fallbacks, waits = %d, %d, %d, %d; want secret-token-1, 0, 1, 0, 0", tok.Value, hits, misses, fallbacks, waits)
+	}
+}
+
+// lostFirstSet runs the first SET twice, as go-redis does when a reply is lost.
+type lostFirstSet struct{ done atomic.Bool }
+
+func (*lostFirstSet) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *lostFirstSet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "set" && !h.done.Swap(true) {
+			if err := next(ctx, cmd); err != nil {
+				return err
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (*lostFirstSet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 func TestALockTakenOverIsNotReleasedByItsFormerOwner(t *testing.T) {
@@ -450,9 +523,11 @@ func TestUnresponsiveRedisFallsBackWithinTheTimeout(t *testing.T) {
 	defer fp.Close()
 	fp.Set(fake.Blackhole)
 	p := newProvider(time.Hour)
+	p.delay = 10 * time.Millisecond // honours the deadline
 	a := newSidecar(t, "redis://"+fp.Addr(), p, shared.Config{OpTimeout: 200 * time.Millisecond})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Each command gives up after 200ms, well within the fetch's 2s.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	tok, err := a.Token(ctx)
 	if err != nil {
@@ -524,5 +599,35 @@ func TestTLSWithAnACLUserAndAPasswordFile(t *testing.T) {
 		if strings.Contains(s.log.String(), "redis-pass") || strings.Contains(s.log.String(), "not-the-password") {
 			t.Errorf("%s: the log shows a password: %s", name, s.log)
 		}
+	}
+}
+
+// TestARedisThatReadsButDoesNotWriteIsLoggedOnce: a read-only replica
+// after a failover, or an ACL without +set, is one outage in the log, not a
+// flapping "unusable" / "usable again" at every renewal.
+func TestARedisThatReadsButDoesNotWriteIsLoggedOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	if err := rawClient(t, srv).Do(context.Background(), "ACL", "SETUSER", "reader", "on", ">pw-Reader-1",
+		"resetkeys", "~authsidecar:*", "-@all", "+get").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("pw-Reader-1"), 0o600)
+	client, err := shared.NewClient(shared.ClientConfig{URL: "redis://reader@" + srv.Addr, Password: tokens.File(pw)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	p := newProvider(time.Hour)
+	a := newSidecar(t, "", p, shared.Config{Client: client})
+	for range 4 {
+		a.token(t)
+	}
+	log := a.log.String()
+	if n, m := strings.Count(log, "unusable"), strings.Count(log, "usable again"); n != 1 || m != 0 {
+		t.Errorf("log has %d 'unusable' and %d 'usable again' lines, want 1 and 0:\n%s", n, m, log)
+	}
+	if _, _, fallbacks, _ := a.obs.counts(); fallbacks != 4 {
+		t.Errorf("fallbacks = %d, want 4", fallbacks)
 	}
 }
