@@ -292,3 +292,34 @@ func TestSharedCacheOverTLSWithAPassword(t *testing.T) {
 		t.Errorf("lookups = %v, want 1 hit and no fallback", got)
 	}
 }
+
+// TestSharedCacheRenewalRounds: with short tokens the fleet renews on its
+// own timers, several rounds in a row; each round costs about one fetch,
+// not one per sidecar, and no request fails.
+func TestSharedCacheRenewalRounds(t *testing.T) {
+	const n, ttl, run = 5, 5 * time.Second, 12 * time.Second
+	rs := redistest.Start(t)
+	p, srv := newTezPay(t, ttl, nil)
+	fleet := startFleet(t, n, tezPayEnv(srv.URL,
+		"SHARED_CACHE", rs.URL(),
+		"SHARED_CACHE_KEY_FILE", writeFleetKey(t),
+		"LOG_LEVEL", "info",
+	))
+	c := newClient(t)
+	start := p.Fetches()
+	for i := 0; time.Duration(i)*250*time.Millisecond < run; i++ {
+		payAll(t, c, fleet, fmt.Sprintf("ROUND-%d", i))
+		time.Sleep(250 * time.Millisecond)
+	}
+	// Renewal at 80% of 5s, so about 3 rounds in 12s: one fetch each, and
+	// at worst one more when two timers fire together.
+	rounds := int(run / (ttl * 4 / 5))
+	fetches := p.Fetches() - start
+	if fetches > rounds+2 || fetches < 1 {
+		t.Errorf("token fetches in %s = %d, want about %d (one per renewal round, not %d)", run, fetches, rounds, rounds*n)
+	}
+	if got := lookups(t, fleet); got["fallback"] != 0 || got["hit"] < float64((n-1)*rounds) {
+		t.Errorf("lookups = %v, want no fallback and at least %d hits", got, (n-1)*rounds)
+	}
+	t.Logf("FIGURE: %d sidecars renewing %s tokens for %s: %d token fetches", n, ttl, run, fetches)
+}
