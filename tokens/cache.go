@@ -70,13 +70,14 @@ type Cache struct {
 	cur  atomic.Pointer[entry]
 	kick chan struct{}
 
-	mu          sync.Mutex
-	fetched     chan struct{} // closed and replaced after every fetch
-	fetching    bool
-	lastErr     error
-	nextAttempt time.Time
-	lastForced  time.Time
-	forced      bool // Invalidate asked for a fetch not yet started
+	mu               sync.Mutex
+	fetched          chan struct{} // closed and replaced after every fetch
+	fetching         bool
+	lastErr          error
+	nextAttempt      time.Time
+	lastForced       time.Time
+	lastSharedForced time.Time // last drop let through the rate limit for a shared token
+	forced           bool      // Invalidate asked for a fetch not yet started
 }
 
 // entry is a held token and the moment it stops being handed out: a little
@@ -192,8 +193,9 @@ func (c *Cache) noToken(cause error) error {
 
 // Invalidate reports that the upstream rejected tok. If tok is still the
 // current token it is dropped and a fetch starts, unless a forced refresh
-// happened less than ForcedRefreshInterval ago; a source that is a Rejecter
-// is told. It returns whether a call to
+// happened less than ForcedRefreshInterval ago — then only a token that a
+// Rejecter source says is Shared is dropped, once per interval. A source that
+// is a Rejecter is told of every drop. It returns whether a call to
 // Token may now yield a different token, that is whether a replay is worth it.
 func (c *Cache) Invalidate(tok *Token) bool {
 	c.mu.Lock()
@@ -203,8 +205,12 @@ func (c *Cache) Invalidate(tok *Token) bool {
 		return true // already replaced, or being replaced
 	}
 	now := c.opts.Clock.Now()
-	if !c.lastForced.IsZero() && now.Sub(c.lastForced) < c.opts.ForcedRefreshInterval {
-		return false
+	if within(c.lastForced, now, c.opts.ForcedRefreshInterval) {
+		r, ok := c.src.(Rejecter)
+		if !ok || !r.Shared(tok) || within(c.lastSharedForced, now, c.opts.ForcedRefreshInterval) {
+			return false
+		}
+		c.lastSharedForced = now // a shared token: one more drop allowed
 	}
 	c.lastForced = now
 	c.forced = true
@@ -388,4 +394,9 @@ func (nopObserver) TokenForcedRefresh()                       {}
 // hasControl reports whether s holds a control character other than tab.
 func hasControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f })
+}
+
+// within reports whether t is set and less than d before now.
+func within(t, now time.Time, d time.Duration) bool {
+	return !t.IsZero() && now.Sub(t) < d
 }

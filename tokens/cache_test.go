@@ -1042,9 +1042,12 @@ func TestCacheBackoff(t *testing.T) {
 // rejected, as the shared cache does.
 type rejecterSource struct {
 	*fakeSource
+	shared   bool // every token came from another process
 	mu       sync.Mutex
 	rejected []*Token
 }
+
+func (s *rejecterSource) Shared(*Token) bool { return s.shared }
 
 func (s *rejecterSource) Rejected(tok *Token) {
 	s.mu.Lock()
@@ -1076,5 +1079,38 @@ func TestCacheTellsARejecterWhatItDrops(t *testing.T) {
 	}
 	if got := mustToken(t, c); got != second {
 		t.Errorf("Token() = %q, want %q kept", got.Value, second.Value)
+	}
+}
+
+// TestCacheLetsOneSharedTokenThroughTheRateLimit: a token another process
+// fetched, rejected right after a forced refresh, is dropped once more
+// within the interval (it may have been revoked with the one it replaced);
+// a second one is kept, as any token is.
+func TestCacheLetsOneSharedTokenThroughTheRateLimit(t *testing.T) {
+	clk := newFakeClock(tezpayEpoch)
+	src := &rejecterSource{fakeSource: &fakeSource{clk: clk, answer: issue(time.Hour)}, shared: true}
+	c := NewCache(src, CacheOptions{Clock: clk, ForcedRefreshInterval: time.Minute})
+	run(t, c)
+	first := mustToken(t, c)
+	if !c.Invalidate(first) {
+		t.Fatalf("Invalidate(first) = false, want true")
+	}
+	second := mustToken(t, c)
+	if !c.Invalidate(second) {
+		t.Errorf("Invalidate(second, shared) within the interval = false, want true: one more drop")
+	}
+	third := mustToken(t, c)
+	if third == second || c.Invalidate(third) {
+		t.Errorf("third token %q dropped within the interval, want it kept", third.Value)
+	}
+	if got := mustToken(t, c); got != third {
+		t.Errorf("Token() = %q, want %q kept", got.Value, third.Value)
+	}
+	clk.Advance(time.Minute)
+	if !c.Invalidate(third) {
+		t.Errorf("Invalidate(third) after the interval = false, want true")
+	}
+	if n := len(src.told()); n != 3 {
+		t.Errorf("Rejected() calls = %d, want 3", n)
 	}
 }

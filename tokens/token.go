@@ -53,7 +53,13 @@ func (f SourceFunc) Token(ctx context.Context) (*Token, error) { return f(ctx) }
 
 // Rejecter is implemented by Sources that share their tokens beyond this
 // process: a Cache tells them when the upstream rejected a token they gave,
-// so that the token is not handed out again. Rejected must not block.
+// so that the token is not handed out again. Its methods must not block.
 type Rejecter interface {
 	Rejected(tok *Token)
+	// Shared reports whether tok came from beyond this process: another
+	// process fetched it. Dropping such a token costs the provider at most
+	// the one fetch the fleet shares, so a Cache lets one such drop per
+	// ForcedRefreshInterval through its rate limit: a token revoked together
+	// with the one it replaced is not kept for the whole interval.
+	Shared(tok *Token) bool
 }

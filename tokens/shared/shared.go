@@ -94,6 +94,7 @@ type Source struct {
 	mu       sync.Mutex
 	last     *tokens.Token // the token last returned
 	lastBlob []byte        // last as stored in Redis; nil if it is not there
+	lastHit  bool          // last was fetched by another sidecar
 	rejected []byte        // an entry to delete at the next Token, if Redis still holds it
 	down     bool          // the last Redis command failed
 }
@@ -159,7 +160,7 @@ func (s *Source) Token(ctx context.Context) (*tokens.Token, error) {
 	last, rejected := s.last, s.rejected
 	s.mu.Unlock()
 
-	tok, blob, err := s.shared(ctx, last, rejected)
+	tok, blob, hit, err := s.shared(ctx, last, rejected)
 	var re *redisError
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -172,14 +173,14 @@ func (s *Source) Token(ctx context.Context) (*tokens.Token, error) {
 			return nil, err
 		}
 		s.cfg.Observer.SharedCacheLookup(ResultFallback)
-		blob = nil
+		blob, hit = nil, false
 	case err != nil:
 		return nil, err // the provider's
 	case blob != nil:
 		s.setUp()
 	}
 	s.mu.Lock()
-	s.last, s.lastBlob = tok, blob
+	s.last, s.lastBlob, s.lastHit = tok, blob, hit
 	s.mu.Unlock()
 	return tok, nil
 }
@@ -195,13 +196,22 @@ func (s *Source) Rejected(tok *tokens.Token) {
 	}
 }
 
+// Shared implements tokens.Rejecter: whether tok is the token this Source
+// last returned and another sidecar fetched it.
+func (s *Source) Shared(tok *tokens.Token) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return tok == s.last && s.lastHit
+}
+
 // shared gets a token through Redis. Errors from Redis are *redisError.
 // While another sidecar holds the lock it waits, until ctx is done: a slow
 // provider is asked once, not once per sidecar.
-func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte) (*tokens.Token, []byte, error) {
+// hit is true for a token another sidecar fetched.
+func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte) (tok *tokens.Token, blob []byte, hit bool, err error) {
 	if rejected != nil {
 		if _, err := s.compareAndDelete(ctx, s.entryKey, rejected); err != nil {
-			return nil, nil, &redisError{"delete the rejected token", err}
+			return nil, nil, false, &redisError{"delete the rejected token", err}
 		}
 		s.mu.Lock()
 		if bytes.Equal(s.rejected, rejected) { // kept until done, for the next Token if Redis failed
@@ -213,12 +223,12 @@ func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte
 	for {
 		tok, blob, err := s.read(ctx, last)
 		if err != nil || tok != nil {
-			return tok, blob, err
+			return tok, blob, tok != nil, err
 		}
 		owner := uuid.NewString()
 		ok, err := s.lock(ctx, owner)
 		if err != nil {
-			return nil, nil, &redisError{"take the lock", err}
+			return nil, nil, false, &redisError{"take the lock", err}
 		}
 		if ok {
 			return s.fetchLocked(ctx, last, owner)
@@ -231,7 +241,7 @@ func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, nil, fmt.Errorf("shared cache: waiting for another sidecar's fetch: %w", ctx.Err())
+			return nil, nil, false, fmt.Errorf("shared cache: waiting for another sidecar's fetch: %w", ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -271,7 +281,7 @@ func (s *Source) usable(tok *tokens.Token, issued time.Time, last *tokens.Token)
 }
 
 // fetchLocked fetches for the fleet while holding the lock as owner.
-func (s *Source) fetchLocked(ctx context.Context, last *tokens.Token, owner string) (*tokens.Token, []byte, error) {
+func (s *Source) fetchLocked(ctx context.Context, last *tokens.Token, owner string) (*tokens.Token, []byte, bool, error) {
 	defer func() {
 		// Released even when ctx is done; only if still ours, if the lease
 		// ran out during a slow fetch and another sidecar took it.
@@ -281,20 +291,20 @@ func (s *Source) fetchLocked(ctx context.Context, last *tokens.Token, owner stri
 	}()
 	// Another sidecar may have stored a token between our read and our lock.
 	if tok, blob, err := s.read(ctx, last); err != nil || tok != nil {
-		return tok, blob, err
+		return tok, blob, tok != nil, err
 	}
 	tok, err := s.inner.Token(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	s.cfg.Observer.SharedCacheLookup(ResultMiss)
 	s.cfg.Logger.Debug("shared cache: fetched for the fleet", "token", tok)
 	blob, err := s.store(ctx, tok)
 	if err != nil {
 		s.setDown(&redisError{"store", err})
-		return tok, nil, nil // the token is good; only the sharing failed
+		return tok, nil, false, nil // the token is good; only the sharing failed
 	}
-	return tok, blob, nil
+	return tok, blob, false, nil
 }
 
 // store writes tok to the fleet's entry, to expire from Redis with the token.

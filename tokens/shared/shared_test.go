@@ -631,3 +631,45 @@ func TestARedisThatReadsButDoesNotWriteIsLoggedOnce(t *testing.T) {
 		t.Errorf("fallbacks = %d, want 4", fallbacks)
 	}
 }
+
+// TestATokenRevokedWithTheOneItReplacedIsDroppedAtOnce: the upstream
+// revokes every token just after a renews for the fleet. b, still on the
+// old token, takes a's after its 401; that one is rejected too, and b's
+// Cache drops it at once although forced refreshes are rate-limited, because
+// another sidecar fetched it.
+func TestATokenRevokedWithTheOneItReplacedIsDroppedAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	p := newProvider(time.Hour)
+	a := newSidecar(t, srv.URL(), p, shared.Config{})
+	b := newSidecar(t, srv.URL(), p, shared.Config{})
+	cache := tokens.NewCache(b.Source, tokens.CacheOptions{ForcedRefreshInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { cache.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	token := func() *tokens.Token {
+		t.Helper()
+		tok, err := cache.Token(context.Background())
+		if err != nil {
+			t.Fatalf("cache.Token() error = %v", err)
+		}
+		return tok
+	}
+
+	a.token(t) // secret-token-1, for the fleet
+	t1 := token()
+	a.token(t) // a renews: secret-token-2; b still holds secret-token-1
+	if !cache.Invalidate(t1) {
+		t.Fatalf("Invalidate(secret-token-1) = false, want true")
+	}
+	t2 := token()
+	if t2.Value != "secret-token-2" {
+		t.Fatalf("b's token after the 401 = %q, want the fleet's secret-token-2", t2.Value)
+	}
+	if !cache.Invalidate(t2) {
+		t.Errorf("Invalidate(secret-token-2) = false: b keeps a revoked token for the whole interval")
+	}
+	if t3 := token(); t3.Value != "secret-token-3" {
+		t.Errorf("b's token after its replay was rejected = %q, want secret-token-3", t3.Value)
+	}
+}
