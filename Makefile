@@ -8,7 +8,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME    ?= 30s
 
-.PHONY: build demo test check-fmt vet lint unit deploy-check fuzz fuzz-short bench soak image clean
+.PHONY: build demo test check-fmt vet lint unit deploy-check fuzz fuzz-short bench soak soak-fleet image clean
 
 build: ## the sidecar binary, bin/authsidecar
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/authsidecar ./cmd/authsidecar
@@ -60,6 +60,10 @@ bench: build ## Go benchmarks, then the side-by-side load benchmark (~6 min; ins
 SOAK ?= 10m
 soak: build ## SOAK (10m) at a steady rate with 2s tokens, revocations every 30s and a token-endpoint outage; writes test/soak/RESULTS.md
 	$(GO) run ./test/soak -duration $(SOAK) -out test/soak/RESULTS.md
+
+FLEET ?= 5m
+soak-fleet: build ## FLEET (5m) with 10 sidecars sharing one Redis: renewals, revocations, a Redis crash; writes test/fleetsoak/RESULTS.md
+	$(GO) run ./test/fleetsoak -duration $(FLEET) -out test/fleetsoak/RESULTS.md
 
 image: ## needs a Docker engine; not part of `make test`
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .

@@ -43,7 +43,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		TokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_token_fetches_total",
-			Help: "Token fetches from the provider, by result (success, error).",
+			Help: "Token fetches by renewals, by result (success, error): from the provider, or with the shared cache on, from the provider or the fleet (see authsidecar_shared_cache_lookups_total).",
 		}, []string{"result"}),
 		TokenFetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "authsidecar_token_fetch_duration_seconds",

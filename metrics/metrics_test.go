@@ -188,7 +188,7 @@ func TestNewStartsWithKnownSeries(t *testing.T) {
 		# HELP authsidecar_token_expiry_timestamp_seconds Unix time at which the current token expires; 0 before the first token.
 		# TYPE authsidecar_token_expiry_timestamp_seconds gauge
 		authsidecar_token_expiry_timestamp_seconds 0
-		# HELP authsidecar_token_fetches_total Token fetches from the provider, by result (success, error).
+		# HELP authsidecar_token_fetches_total Token fetches by renewals, by result (success, error): from the provider, or with the shared cache on, from the provider or the fleet (see authsidecar_shared_cache_lookups_total).
 		# TYPE authsidecar_token_fetches_total counter
 		authsidecar_token_fetches_total{result="error"} 0
 		authsidecar_token_fetches_total{result="success"} 0

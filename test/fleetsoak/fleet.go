@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/authsidecar/authsidecar/test/fake"
+)
+
+type config struct {
+	binary                     string
+	n, rate                    int
+	duration, ttl, revokeEvery time.Duration
+	outage                     time.Duration
+}
+
+// sample is one sidecar's /metrics, by series ("name{labels}").
+type sample map[string]float64
+
+type report struct {
+	requests, ok, failed      int64
+	failures                  []string // the first 20
+	expiredSent               int64    // expired tokens that reached the upstream
+	revocations, revokedDown  int      // revokedDown: within the outage window, ±1s
+	fetches, apiCalls, reject int
+	steady, last, end         []sample // per sidecar: at 30s and at the end under load; after the load
+	unusableLogs              int      // "shared cache unusable" lines in the sidecars' logs
+	outageFrom, outageTo      time.Duration
+	elapsed                   time.Duration
+}
+
+const clientID, clientSecret = "fleet-client", "fleet-secret-8d2a7c"
+
+type sidecar struct {
+	listen, admin string
+	cmd           *exec.Cmd
+	logs          bytes.Buffer // read once the process has exited
+}
+
+func run(cfg config, logw io.Writer) (*report, error) {
+	dir, err := os.MkdirTemp("", "fleetsoak-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	rs := &redisServer{dir: dir, addr: freeAddr()}
+	if err := rs.start(); err != nil {
+		return nil, err
+	}
+	defer rs.kill()
+	key := make([]byte, 32)
+	rand.Read(key)
+	keyFile := filepath.Join(dir, "fleet.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600); err != nil {
+		return nil, err
+	}
+	p := fake.NewTezPay(clientID, clientSecret, cfg.ttl)
+	rep := &report{}
+	provider := httptest.NewServer(countExpired(p.Handler(), &rep.expiredSent))
+	defer provider.Close()
+
+	fleet := make([]*sidecar, cfg.n)
+	for i := range fleet {
+		for attempt := 1; fleet[i] == nil; attempt++ { // a port taken meanwhile: again on new ones
+			s := &sidecar{listen: freeAddr(), admin: freeAddr()}
+			s.cmd = exec.Command(cfg.binary)
+			s.cmd.Env = []string{
+				"AUTHSIDECAR_UPSTREAM_URL=" + provider.URL, "AUTHSIDECAR_TOKEN_SOURCE=json",
+				"AUTHSIDECAR_TOKEN_URL=" + provider.URL + fake.AuthenticatePath,
+				"AUTHSIDECAR_CLIENT_ID=" + clientID, "AUTHSIDECAR_CLIENT_SECRET=" + clientSecret,
+				"AUTHSIDECAR_LISTEN_ADDR=" + s.listen, "AUTHSIDECAR_ADMIN_ADDR=" + s.admin,
+				"AUTHSIDECAR_TOKEN_WAIT=1s", "AUTHSIDECAR_FORCED_REFRESH_INTERVAL=1s", "AUTHSIDECAR_LOG_LEVEL=warn",
+				"AUTHSIDECAR_SHARED_CACHE=redis://" + rs.addr, "AUTHSIDECAR_SHARED_CACHE_KEY_FILE=" + keyFile,
+			}
+			s.cmd.Stdout, s.cmd.Stderr = &s.logs, &s.logs
+			if err := s.cmd.Start(); err != nil {
+				return nil, fmt.Errorf("start %s: %w (run make build first)", cfg.binary, err)
+			}
+			defer func() { s.cmd.Process.Kill(); s.cmd.Wait() }()
+			if err := waitReady(s.admin, 20*time.Second); err == nil {
+				fleet[i] = s
+			} else if attempt == 3 {
+				return nil, fmt.Errorf("sidecar %d: %w\n%s", i, err, s.logs.String())
+			}
+		}
+	}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+	rep.outageFrom = (cfg.duration - cfg.outage) / 2
+	rep.outageTo = rep.outageFrom + cfg.outage
+	scrapeAll := func() []sample {
+		out := make([]sample, len(fleet))
+		for i, s := range fleet {
+			out[i], _ = scrape(s.admin) // nil if the sidecar is gone: a problem
+		}
+		return out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.duration)
+	defer cancel()
+	start := time.Now()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 512)
+	body := []byte(`{"payment_method":"IMPS_IN","transaction_amount":500,"merchant_reference":"FLEET"}`)
+	fail := func(i int, what string) {
+		atomic.AddInt64(&rep.failed, 1)
+		mu.Lock()
+		if len(rep.failures) < 20 {
+			rep.failures = append(rep.failures, fmt.Sprintf("at %s via sidecar %d: %s", time.Since(start).Round(time.Millisecond), i, what))
+		}
+		mu.Unlock()
+	}
+	send := func(i int) {
+		defer wg.Done()
+		defer func() { <-sem }()
+		atomic.AddInt64(&rep.requests, 1)
+		resp, err := client.Post("http://"+fleet[i].listen+fake.ProcessPaymentPath, "application/json", bytes.NewReader(body))
+		if err != nil {
+			fail(i, err.Error())
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			fail(i, fmt.Sprintf("status %d %.100s", resp.StatusCode, b))
+			return
+		}
+		atomic.AddInt64(&rep.ok, 1)
+	}
+
+	tick := time.NewTicker(time.Second / time.Duration(cfg.rate))
+	defer tick.Stop()
+	revoke := time.NewTicker(cfg.revokeEvery)
+	defer revoke.Stop()
+	sampleTick := time.NewTicker(5 * time.Second)
+	defer sampleTick.Stop()
+	var outageStart, outageEnd <-chan time.Time // nil: no outage
+	if cfg.outage > 0 {
+		outageStart, outageEnd = time.After(rep.outageFrom), time.After(rep.outageTo)
+	}
+	fmt.Fprintf(logw, "fleetsoak: %d sidecars, %s at %d req/s, %s tokens, revocations every %s, Redis down %s–%s\n",
+		cfg.n, cfg.duration, cfg.rate, cfg.ttl, cfg.revokeEvery, rep.outageFrom, rep.outageTo)
+	for next := 0; ctx.Err() == nil; {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			select {
+			case sem <- struct{}{}:
+				wg.Add(1)
+				go send(next % cfg.n)
+			default: // 512 in flight: the fleet is stuck
+				atomic.AddInt64(&rep.requests, 1)
+				fail(next%cfg.n, "not sent: 512 requests in flight")
+			}
+			next++
+		case <-revoke.C:
+			p.RevokeAll()
+			rep.revocations++
+			if at := time.Since(start); cfg.outage > 0 && at >= rep.outageFrom-time.Second && at <= rep.outageTo+time.Second {
+				rep.revokedDown++
+			}
+		case <-outageStart:
+			rs.kill()
+			fmt.Fprintf(logw, "fleetsoak: Redis killed at %s\n", time.Since(start).Round(time.Second))
+		case <-outageEnd:
+			if err := rs.restart(); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(logw, "fleetsoak: Redis back at %s\n", time.Since(start).Round(time.Second))
+		case <-sampleTick.C:
+			rep.last = scrapeAll()
+			if rep.steady == nil && time.Since(start) >= 30*time.Second {
+				rep.steady = rep.last
+			}
+			fmt.Fprintf(logw, "fleetsoak: %s requests %d ok %d failed %d tokens issued %d\n", time.Since(start).Round(time.Second),
+				atomic.LoadInt64(&rep.requests), atomic.LoadInt64(&rep.ok), atomic.LoadInt64(&rep.failed), p.Fetches())
+		}
+	}
+	rep.last = scrapeAll() // the last under load, comparable with steady
+	if rep.steady == nil { // a run shorter than 30s
+		rep.steady = rep.last
+	}
+	wg.Wait()
+	rep.elapsed = time.Since(start)
+	rep.fetches = p.Fetches()
+	rep.apiCalls, rep.reject = p.Calls()
+	rep.end = scrapeAll()
+	for _, s := range fleet {
+		s.cmd.Process.Kill()
+		s.cmd.Wait() // and its output copied: the logs are complete
+		rep.unusableLogs += strings.Count(s.logs.String(), "shared cache unusable")
+	}
+	return rep, nil
+}
+
+// redisServer is a redis-server process, killed and restarted on one port.
+type redisServer struct {
+	dir, addr string
+	cmd       *exec.Cmd
+	done      chan struct{}
+}
+
+func (r *redisServer) start() error {
+	_, port, _ := net.SplitHostPort(r.addr)
+	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", r.dir, "--loglevel", "warning")
+	if err := r.cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w (apt-get install redis-server)", err)
+	}
+	r.done = make(chan struct{})
+	go func() { r.cmd.Wait(); close(r.done) }()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-r.done:
+			return fmt.Errorf("redis-server on %s exited at start", r.addr)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", r.addr, time.Second); err == nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write([]byte("PING\r\n"))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if line == "+PONG\r\n" {
+				return nil
+			}
+		}
+	}
+	r.kill()
+	return fmt.Errorf("redis-server on %s did not answer PING within 10s", r.addr)
+}
+
+// kill stops the server at once, as a crash would; its data is lost.
+func (r *redisServer) kill() {
+	select {
+	case <-r.done:
+	default:
+		r.cmd.Process.Kill()
+		<-r.done
+	}
+}
+
+// restart starts the server again, empty, on the same port, which may
+// linger a moment after the kill.
+func (r *redisServer) restart() (err error) {
+	for range 50 {
+		if err = r.start(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+// countExpired counts requests to the API whose bearer token had expired
+// when it arrived: no sidecar may send one.
+func countExpired(next http.Handler, n *int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			var claims jwt.RegisteredClaims
+			if _, _, err := jwt.NewParser().ParseUnverified(raw, &claims); err == nil && claims.ExpiresAt != nil && time.Now().After(claims.ExpiresAt.Time) {
+				atomic.AddInt64(n, 1)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func scrape(admin string) (sample, error) {
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	s := sample{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if name, value, ok := strings.Cut(sc.Text(), " "); ok && !strings.HasPrefix(name, "#") {
+			if v, err := strconv.ParseFloat(value, 64); err == nil {
+				s[name] = v
+			}
+		}
+	}
+	return s, sc.Err()
+}
+
+func waitReady(admin string, d time.Duration) error {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if r, err := http.Get("http://" + admin + "/readyz"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("not ready within %s", d)
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
