@@ -180,7 +180,9 @@ func TestSharedCacheFleet(t *testing.T) {
 	}
 
 	// 4. Redis is back (empty): the next revocation costs one fetch again.
-	rs.Restart()
+	if err := rs.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	// After repeated failed dials go-redis stops dialling and probes every
 	// second: within two seconds every sidecar's client has found Redis.
 	time.Sleep(2500 * time.Millisecond)

@@ -1,28 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/authsidecar/authsidecar/test/fake"
+	"github.com/authsidecar/authsidecar/test/probe"
+	"github.com/authsidecar/authsidecar/test/redistest"
 )
 
 type config struct {
@@ -61,11 +58,11 @@ func run(cfg config, logw io.Writer) (*report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	rs := &redisServer{dir: dir, addr: freeAddr()}
-	if err := rs.start(); err != nil {
+	rs, err := redistest.Run(dir, false)
+	if err != nil {
 		return nil, err
 	}
-	defer rs.kill()
+	defer rs.Kill()
 	key := make([]byte, 32)
 	rand.Read(key)
 	keyFile := filepath.Join(dir, "fleet.key")
@@ -74,13 +71,13 @@ func run(cfg config, logw io.Writer) (*report, error) {
 	}
 	p := fake.NewTezPay(clientID, clientSecret, cfg.ttl)
 	rep := &report{}
-	provider := httptest.NewServer(countExpired(p.Handler(), &rep.expiredSent))
+	provider := httptest.NewServer(probe.CountExpired(p.Handler(), &rep.expiredSent))
 	defer provider.Close()
 
 	fleet := make([]*sidecar, cfg.n)
 	for i := range fleet {
 		for attempt := 1; fleet[i] == nil; attempt++ { // a port taken meanwhile: again on new ones
-			s := &sidecar{listen: freeAddr(), admin: freeAddr()}
+			s := &sidecar{listen: probe.FreeAddr(), admin: probe.FreeAddr()}
 			s.cmd = exec.Command(cfg.binary)
 			s.cmd.Env = []string{
 				"AUTHSIDECAR_UPSTREAM_URL=" + provider.URL, "AUTHSIDECAR_TOKEN_SOURCE=json",
@@ -88,14 +85,14 @@ func run(cfg config, logw io.Writer) (*report, error) {
 				"AUTHSIDECAR_CLIENT_ID=" + clientID, "AUTHSIDECAR_CLIENT_SECRET=" + clientSecret,
 				"AUTHSIDECAR_LISTEN_ADDR=" + s.listen, "AUTHSIDECAR_ADMIN_ADDR=" + s.admin,
 				"AUTHSIDECAR_TOKEN_WAIT=1s", "AUTHSIDECAR_FORCED_REFRESH_INTERVAL=1s", "AUTHSIDECAR_LOG_LEVEL=warn",
-				"AUTHSIDECAR_SHARED_CACHE=redis://" + rs.addr, "AUTHSIDECAR_SHARED_CACHE_KEY_FILE=" + keyFile,
+				"AUTHSIDECAR_SHARED_CACHE=" + rs.URL(), "AUTHSIDECAR_SHARED_CACHE_KEY_FILE=" + keyFile,
 			}
 			s.cmd.Stdout, s.cmd.Stderr = &s.logs, &s.logs
 			if err := s.cmd.Start(); err != nil {
 				return nil, fmt.Errorf("start %s: %w (run make build first)", cfg.binary, err)
 			}
 			defer func() { s.cmd.Process.Kill(); s.cmd.Wait() }()
-			if err := waitReady(s.admin, 20*time.Second); err == nil {
+			if err := probe.Ready(s.admin, 20*time.Second); err == nil {
 				fleet[i] = s
 			} else if attempt == 3 {
 				return nil, fmt.Errorf("sidecar %d: %w\n%s", i, err, s.logs.String())
@@ -110,7 +107,7 @@ func run(cfg config, logw io.Writer) (*report, error) {
 	scrapeAll := func() []sample {
 		out := make([]sample, len(fleet))
 		for i, s := range fleet {
-			out[i], _ = scrape(s.admin) // nil if the sidecar is gone: a problem
+			out[i], _ = probe.Metrics(s.admin) // nil if the sidecar is gone: a problem
 		}
 		return out
 	}
@@ -179,10 +176,10 @@ func run(cfg config, logw io.Writer) (*report, error) {
 				rep.revokedDown++
 			}
 		case <-outageStart:
-			rs.kill()
+			rs.Kill()
 			fmt.Fprintf(logw, "fleetsoak: Redis killed at %s\n", time.Since(start).Round(time.Second))
 		case <-outageEnd:
-			if err := rs.restart(); err != nil {
+			if err := rs.Restart(); err != nil {
 				return nil, err
 			}
 			fmt.Fprintf(logw, "fleetsoak: Redis back at %s\n", time.Since(start).Round(time.Second))
@@ -210,115 +207,4 @@ func run(cfg config, logw io.Writer) (*report, error) {
 		rep.unusableLogs += strings.Count(s.logs.String(), "shared cache unusable")
 	}
 	return rep, nil
-}
-
-// redisServer is a redis-server process, killed and restarted on one port.
-type redisServer struct {
-	dir, addr string
-	cmd       *exec.Cmd
-	done      chan struct{}
-}
-
-func (r *redisServer) start() error {
-	_, port, _ := net.SplitHostPort(r.addr)
-	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", r.dir, "--loglevel", "warning")
-	if err := r.cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w (apt-get install redis-server)", err)
-	}
-	r.done = make(chan struct{})
-	go func() { r.cmd.Wait(); close(r.done) }()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case <-r.done:
-			return fmt.Errorf("redis-server on %s exited at start", r.addr)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", r.addr, time.Second); err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte("PING\r\n"))
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if line == "+PONG\r\n" {
-				return nil
-			}
-		}
-	}
-	r.kill()
-	return fmt.Errorf("redis-server on %s did not answer PING within 10s", r.addr)
-}
-
-// kill stops the server at once, as a crash would; its data is lost.
-func (r *redisServer) kill() {
-	select {
-	case <-r.done:
-	default:
-		r.cmd.Process.Kill()
-		<-r.done
-	}
-}
-
-// restart starts the server again, empty, on the same port, which may
-// linger a moment after the kill.
-func (r *redisServer) restart() (err error) {
-	for range 50 {
-		if err = r.start(); err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return err
-}
-
-// countExpired counts requests to the API whose bearer token had expired
-// when it arrived: no sidecar may send one.
-func countExpired(next http.Handler, n *int64) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			var claims jwt.RegisteredClaims
-			if _, _, err := jwt.NewParser().ParseUnverified(raw, &claims); err == nil && claims.ExpiresAt != nil && time.Now().After(claims.ExpiresAt.Time) {
-				atomic.AddInt64(n, 1)
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func scrape(admin string) (sample, error) {
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	s := sample{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if name, value, ok := strings.Cut(sc.Text(), " "); ok && !strings.HasPrefix(name, "#") {
-			if v, err := strconv.ParseFloat(value, 64); err == nil {
-				s[name] = v
-			}
-		}
-	}
-	return s, sc.Err()
-}
-
-func waitReady(admin string, d time.Duration) error {
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if r, err := http.Get("http://" + admin + "/readyz"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("not ready within %s", d)
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -32,6 +32,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/authsidecar/authsidecar/test/probe"
 )
 
 func main() {
@@ -51,18 +53,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fleetsoak:", err)
 		os.Exit(1)
 	}
-	text := rep.markdown(cfg)
-	fmt.Print(text)
-	if *out != "" {
-		if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "fleetsoak:", err)
-			os.Exit(1)
-		}
-	}
-	if problems := rep.problems(cfg); len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(os.Stderr, "fleetsoak: FAIL:", p)
-		}
-		os.Exit(1)
-	}
+	probe.Finish("fleetsoak", rep.markdown(cfg), *out, rep.problems(cfg))
 }

@@ -1,5 +1,5 @@
-// Package redistest runs real redis-server processes for tests: each test
-// gets its own, on a free loopback port, and can kill and restart it.
+// Package redistest runs real redis-server processes for tests and soaks:
+// each gets its own, on a free loopback port, and can kill and restart it.
 //
 // redis-server comes from Debian's redis-server package, which .ci/run
 // installs. Without it the tests that need Redis are skipped, unless
@@ -8,15 +8,9 @@ package redistest
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
+	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -24,16 +18,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authsidecar/authsidecar/test/fake"
 )
 
-// Server is a redis-server process owned by one test.
+// Server is a redis-server process.
 type Server struct {
-	t    testing.TB
 	bin  string
 	dir  string
 	Addr string // host:port, the same across restarts
-	// CAFile is, for a server started by StartTLS, the PEM certificate
-	// clients must trust; empty otherwise.
+	// CAFile is, for a server started with TLS, the PEM certificate clients
+	// must trust; empty otherwise.
 	CAFile string
 	tls    *tls.Config // for the readiness check
 	cmd    *exec.Cmd
@@ -55,30 +50,45 @@ func StartTLS(t testing.TB) *Server {
 
 func start(t testing.TB, withTLS bool) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
+	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("AUTHSIDECAR_REQUIRE_REDIS") != "" {
 			t.Fatalf("redis-server not found and AUTHSIDECAR_REQUIRE_REDIS is set: apt-get install redis-server")
 		}
 		t.Skip("redis-server not installed (apt-get install redis-server): skipping the shared cache tests")
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
-	if withTLS {
-		s.CAFile = writeCert(t, s.dir)
-		s.tls = &tls.Config{InsecureSkipVerify: true} // only to see it answer
-	}
-	for attempt := 1; ; attempt++ {
-		s.Addr = freeAddr(t)
-		err := s.start()
-		if err == nil {
-			break
-		}
-		if attempt == 5 {
-			t.Fatalf("start redis-server: %v", err)
-		}
+	s, err := Run(t.TempDir(), withTLS)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(s.Kill)
 	return s
+}
+
+// Run starts a redis-server keeping its files in dir, for a program that is
+// not a test (the fleet soak); the caller kills it.
+func Run(dir string, withTLS bool) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, errors.New("redis-server not found: apt-get install redis-server")
+	}
+	s := &Server{bin: bin, dir: dir}
+	if withTLS {
+		if s.CAFile, err = writeCert(dir); err != nil {
+			return nil, err
+		}
+		s.tls = &tls.Config{InsecureSkipVerify: true} // only to see it answer
+	}
+	for attempt := 1; ; attempt++ {
+		if s.Addr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		if err = s.start(); err == nil {
+			return s, nil
+		}
+		if attempt == 5 {
+			return nil, fmt.Errorf("start redis-server: %w", err)
+		}
+	}
 }
 
 // URL is the server's redis:// URL, or rediss:// for a TLS server.
@@ -181,63 +191,37 @@ func (s *Server) Kill() {
 }
 
 // Restart starts the server again on the same port, empty.
-func (s *Server) Restart() {
-	s.t.Helper()
+func (s *Server) Restart() error {
 	s.Kill()
 	var err error
 	for range 50 { // the port may linger a moment after the kill
 		if err = s.start(); err == nil {
-			return
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.t.Fatalf("restart redis-server on %s: %v", s.Addr, err)
+	return fmt.Errorf("restart redis-server on %s: %w", s.Addr, err)
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
+func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer ln.Close()
-	return ln.Addr().String()
+	return ln.Addr().String(), nil
 }
 
 // writeCert writes a self-signed certificate for 127.0.0.1 and its key to
 // dir, as cert.pem and key.pem, and returns the certificate's path.
-func writeCert(t testing.TB, dir string) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func writeCert(dir string) (string, error) {
+	certPEM, keyPEM, err := fake.SelfSigned("127.0.0.1", "localhost")
 	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "redistest"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	certPath := filepath.Join(dir, "cert.pem")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(certPath, certPEM, 0o600); err != nil {
+		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPath
+	return certPath, os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600)
 }

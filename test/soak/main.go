@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/authsidecar/authsidecar/test/probe"
 )
 
 func main() {
@@ -31,18 +33,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
 	}
-	text := rep.markdown(cfg)
-	fmt.Print(text)
-	if *out != "" {
-		if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "soak:", err)
-			os.Exit(1)
-		}
-	}
-	if problems := rep.problems(); len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(os.Stderr, "soak: FAIL:", p)
-		}
-		os.Exit(1)
-	}
+	probe.Finish("soak", rep.markdown(cfg), *out, rep.problems())
 }

@@ -1,25 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/authsidecar/authsidecar/test/fake"
+	"github.com/authsidecar/authsidecar/test/probe"
 )
 
 type config struct {
@@ -66,10 +61,10 @@ const (
 func soak(cfg config, logw io.Writer) (*report, error) {
 	p := fake.NewTezPay(clientID, clientSecret, cfg.ttl)
 	rep := &report{}
-	provider := httptest.NewServer(countExpired(p.Handler(), &rep.expiredSent))
+	provider := httptest.NewServer(probe.CountExpired(p.Handler(), &rep.expiredSent))
 	defer provider.Close()
 
-	listen, admin := freeAddr(), freeAddr()
+	listen, admin := probe.FreeAddr(), probe.FreeAddr()
 	cmd := exec.Command(cfg.binary)
 	cmd.Env = []string{
 		"AUTHSIDECAR_UPSTREAM_URL=" + provider.URL,
@@ -89,7 +84,7 @@ func soak(cfg config, logw io.Writer) (*report, error) {
 		return nil, fmt.Errorf("start %s: %w (run make build first)", cfg.binary, err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	if err := waitReady(admin, 15*time.Second); err != nil {
+	if err := probe.Ready(admin, 15*time.Second); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, logs.String())
 	}
 
@@ -206,64 +201,8 @@ func post(c *http.Client, url string, body []byte) (int, string, error) {
 	return resp.StatusCode, e.Error, err
 }
 
-// countExpired counts requests to the API whose bearer token had expired
-// when it arrived: the sidecar must never send one.
-func countExpired(next http.Handler, n *int64) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			var claims jwt.RegisteredClaims
-			if _, _, err := jwt.NewParser().ParseUnverified(raw, &claims); err == nil && claims.ExpiresAt != nil && time.Now().After(claims.ExpiresAt.Time) {
-				atomic.AddInt64(n, 1)
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
+// scrape reads the sidecar's goroutines and memory.
 func scrape(admin string) (sample, error) {
-	var s sample
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "go_goroutines":
-			s.goroutines = v
-		case "process_resident_memory_bytes":
-			s.rssBytes = v
-		}
-	}
-	return s, sc.Err()
-}
-
-func waitReady(admin string, d time.Duration) error {
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if r, err := http.Get("http://" + admin + "/readyz"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("authsidecar not ready within %s", d)
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	m, err := probe.Metrics(admin)
+	return sample{goroutines: m["go_goroutines"], rssBytes: m["process_resident_memory_bytes"]}, err
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,6 +204,14 @@ func onlyKey(t *testing.T, c *redis.Client, pattern string) string {
 		t.Fatalf("keys %q = %q, want one", pattern, ks)
 	}
 	return ks[0]
+}
+
+// lockKey is the fleet's lock key, learnt from the entry a's first token
+// leaves in Redis.
+func lockKey(t *testing.T, c *redis.Client, a *sidecar) string {
+	t.Helper()
+	a.token(t)
+	return strings.Replace(onlyKey(t, c, "authsidecar:token:*"), ":token:", ":lock:", 1)
 }
 
 var errProvider = errors.New("provider says no")

@@ -194,8 +194,7 @@ func TestWaitsForAHolderThatDiedUntilItsLeaseEnds(t *testing.T) {
 	rc := rawClient(t, srv)
 	p := newProvider(time.Hour)
 	a := newSidecar(t, srv.URL(), p, shared.Config{})
-	a.token(t) // learn the key names
-	lock := strings.Replace(onlyKey(t, rc, "authsidecar:token:*"), ":token:", ":lock:", 1)
+	lock := lockKey(t, rc, a)
 	rc.FlushAll(context.Background())
 
 	// A sidecar took the lock and died: its lease runs out after 300ms.
@@ -215,8 +214,7 @@ func TestWaitsForASlowHolderUntilTheDeadline(t *testing.T) {
 	rc := rawClient(t, srv)
 	p := newProvider(time.Hour)
 	a := newSidecar(t, srv.URL(), p, shared.Config{})
-	a.token(t)
-	lock := strings.Replace(onlyKey(t, rc, "authsidecar:token:*"), ":token:", ":lock:", 1)
+	lock := lockKey(t, rc, a)
 	rc.FlushAll(context.Background())
 
 	// A sidecar holds the lock and its fetch hangs: b does not ask the
@@ -316,8 +314,7 @@ func TestALockTakenOverIsNotReleasedByItsFormerOwner(t *testing.T) {
 	rc := rawClient(t, srv)
 	p := newProvider(time.Hour)
 	a := newSidecar(t, srv.URL(), p, shared.Config{})
-	a.token(t)
-	lock := strings.Replace(onlyKey(t, rc, "authsidecar:token:*"), ":token:", ":lock:", 1)
+	lock := lockKey(t, rc, a)
 
 	// During a's next fetch its lease runs out and another sidecar takes
 	// the lock.
@@ -496,7 +493,9 @@ func TestRedisDownFallsBackAndRecovers(t *testing.T) {
 		t.Errorf("outage logged %d times, want once:\n%s", n, a.log)
 	}
 
-	srv.Restart()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	// go-redis finds Redis back within a second or so: until then a keeps
 	// fetching alone.
 	var last *tokens.Token
