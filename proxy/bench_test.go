@@ -2,19 +2,16 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authsidecar/authsidecar/metrics"
-	"github.com/authsidecar/authsidecar/tokens"
 )
 
 // memTransport answers every request with the same 1 KiB JSON body, so that
@@ -71,17 +68,7 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 // BenchmarkSidecar is the sidecar's handler with a real token cache and
 // metrics.
 func BenchmarkSidecar(b *testing.B) {
-	ctx, cancel := context.WithCancel(context.Background())
-	src := tokens.SourceFunc(func(context.Context) (*tokens.Token, error) {
-		return &tokens.Token{Value: "static-token", Expiry: time.Now().Add(time.Hour)}, nil
-	})
-	cache := tokens.NewCache(src, tokens.CacheOptions{})
-	done := make(chan struct{})
-	go func() { cache.Run(ctx); close(done) }()
-	b.Cleanup(func() { cancel(); <-done })
-	if _, err := cache.Token(ctx); err != nil {
-		b.Fatal(err)
-	}
+	cache := benchCache(b)
 	h := New(Config{
 		Upstream:      benchUpstream,
 		Tokens:        cache,
