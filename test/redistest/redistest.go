@@ -3,7 +3,7 @@
 //
 // redis-server comes from Debian's redis-server package, which .ci/run
 // installs. Without it the tests that need Redis are skipped, unless
-// AUTHSIDECAR_REQUIRE_REDIS is set (as .ci/run sets it): then they fail.
+// REDISTEST_REQUIRE is set (as .ci/run sets it): then they fail.
 package redistest
 
 import (
@@ -51,8 +51,8 @@ func StartTLS(t testing.TB) *Server {
 func start(t testing.TB, withTLS bool) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("AUTHSIDECAR_REQUIRE_REDIS") != "" {
-			t.Fatalf("redis-server not found and AUTHSIDECAR_REQUIRE_REDIS is set: apt-get install redis-server")
+		if os.Getenv("REDISTEST_REQUIRE") != "" {
+			t.Fatalf("redis-server not found and REDISTEST_REQUIRE is set: apt-get install redis-server")
 		}
 		t.Skip("redis-server not installed (apt-get install redis-server): skipping the shared cache tests")
 	}
