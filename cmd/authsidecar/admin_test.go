@@ -1,11 +1,14 @@
 package main
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -26,6 +29,46 @@ func TestAdminPprofIsOptIn(t *testing.T) {
 			}
 			if on && path == "/debug/pprof/heap?debug=1" && !strings.Contains(rec.Body.String(), "heap profile") {
 				t.Errorf("PPROF=true: GET %s does not answer a heap profile: %.100q", path, rec.Body.String())
+			}
+		}
+	}
+}
+
+// Clients that connect to the admin port and stay idle must not make the
+// kubelet's probes wait: with 100 idle keep-alive connections held open,
+// /healthz and /readyz still answer at once.
+func TestAdminIdleConnectionsDoNotStarveProbes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, ln := adminServer(adminHandler(prometheus.NewRegistry(), nil, new(atomic.Bool), false), ln, nil)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+
+	for i := range 100 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n"); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	// The kubelet opens a connection per probe and gives up after its
+	// timeout (1 s by default).
+	probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for round := range 10 {
+		for _, path := range []string{"/healthz", "/readyz"} {
+			resp, err := probe.Get("http://" + addr + path)
+			if err != nil {
+				t.Fatalf("round %d: GET %s with 100 idle connections open: %v", round, path, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("round %d: GET %s = %d, want 200", round, path, resp.StatusCode)
 			}
 		}
 	}

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"crypto/rsa"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -17,22 +13,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/oauth2"
 
 	"github.com/authsidecar/authsidecar/proxy"
-	"github.com/authsidecar/authsidecar/tokens"
 )
 
 // envPrefix is put before every variable name, so that Kubernetes' injected
 // <SERVICE>_PORT variables cannot collide with ours.
 const envPrefix = "AUTHSIDECAR_"
 
-// Config is authsidecar's whole configuration, read from the environment.
-// The unexported fields are derived from the others by validate.
+// Config is authsidecar's whole configuration, as read from the environment.
+// loadConfig checks it; build constructs the sidecar from it.
 type Config struct {
 	UpstreamURL             string        `env:"UPSTREAM_URL"`
 	ListenAddr              string        `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
@@ -88,17 +82,6 @@ type Config struct {
 	SharedCacheKeyFile      string        `env:"SHARED_CACHE_KEY_FILE"`
 	SharedCachePasswordFile string        `env:"SHARED_CACHE_PASSWORD_FILE"`
 	SharedCacheCAFile       string        `env:"SHARED_CACHE_CA_FILE"`
-
-	upstream  *url.URL
-	scopes    []string
-	params    url.Values
-	authStyle oauth2.AuthStyle
-	refreshOn []int
-	logLevel  slog.Level
-	tls       *tls.Config
-	assertion *tokens.ClientAssertion
-	sharedKey []byte
-	sharedTLS *tls.Config
 }
 
 // loadConfig reads the configuration from environ and validates it as a
@@ -110,16 +93,13 @@ func loadConfig(environ map[string]string) (Config, error) {
 		problems = append(problems, parseProblems(err)...)
 	}
 	if c.Inject == "" {
-		c.Inject = "bearer"
-		if c.TokenSource == "none" {
-			c.Inject = "none"
-		}
+		c.Inject = defaultInject(c.TokenSource)
 	}
 	if _, set := environ[envPrefix+"BODY_EXPIRY_FIELD"]; !set {
 		c.BodyExpiryField = "payload.authExpiry"
 	}
 	problems = append(problems, unknownVariables(environ)...)
-	for _, e := range c.validate() {
+	for _, e := range c.check() {
 		if !sameVariable(problems, e) { // a value that did not parse is reported once
 			problems = append(problems, e)
 		}
@@ -199,49 +179,18 @@ func parseProblems(err error) []error {
 	return out
 }
 
-// validate checks every field and fills the derived ones, returning every
-// problem found.
-func (c *Config) validate() []error {
+// check reports every problem of the configuration. It reads the files the
+// settings name and parses them to check them, but keeps nothing: build
+// constructs the parts.
+func (c *Config) check() []error {
 	var p problems
-	c.upstream = p.url("UPSTREAM_URL", c.UpstreamURL)
+	p.url("UPSTREAM_URL", c.UpstreamURL)
 	p.addr("LISTEN_ADDR", c.ListenAddr)
 	p.addr("ADMIN_ADDR", c.AdminAddr)
 	if c.ListenAddr == c.AdminAddr {
 		p.add("ADMIN_ADDR", "must differ from %sLISTEN_ADDR", envPrefix)
 	}
-
-	switch c.TokenSource {
-	case "json", "oauth2":
-		p.url("TOKEN_URL", c.TokenURL)
-		p.oneOf("CLIENT_ID", c.ClientID, c.ClientIDFile)
-		if c.TokenSource == "json" && c.OAuth2AuthStyle == "private-key-jwt" {
-			p.add("OAUTH2_AUTH_STYLE", "private-key-jwt goes with %sTOKEN_SOURCE=oauth2, not json", envPrefix)
-		}
-		if c.TokenSource == "oauth2" && c.OAuth2AuthStyle == "private-key-jwt" {
-			c.validateAssertion(&p)
-		} else {
-			p.oneOf("CLIENT_SECRET", c.ClientSecret, c.ClientSecretFile)
-		}
-	case "registered":
-		p.url("TOKEN_URL", c.TokenURL)
-		if c.MerchantID == "" {
-			p.add("MERCHANT_ID", "required with %sTOKEN_SOURCE=registered: tokens are registered for it", envPrefix)
-		}
-		if c.TokenTTL <= 0 || c.TokenTTL > 24*time.Hour {
-			p.add("TOKEN_TTL", "must be positive and at most 24h (the provider's limit), got %s", c.TokenTTL)
-		}
-	case "file":
-		if c.TokenFile == "" {
-			p.add("TOKEN_FILE", "required with %sTOKEN_SOURCE=file", envPrefix)
-		} else if _, err := tokens.ReadFile(c.TokenFile); err != nil {
-			p.add("TOKEN_FILE", "%v", err)
-		}
-	case "none":
-	case "":
-		p.add("TOKEN_SOURCE", "required: json, oauth2, registered, file or none")
-	default:
-		p.add("TOKEN_SOURCE", "must be json, oauth2, registered, file or none, got %q", c.TokenSource)
-	}
+	source, sourceOK := c.checkSource(&p)
 	if c.HandoffPath != "" {
 		switch {
 		case !strings.HasPrefix(c.HandoffPath, "/"):
@@ -250,32 +199,20 @@ func (c *Config) validate() []error {
 			p.add("HANDOFF_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.HandoffPath)
 		case c.HandoffPath == c.SignPath:
 			p.add("HANDOFF_PATH", "must differ from %sSIGN_PATH", envPrefix)
-		case c.TokenSource == "none":
-			p.add("HANDOFF_PATH", "needs a token source: %sTOKEN_SOURCE is none", envPrefix)
+		case sourceOK && !fetchesTokens(source):
+			p.add("HANDOFF_PATH", "needs a token source: %sTOKEN_SOURCE is %s", envPrefix, c.TokenSource)
 		}
 	}
-	for s := range strings.SplitSeq(c.Scopes, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			c.scopes = append(c.scopes, s)
-		}
-	}
-	var err error
-	if c.params, err = parseParams(c.TokenParams); err != nil {
+	params, err := parseParams(c.TokenParams)
+	if err != nil {
 		p.add("TOKEN_PARAMS", "%v", err)
 	}
 	for _, k := range []string{"grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope"} {
-		if c.params.Has(k) && (k != "scope" || len(c.scopes) > 0) {
+		if params.Has(k) && (k != "scope" || len(c.scopes()) > 0) {
 			p.add("TOKEN_PARAMS", "%q is set by the sidecar (use %sSCOPES for scope)", k, envPrefix)
 		}
 	}
-	switch c.OAuth2AuthStyle {
-	case "auto":
-		c.authStyle = oauth2.AuthStyleAutoDetect
-	case "header":
-		c.authStyle = oauth2.AuthStyleInHeader
-	case "params", "private-key-jwt":
-		c.authStyle = oauth2.AuthStyleInParams
-	default:
+	if _, ok := authStyles[c.OAuth2AuthStyle]; !ok {
 		p.add("OAUTH2_AUTH_STYLE", "must be auto, header, params or private-key-jwt, got %q", c.OAuth2AuthStyle)
 	}
 	if strings.TrimSpace(c.JSONTokenField) == "" {
@@ -310,109 +247,53 @@ func (c *Config) validate() []error {
 	if !(c.RenewAt > 0 && c.RenewAt < 1) {
 		p.add("RENEW_AT", "must be a fraction between 0 and 1 (exclusive), got %v", c.RenewAt)
 	}
-	if c.refreshOn, err = parseStatuses(c.RefreshOnStatus); err != nil {
+	if _, err := parseStatuses(c.RefreshOnStatus); err != nil {
 		p.add("REFRESH_ON_STATUS", "%v", err)
 	}
 	if c.MaxReplayBody < 0 {
 		p.add("MAX_REPLAY_BODY", "must not be negative, got %d", c.MaxReplayBody)
 	}
-	if err := c.logLevel.UnmarshalText([]byte(c.LogLevel)); err != nil {
+	if _, err := c.logLevel(); err != nil {
 		p.add("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		p.add("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
-	c.validateInjection(&p)
-	c.validateSharedCache(&p)
-	c.tls = c.tlsConfig(&p)
+	c.checkInjection(&p, source, sourceOK)
+	c.checkSharedCache(&p, source, sourceOK)
+	c.upstreamTLS(&p)
 	return p
 }
 
-// validateInjection checks the injection mode and what it needs.
-func (c *Config) validateInjection(p *problems) {
-	switch c.Inject {
-	case "bearer", "header", "json-body":
-		if c.TokenSource == "none" {
-			p.add("INJECT", "%s needs a token: set %sTOKEN_SOURCE to json or oauth2, or use signature or none", c.Inject, envPrefix)
-		}
-	case "signature", "none":
-	default:
-		p.add("INJECT", "must be bearer, header, json-body, signature or none, got %q", c.Inject)
-	}
-	tokenHeader := map[string]string{"bearer": "Authorization", "header": c.InjectHeader}[c.Inject]
-	switch label := c.InjectLabelHeader; {
-	case label == "":
-	case !validHeaderName(label):
-		p.add("INJECT_LABEL_HEADER", "not a valid header name: %q", label)
-	case http.CanonicalHeaderKey(label) == http.CanonicalHeaderKey(tokenHeader):
-		p.add("INJECT_LABEL_HEADER", "%q is the header the token goes in with %sINJECT=%s: the label would replace the token", label, envPrefix, c.Inject)
-	case c.Inject == "signature":
-		p.add("INJECT_LABEL_HEADER", "not used with %sINJECT=signature, which sends no token", envPrefix)
-	}
-	if c.Inject == "header" && !validHeaderName(c.InjectHeader) {
-		p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)
-	}
-	if c.Inject == "header" && strings.ContainsFunc(c.InjectPrefix, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		p.add("INJECT_PREFIX", "must not hold control characters")
-	}
-	if c.Inject == "json-body" {
-		p.dottedPath("BODY_TOKEN_FIELD", c.BodyTokenField, true)
-		p.dottedPath("BODY_EXPIRY_FIELD", c.BodyExpiryField, false)
-		if tok, exp := c.BodyTokenField+".", c.BodyExpiryField+"."; c.BodyExpiryField != "" && (strings.HasPrefix(tok, exp) || strings.HasPrefix(exp, tok)) {
-			p.add("BODY_EXPIRY_FIELD", "%q overlaps %sBODY_TOKEN_FIELD %q: the two must be separate fields", c.BodyExpiryField, envPrefix, c.BodyTokenField)
-		}
-	}
-	p.dottedPath("JSON_EXPIRES_AT_FIELD", c.JSONExpiresAtField, false)
-	if c.Inject == "signature" || c.SignPath != "" {
-		c.validateSigning(p)
-	}
-	if c.MaxReplayBody == 0 && (c.Inject == "json-body" || c.Inject == "signature" || c.SignPath != "") {
-		p.add("MAX_REPLAY_BODY", "must be positive with %sINJECT=%s or %sSIGN_PATH: bodies are rewritten in memory", envPrefix, c.Inject, envPrefix)
-	}
-	if c.SignPath != "" && !strings.HasPrefix(c.SignPath, "/") {
-		p.add("SIGN_PATH", "must be a path starting with /, got %q", c.SignPath)
-	} else if strings.ContainsAny(c.SignPath, "?#") || proxy.HasDotSegment(c.SignPath) {
-		p.add("SIGN_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.SignPath)
-	}
+// authStyles maps OAUTH2_AUTH_STYLE to how the client authenticates.
+var authStyles = map[string]oauth2.AuthStyle{
+	"auto":            oauth2.AuthStyleAutoDetect,
+	"header":          oauth2.AuthStyleInHeader,
+	"params":          oauth2.AuthStyleInParams,
+	"private-key-jwt": oauth2.AuthStyleInParams,
 }
 
-// validateAssertion checks private_key_jwt client authentication.
-func (c *Config) validateAssertion(p *problems) {
-	if c.ClientSecret != "" || c.ClientSecretFile != "" {
-		p.add("CLIENT_SECRET", "not used with %sOAUTH2_AUTH_STYLE=private-key-jwt: unset it (and %sCLIENT_SECRET_FILE)", envPrefix, envPrefix)
+// scopes is SCOPES as a list.
+func (c Config) scopes() []string {
+	var out []string
+	for s := range strings.SplitSeq(c.Scopes, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
 	}
-	if c.AssertionKeyFile == "" {
-		p.add("CLIENT_ASSERTION_KEY_FILE", "required with %sOAUTH2_AUTH_STYLE=private-key-jwt", envPrefix)
-		return
-	}
-	key, err := tokens.LoadKeyFile(c.AssertionKeyFile, nil)
-	if err != nil {
-		p.add("CLIENT_ASSERTION_KEY_FILE", "%v", err)
-		return
-	}
-	c.assertion = &tokens.ClientAssertion{Key: key, Alg: c.AssertionAlg, KeyID: c.AssertionKeyID}
-	if err := c.assertion.Check(); err != nil {
-		p.add("CLIENT_ASSERTION_ALG", "%v", err)
-	}
+	return out
 }
 
-// validateSigning checks the signing key and the ids that go with it.
-func (c *Config) validateSigning(p *problems) {
-	if c.SigningKeyFile == "" {
-		p.add("SIGNING_KEY_FILE", "required for signing (%sINJECT=signature or %sSIGN_PATH)", envPrefix, envPrefix)
-	} else if raw, err := tokens.ReadFile(c.SigningKeyFile); err != nil {
-		p.add("SIGNING_KEY_FILE", "%v", err)
-	} else if key, err := tokens.ParsePrivateKey(raw); err != nil {
-		p.add("SIGNING_KEY_FILE", "%v", err)
-	} else if _, ok := key.(*rsa.PrivateKey); !ok {
-		p.add("SIGNING_KEY_FILE", "want an RSA private key, got %T", key)
-	}
-	if c.SigningKeyID == "" {
-		p.add("SIGNING_KEY_ID", "required for signing: it becomes payload.merchantKeyId")
-	}
-	if c.MerchantID == "" {
-		p.add("MERCHANT_ID", "required for signing: it becomes merchant_id in the signature payload")
-	}
+// tokenParams is TOKEN_PARAMS, checked by check.
+func (c Config) tokenParams() url.Values {
+	v, _ := parseParams(c.TokenParams)
+	return v
+}
+
+// logLevel is LOG_LEVEL.
+func (c Config) logLevel() (slog.Level, error) {
+	var l slog.Level
+	return l, l.UnmarshalText([]byte(c.LogLevel))
 }
 
 // validHeaderName reports whether name is an HTTP token that is not a
@@ -451,99 +332,4 @@ func parseStatuses(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-// tlsConfig builds the TLS settings shared by the upstream and the token
-// endpoint: an extra CA and a client certificate, both optional.
-func (c *Config) tlsConfig(p *problems) *tls.Config {
-	if c.UpstreamCAFile == "" && c.ClientCertFile == "" && c.ClientKeyFile == "" {
-		return nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.UpstreamCAFile != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pem, err := tokens.ReadFile(c.UpstreamCAFile)
-		switch {
-		case err != nil:
-			p.add("UPSTREAM_CA_FILE", "%v", err)
-		case !pool.AppendCertsFromPEM(pem):
-			p.add("UPSTREAM_CA_FILE", "no PEM certificate in %s", c.UpstreamCAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	switch {
-	case c.ClientCertFile == "" && c.ClientKeyFile == "":
-	case c.ClientCertFile == "" || c.ClientKeyFile == "":
-		p.add("CLIENT_CERT_FILE", "%sCLIENT_CERT_FILE and %sCLIENT_KEY_FILE go together", envPrefix, envPrefix)
-	default:
-		cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
-		if err != nil {
-			p.add("CLIENT_CERT_FILE", "load client certificate: %v", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg
-}
-
-// problems collects configuration errors, each naming its variable.
-type problems []error
-
-func (p *problems) add(name, format string, args ...any) {
-	*p = append(*p, fmt.Errorf("%s%s: %s", envPrefix, name, fmt.Sprintf(format, args...)))
-}
-
-func (p *problems) url(name, raw string) *url.URL {
-	if raw == "" {
-		p.add(name, "required")
-		return nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.add(name, "want an absolute http or https URL, got %q", raw)
-		return nil
-	}
-	return u
-}
-
-func (p *problems) addr(name, addr string) {
-	_, port, err := net.SplitHostPort(addr)
-	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || (n == 0 && port != "0") {
-		p.add(name, "want host:port with a port from 0 to 65535, got %q", addr)
-	}
-}
-
-func (p *problems) oneOf(name, literal, file string) {
-	switch {
-	case literal != "" && file != "":
-		p.add(name, "set either %s%s or %s%s_FILE, not both", envPrefix, name, envPrefix, name)
-	case literal == "" && file == "":
-		p.add(name, "required (or %s%s_FILE)", envPrefix, name)
-	case file != "":
-		if _, err := tokens.ReadFile(file); err != nil { // readable now; re-read at each use
-			p.add(name+"_FILE", "%v", err)
-		}
-	}
-}
-
-// dottedPath checks a dotted JSON path such as payload.clientAuthToken.
-func (p *problems) dottedPath(name, path string, required bool) {
-	if path == "" {
-		if required {
-			p.add(name, "required")
-		}
-		return
-	}
-	if slices.Contains(strings.Split(path, "."), "") || !utf8.ValidString(path) ||
-		strings.ContainsFunc(path, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		p.add(name, "want a dotted path such as payload.clientAuthToken, got %q", path)
-	}
-}
-
-func (p *problems) positive(name string, d time.Duration) {
-	if d <= 0 {
-		p.add(name, "must be positive, got %s", d)
-	}
 }

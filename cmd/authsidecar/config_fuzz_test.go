@@ -47,7 +47,7 @@ func FuzzLoadConfigNamesAndPaths(f *testing.F) {
 		if p := c.HandoffPath; p != "" && (!strings.HasPrefix(p, "/") || proxy.HasDotSegment(p) || strings.ContainsAny(p, "?#")) {
 			t.Errorf("HANDOFF_PATH %q accepted", p)
 		}
-		for _, s := range c.scopes {
+		for _, s := range c.scopes() {
 			if s == "" || strings.ContainsAny(s, " \t\n") {
 				t.Errorf("SCOPES %q accepted with scope %q", scopes, s)
 			}

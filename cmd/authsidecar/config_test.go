@@ -90,7 +90,7 @@ func TestLoadConfigValid(t *testing.T) {
 			env:  minimal("json", nil),
 			check: func(t *testing.T, c Config) {
 				checkDefaults(t, c)
-				if got, want := c.upstream.String(), "https://api.example.com/v1"; got != want {
+				if got, want := built(t, c).proxy.Upstream.String(), "https://api.example.com/v1"; got != want {
 					t.Errorf("upstream = %q, want %q", got, want)
 				}
 				if c.TokenURL != "https://auth.example.com/token" || c.ClientID != "client-1" || c.ClientSecret != "secret-1" {
@@ -106,15 +106,15 @@ func TestLoadConfigValid(t *testing.T) {
 				"OAUTH2_AUTH_STYLE": "params",
 			}),
 			check: func(t *testing.T, c Config) {
-				if want := []string{"payments:write", "payments:read"}; !slices.Equal(c.scopes, want) {
-					t.Errorf("scopes = %q, want %q", c.scopes, want)
+				if want := []string{"payments:write", "payments:read"}; !slices.Equal(c.scopes(), want) {
+					t.Errorf("scopes = %q, want %q", c.scopes(), want)
 				}
 				want := url.Values{"audience": {"https://api.example.com"}, "resource": {"urn:x"}}
-				if !reflect.DeepEqual(c.params, want) {
-					t.Errorf("params = %v, want %v", c.params, want)
+				if !reflect.DeepEqual(c.tokenParams(), want) {
+					t.Errorf("params = %v, want %v", c.tokenParams(), want)
 				}
-				if c.authStyle != oauth2.AuthStyleInParams {
-					t.Errorf("authStyle = %v, want AuthStyleInParams", c.authStyle)
+				if authStyles[c.OAuth2AuthStyle] != oauth2.AuthStyleInParams {
+					t.Errorf("authStyle = %v, want AuthStyleInParams", authStyles[c.OAuth2AuthStyle])
 				}
 			},
 		},
@@ -122,8 +122,8 @@ func TestLoadConfigValid(t *testing.T) {
 			name: "oauth2 header auth style",
 			env:  minimal("oauth2", map[string]string{"OAUTH2_AUTH_STYLE": "header"}),
 			check: func(t *testing.T, c Config) {
-				if c.authStyle != oauth2.AuthStyleInHeader {
-					t.Errorf("authStyle = %v, want AuthStyleInHeader", c.authStyle)
+				if authStyles[c.OAuth2AuthStyle] != oauth2.AuthStyleInHeader {
+					t.Errorf("authStyle = %v, want AuthStyleInHeader", authStyles[c.OAuth2AuthStyle])
 				}
 			},
 		},
@@ -132,7 +132,7 @@ func TestLoadConfigValid(t *testing.T) {
 			env:  minimal("none", nil),
 			check: func(t *testing.T, c Config) {
 				checkDefaults(t, c)
-				if c.upstream == nil {
+				if built(t, c).proxy.Upstream == nil {
 					t.Errorf("upstream = nil, want it parsed")
 				}
 			},
@@ -177,8 +177,8 @@ func TestLoadConfigValid(t *testing.T) {
 			}),
 			check: func(t *testing.T, c Config) {
 				got := []any{c.ListenAddr, c.AdminAddr, c.JSONTokenField, c.JSONExpiresInField, c.TokenDefaultTTL,
-					c.TokenTimeout, c.TokenWait, c.RenewAt, c.ForcedRefreshInterval, c.refreshOn, c.MaxReplayBody,
-					c.UpstreamTimeout, c.logLevel, c.LogFormat, c.ShutdownTimeout}
+					c.TokenTimeout, c.TokenWait, c.RenewAt, c.ForcedRefreshInterval, built(t, c).proxy.RefreshOn, c.MaxReplayBody,
+					c.UpstreamTimeout, level(c), c.LogFormat, c.ShutdownTimeout}
 				want := []any{"0.0.0.0:8000", "127.0.0.1:9999", "data.token", "data.ttl", 12 * time.Hour,
 					3 * time.Second, 1500 * time.Millisecond, 0.5, time.Minute, []int{401, 403}, int64(0),
 					2 * time.Minute, slog.LevelDebug, "text", 5 * time.Second}
@@ -226,9 +226,9 @@ func TestLoadConfigValid(t *testing.T) {
 // checkDefaults checks the settings a minimal configuration leaves alone.
 func checkDefaults(t *testing.T, c Config) {
 	t.Helper()
-	got := []any{c.ListenAddr, c.AdminAddr, c.authStyle, c.JSONTokenField, c.JSONExpiresInField, c.TokenDefaultTTL,
-		c.TokenTimeout, c.TokenWait, c.RenewAt, c.ForcedRefreshInterval, c.refreshOn, c.MaxReplayBody,
-		c.UpstreamTimeout, c.logLevel, c.LogFormat, c.ShutdownTimeout, c.tls == nil, len(c.scopes), len(c.params)}
+	got := []any{c.ListenAddr, c.AdminAddr, authStyles[c.OAuth2AuthStyle], c.JSONTokenField, c.JSONExpiresInField, c.TokenDefaultTTL,
+		c.TokenTimeout, c.TokenWait, c.RenewAt, c.ForcedRefreshInterval, built(t, c).proxy.RefreshOn, c.MaxReplayBody,
+		c.UpstreamTimeout, level(c), c.LogFormat, c.ShutdownTimeout, upstreamTLS(t, c) == nil, len(c.scopes()), len(c.tokenParams())}
 	want := []any{"127.0.0.1:8080", ":9090", oauth2.AuthStyleAutoDetect, "access_token", "expires_in", 15 * time.Minute,
 		10 * time.Second, 10 * time.Second, 0.8, 10 * time.Second, []int{401}, int64(1 << 20),
 		60 * time.Second, slog.LevelInfo, "json", 25 * time.Second, true, 0, 0}
@@ -410,18 +410,19 @@ func TestLoadConfigTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loadConfig() error = %v, want none", err)
 	}
-	if c.tls == nil {
+	tlsConfig := upstreamTLS(t, c)
+	if tlsConfig == nil {
 		t.Fatal("tls = nil, want a TLS configuration")
 	}
-	if len(c.tls.Certificates) != 1 || len(c.tls.Certificates[0].Certificate) != 1 {
-		t.Errorf("tls.Certificates = %d, want the one client certificate", len(c.tls.Certificates))
+	if len(tlsConfig.Certificates) != 1 || len(tlsConfig.Certificates[0].Certificate) != 1 {
+		t.Errorf("tls.Certificates = %d, want the one client certificate", len(tlsConfig.Certificates))
 	}
 	block, _ := pem.Decode(certPEM)
 	parsed, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := parsed.Verify(x509.VerifyOptions{Roots: c.tls.RootCAs, DNSName: "upstream.test"}); err != nil {
+	if _, err := parsed.Verify(x509.VerifyOptions{Roots: tlsConfig.RootCAs, DNSName: "upstream.test"}); err != nil {
 		t.Errorf("a certificate signed by UPSTREAM_CA_FILE does not verify with tls.RootCAs: %v", err)
 	}
 
@@ -531,8 +532,8 @@ func FuzzLoadConfig(f *testing.F) {
 			return
 		}
 		// Accepted: the derived settings must be usable.
-		if c.upstream == nil || (c.upstream.Scheme != "http" && c.upstream.Scheme != "https") || c.upstream.Host == "" {
-			t.Errorf("UPSTREAM_URL %q accepted as %v", upstream, c.upstream)
+		if u := built(t, c).proxy.Upstream; u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			t.Errorf("UPSTREAM_URL %q accepted as %v", upstream, u)
 		}
 		if !(c.RenewAt > 0 && c.RenewAt < 1) {
 			t.Errorf("RENEW_AT %q accepted as %v", renewAt, c.RenewAt)
@@ -543,12 +544,12 @@ func FuzzLoadConfig(f *testing.F) {
 		if c.MaxReplayBody < 0 {
 			t.Errorf("MAX_REPLAY_BODY %q accepted as %v", maxBody, c.MaxReplayBody)
 		}
-		for _, s := range c.refreshOn {
+		for _, s := range built(t, c).proxy.RefreshOn {
 			if s < 400 || s > 599 {
 				t.Errorf("REFRESH_ON_STATUS %q accepted with %d", statuses, s)
 			}
 		}
-		if c.params == nil {
+		if c.tokenParams() == nil {
 			t.Errorf("TOKEN_PARAMS %q accepted as nil", params)
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -285,7 +286,7 @@ func TestLoadConfigSigningReportsEveryProblem(t *testing.T) {
 
 // TestConfigureInjection checks that each mode builds the injector that
 // does what it says, and that the signing endpoint gets the signer.
-func TestConfigureInjection(t *testing.T) {
+func TestBuildInjection(t *testing.T) {
 	keys := writeKeyFiles(t)
 	tok := &tokens.Token{Value: "tok-1", Expiry: time.Date(2021, 7, 19, 7, 20, 53, 318_000_000, time.UTC)}
 	tests := []struct {
@@ -316,12 +317,9 @@ func TestConfigureInjection(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig() error = %v", err)
 			}
-			var pc proxy.Config
-			if err := configureInjection(&pc, cfg, nil, nil); err != nil {
-				t.Fatalf("configureInjection() error = %v", err)
-			}
+			pc := built(t, cfg).proxy
 			if pc.Injector == nil {
-				t.Fatalf("configureInjection() set no injector")
+				t.Fatalf("build() set no injector")
 			}
 			if got := pc.Injector.Body(); got != tc.use {
 				t.Errorf("Injector.Body() = %v, want %v", got, tc.use)
@@ -388,9 +386,9 @@ func checkSignedByConfig(t *testing.T, body []byte, cfg Config) {
 	}
 }
 
-// TestConfigureInjectionKeyGone checks that a key file that vanished after
+// TestBuildKeyGone checks that a key file that vanished after
 // validation is reported naming its variable.
-func TestConfigureInjectionKeyGone(t *testing.T) {
+func TestBuildKeyGone(t *testing.T) {
 	keys := writeKeyFiles(t)
 	cfg, err := loadConfig(minimal("none", signing(keys.pkcs1, nil)))
 	if err != nil {
@@ -399,10 +397,9 @@ func TestConfigureInjectionKeyGone(t *testing.T) {
 	if err := os.Remove(keys.pkcs1); err != nil {
 		t.Fatal(err)
 	}
-	var pc proxy.Config
-	err = configureInjection(&pc, cfg, nil, nil)
+	_, err = build(cfg, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.HasPrefix(err.Error(), envPrefix+"SIGNING_KEY_FILE: ") {
-		t.Errorf("configureInjection() error = %v, want one naming %sSIGNING_KEY_FILE", err, envPrefix)
+		t.Errorf("build() error = %v, want one naming %sSIGNING_KEY_FILE", err, envPrefix)
 	}
 }
 
@@ -426,10 +423,7 @@ func FuzzInjectConfig(f *testing.F) {
 			checkEveryLineNamesAVariable(t, err)
 			return
 		}
-		var pc proxy.Config
-		if err := configureInjection(&pc, c, nil, nil); err != nil {
-			t.Fatalf("configureInjection() error = %v after loadConfig accepted the configuration", err)
-		}
+		pc := built(t, c).proxy
 		tok := &tokens.Token{Value: "tok-1", Expiry: time.Now().Add(time.Hour)}
 		req, _ := http.NewRequest(http.MethodPost, "http://upstream.test/x", nil)
 		out, err := pc.Injector.Inject(req.Header, tok, []byte(`{}`))

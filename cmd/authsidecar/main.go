@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=…".
@@ -46,18 +48,25 @@ func mainExit(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "authsidecar: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
 	}
+	log := newLogger(cfg, stderr)
+	redis.SetLogger(redisLogger{log}) // go-redis logs through a process-wide logger
+	s, err := build(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "authsidecar: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 2
+	}
+	defer s.close()
 	if *check {
 		fmt.Fprintln(stdout, "authsidecar: configuration OK")
 		return 0
 	}
-	log := newLogger(cfg, stderr)
 
 	// SIGHUP is ignored: secrets and keys given as files are re-read by
 	// themselves, so there is nothing to reload.
 	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, cfg, log); err != nil {
+	if err := run(ctx, s, log); err != nil {
 		log.Error("authsidecar stopped", "error", err)
 		return 1
 	}
@@ -76,7 +85,8 @@ func environMap(environ []string) map[string]string {
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	level, _ := cfg.logLevel() // checked by loadConfig
+	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}

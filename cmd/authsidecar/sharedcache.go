@@ -3,22 +3,18 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/tokens"
 	"github.com/authsidecar/authsidecar/tokens/shared"
 )
 
-// validateSharedCache checks SHARED_CACHE and the files that go with it.
-func (c *Config) validateSharedCache(p *problems) {
+// checkSharedCache checks SHARED_CACHE and the files that go with it.
+func (c *Config) checkSharedCache(p *problems, source sourceKind, sourceOK bool) {
 	if c.SharedCache == "" {
 		for name, v := range map[string]string{
 			"SHARED_CACHE_KEY_FILE": c.SharedCacheKeyFile, "SHARED_CACHE_PASSWORD_FILE": c.SharedCachePasswordFile,
@@ -30,18 +26,14 @@ func (c *Config) validateSharedCache(p *problems) {
 		}
 		return
 	}
-	switch c.TokenSource {
-	case "json", "oauth2", "registered":
-	default:
-		p.add("SHARED_CACHE", "needs a token fetched from a provider (%sTOKEN_SOURCE json, oauth2 or registered), got %q", envPrefix, c.TokenSource)
+	if sourceOK && source.identity == nil {
+		p.add("SHARED_CACHE", "needs a token fetched from a provider (%sTOKEN_SOURCE %s), got %q", envPrefix,
+			sourceNames(func(k sourceKind) bool { return k.identity != nil }), c.TokenSource)
 	}
-	opts, err := shared.ParseURL(c.SharedCache)
-	if err != nil {
-		p.add("SHARED_CACHE", "%s", strings.TrimPrefix(err.Error(), "shared: "))
-	}
+	c.sharedClientConfig(p)
 	if c.SharedCacheKeyFile == "" {
 		p.add("SHARED_CACHE_KEY_FILE", "required with %sSHARED_CACHE: tokens are stored encrypted under this key (openssl rand -base64 32)", envPrefix)
-	} else if c.sharedKey, err = shared.LoadKey(c.SharedCacheKeyFile); err != nil {
+	} else if _, err := shared.LoadKey(c.SharedCacheKeyFile); err != nil {
 		p.add("SHARED_CACHE_KEY_FILE", "%s", strings.TrimPrefix(err.Error(), "shared: "))
 	}
 	if f := c.SharedCachePasswordFile; f != "" {
@@ -51,62 +43,60 @@ func (c *Config) validateSharedCache(p *problems) {
 			p.add("SHARED_CACHE_PASSWORD_FILE", "%s is empty", f)
 		}
 	}
-	if f := c.SharedCacheCAFile; f != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pem, err := tokens.ReadFile(f)
-		switch {
-		case err != nil:
-			p.add("SHARED_CACHE_CA_FILE", "%v", err)
-		case !pool.AppendCertsFromPEM(pem):
-			p.add("SHARED_CACHE_CA_FILE", "no PEM certificate in %s", f)
-		case opts != nil && opts.TLSConfig == nil:
-			p.add("SHARED_CACHE_CA_FILE", "only used with a rediss:// URL")
-		}
-		c.sharedTLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
-	}
 }
 
-// sharedIdentity is what makes two sidecars' tokens interchangeable, for the
-// shared cache's entry name: the provider, the client, and whatever changes
-// the token asked for or read. Never a secret.
-func (c *Config) sharedIdentity(clientID string) []string {
-	id := []string{"authsidecar/1", c.TokenSource, c.TokenURL}
-	switch c.TokenSource {
-	case "json":
-		id = append(id, clientID, c.JSONTokenField, c.JSONExpiresInField, c.JSONExpiresAtField)
-	case "oauth2":
-		scopes := slices.Sorted(slices.Values(c.scopes))
-		id = append(id, clientID, strings.Join(slices.Compact(scopes), " "), c.params.Encode())
-	case "registered":
-		id = append(id, c.MerchantID, c.TokenTTL.String())
+// sharedClientConfig is how to reach the shared cache: its URL, the
+// password file and the extra CA.
+func (c Config) sharedClientConfig(p *problems) shared.ClientConfig {
+	cc := shared.ClientConfig{URL: c.SharedCache}
+	opts, err := shared.ParseURL(c.SharedCache)
+	if err != nil {
+		p.add("SHARED_CACHE", "%s", strings.TrimPrefix(err.Error(), "shared: "))
 	}
-	return id
+	if c.SharedCachePasswordFile != "" {
+		cc.Password = tokens.File(c.SharedCachePasswordFile)
+	}
+	if f := c.SharedCacheCAFile; f != "" {
+		if opts != nil && opts.TLSConfig == nil {
+			p.add("SHARED_CACHE_CA_FILE", "only used with a rediss:// URL")
+		}
+		cc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: caPool("SHARED_CACHE_CA_FILE", f, p)}
+	}
+	return cc
+}
+
+// sharedIdentity is the identity of the configured source's tokens for the
+// shared cache's entry name: what makes two sidecars' tokens interchangeable.
+func (c Config) sharedIdentity(kind sourceKind) ([]string, error) {
+	own, err := kind.identity(c)
+	return append([]string{"authsidecar/1", c.TokenSource, c.TokenURL}, own...), err
 }
 
 // withSharedCache wraps src so that the fleet shares its tokens through
 // SHARED_CACHE. The returned func closes the connection.
-func withSharedCache(src tokens.Source, cfg Config, log *slog.Logger, m *metrics.Metrics) (tokens.Source, func(), error) {
-	var password tokens.Secret
-	if cfg.SharedCachePasswordFile != "" {
-		password = tokens.File(cfg.SharedCachePasswordFile)
+func withSharedCache(src tokens.Source, kind sourceKind, cfg Config, log *slog.Logger, m *metrics.Metrics) (tokens.Source, func(), error) {
+	var p problems
+	cc := cfg.sharedClientConfig(&p)
+	key, err := shared.LoadKey(cfg.SharedCacheKeyFile)
+	if err != nil {
+		p.add("SHARED_CACHE_KEY_FILE", "%s", strings.TrimPrefix(err.Error(), "shared: "))
 	}
-	client, err := shared.NewClient(shared.ClientConfig{URL: cfg.SharedCache, Password: password, TLS: cfg.sharedTLS})
+	if err := p.err(); err != nil {
+		return nil, nil, err
+	}
+	client, err := shared.NewClient(cc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%sSHARED_CACHE: %w", envPrefix, err)
 	}
-	redis.SetLogger(redisLogger{log})
-	clientID, err := secret(cfg.ClientID, cfg.ClientIDFile).Read()
+	identity, err := cfg.sharedIdentity(kind)
 	if err != nil {
 		client.Close()
-		return nil, nil, fmt.Errorf("%sCLIENT_ID_FILE: %w", envPrefix, err)
+		return nil, nil, err
 	}
 	s, err := shared.New(src, shared.Config{
 		Client:   client,
-		Key:      cfg.sharedKey,
-		Identity: cfg.sharedIdentity(clientID),
+		Key:      key,
+		Identity: identity,
 		RenewAt:  cfg.RenewAt,
 		LockTTL:  cfg.TokenTimeout + 2*time.Second, // a fetch, and the store after it
 		Logger:   log,

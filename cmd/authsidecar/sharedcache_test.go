@@ -55,17 +55,21 @@ func TestLoadConfigSharedCacheValid(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig() error = %v", err)
 			}
-			if !bytes.Equal(c.sharedKey, testFleetKey) {
-				t.Errorf("key = %x, want %x", c.sharedKey, testFleetKey)
+			if key, err := shared.LoadKey(c.SharedCacheKeyFile); err != nil || !bytes.Equal(key, testFleetKey) {
+				t.Errorf("key = %x (error %v), want %x", key, err, testFleetKey)
 			}
-			if (c.SharedCacheCAFile != "") != (c.sharedTLS != nil) {
-				t.Errorf("TLS config = %v with CA file %q", c.sharedTLS, c.SharedCacheCAFile)
+			var p problems
+			if cc := c.sharedClientConfig(&p); (c.SharedCacheCAFile != "") != (cc.TLS != nil) || p.err() != nil {
+				t.Errorf("TLS config = %v (error %v) with CA file %q", cc.TLS, p.err(), c.SharedCacheCAFile)
+			}
+			if _, ok := built(t, c).source.(*shared.Source); !ok {
+				t.Errorf("the token source is not the shared cache's")
 			}
 		})
 	}
 	c, err := loadConfig(minimal("oauth2", nil))
-	if err != nil || c.SharedCache != "" || c.sharedKey != nil {
-		t.Errorf("default: SHARED_CACHE = %q, key %x, error %v; want off", c.SharedCache, c.sharedKey, err)
+	if err != nil || c.SharedCache != "" || c.SharedCacheKeyFile != "" {
+		t.Errorf("default: SHARED_CACHE = %q, key file %q, error %v; want off", c.SharedCache, c.SharedCacheKeyFile, err)
 	}
 }
 
@@ -117,11 +121,12 @@ func TestSharedIdentity(t *testing.T) {
 		if err != nil {
 			t.Fatalf("loadConfig() error = %v", err)
 		}
-		id, err := secret(c.ClientID, c.ClientIDFile).Read()
+		kind, _ := lookupSource(c.TokenSource)
+		id, err := c.sharedIdentity(kind)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c.sharedIdentity(id)
+		return id
 	}
 	base := identity("oauth2", map[string]string{"SCOPES": "payments,refunds", "TOKEN_PARAMS": "audience=api,resource=x"})
 	same := map[string][]string{
@@ -174,7 +179,7 @@ func TestWithSharedCacheWrapsTheSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	inner := tokens.SourceFunc(nil)
-	src, closeFn, err := withSharedCache(inner, c, slog.New(slog.DiscardHandler), nil)
+	src, closeFn, err := withSharedCache(inner, oauth2Source, c, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatalf("withSharedCache() error = %v", err)
 	}

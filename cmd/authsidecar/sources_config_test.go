@@ -166,8 +166,8 @@ func TestLoadConfigSourcesValid(t *testing.T) {
 			name: "assertion variables are not checked without private-key-jwt", source: "oauth2",
 			env: map[string]string{"CLIENT_ASSERTION_KEY_FILE": filepath.Join(dir, "missing.pem"), "CLIENT_ASSERTION_ALG": "HS256"},
 			check: func(t *testing.T, c Config) {
-				if c.assertion != nil {
-					t.Errorf("assertion = %v, want nil with a client secret", c.assertion)
+				if a := assertion(c); a != nil {
+					t.Errorf("assertion = %v, want nil with a client secret", a)
 				}
 			},
 		},
@@ -204,17 +204,18 @@ func TestLoadConfigSourcesValid(t *testing.T) {
 // configuration derived.
 func checkAssertion(t *testing.T, c Config, alg, kid string) {
 	t.Helper()
-	if c.assertion == nil {
+	a := assertion(c)
+	if a == nil {
 		t.Fatal("assertion = nil, want one")
 	}
-	if c.assertion.Alg != alg || c.assertion.KeyID != kid || c.assertion.Key == nil {
-		t.Errorf("assertion = alg %q, kid %q, key %v; want alg %q, kid %q and a key", c.assertion.Alg, c.assertion.KeyID, c.assertion.Key, alg, kid)
+	if a.Alg != alg || a.KeyID != kid || a.Key == nil {
+		t.Errorf("assertion = alg %q, kid %q, key %v; want alg %q, kid %q and a key", a.Alg, a.KeyID, a.Key, alg, kid)
 	}
-	if err := c.assertion.Check(); err != nil {
+	if err := a.Check(); err != nil {
 		t.Errorf("assertion.Check() = %v, want nil", err)
 	}
-	if c.authStyle != oauth2.AuthStyleInParams {
-		t.Errorf("authStyle = %v, want AuthStyleInParams", c.authStyle)
+	if authStyles[c.OAuth2AuthStyle] != oauth2.AuthStyleInParams {
+		t.Errorf("authStyle = %v, want AuthStyleInParams", authStyles[c.OAuth2AuthStyle])
 	}
 	if c.ClientSecret != "" || c.ClientSecretFile != "" {
 		t.Errorf("client secret = %q / %q, want none", c.ClientSecret, c.ClientSecretFile)
@@ -603,10 +604,7 @@ func TestConfigureInjectionLabel(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig() error = %v", err)
 			}
-			var pc proxy.Config
-			if err := configureInjection(&pc, cfg, nil, nil); err != nil {
-				t.Fatalf("configureInjection() error = %v", err)
-			}
+			pc := built(t, cfg).proxy
 			if got := pc.Injector.Body(); got != tc.use {
 				t.Errorf("Injector.Body() = %v, want %v", got, tc.use)
 			}
@@ -644,10 +642,7 @@ func TestConfigureInjectionLabel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pc proxy.Config
-	if err := configureInjection(&pc, cfg, nil, nil); err != nil {
-		t.Fatal(err)
-	}
+	pc := built(t, cfg).proxy
 	h := http.Header{}
 	pc.Injector.Inject(h, tok, nil)
 	if want := (http.Header{"Authorization": {"Bearer tok-1"}}); len(h) != 1 || h.Get("Authorization") != want.Get("Authorization") {

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/proxy"
+	"github.com/authsidecar/authsidecar/tokens"
+)
+
+// sidecar is everything run serves, built once from a checked Config.
+type sidecar struct {
+	cfg      Config
+	registry *prometheus.Registry
+	// source fetches tokens, and cache holds them; nil when TOKEN_SOURCE
+	// yields none.
+	source tokens.Source
+	cache  *tokens.Cache
+	// proxy is the proxy's configuration, for proxy.New.
+	proxy proxy.Config
+	// background runs beside the servers until renewal stops (a token
+	// file's watch).
+	background []func(ctx context.Context) error
+	// closers release what build opened, last first.
+	closers []func()
+}
+
+// builder is what a sourceKind's build is given, and what it may add to.
+type builder struct {
+	log *slog.Logger
+	// tokenClient is the token endpoint's client.
+	tokenClient *http.Client
+	// changed, if a source sets it, signals that its credential changed.
+	changed <-chan struct{}
+	// background is run beside the servers until renewal stops.
+	background []func(ctx context.Context) error
+}
+
+// build constructs the sidecar's parts once, from a Config that loadConfig
+// accepted: keys, TLS configurations, the token source and its cache, the
+// injector and the proxy. Nothing listens yet.
+func build(cfg Config, log *slog.Logger) (*sidecar, error) {
+	var p problems
+	upstream := p.url("UPSTREAM_URL", cfg.UpstreamURL)
+	refreshOn, err := parseStatuses(cfg.RefreshOnStatus)
+	if err != nil {
+		p.add("REFRESH_ON_STATUS", "%v", err)
+	}
+	transport := proxy.NewTransport(cfg.upstreamTLS(&p))
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	transport.ResponseHeaderTimeout = cfg.UpstreamTimeout
+
+	s := &sidecar{cfg: cfg, registry: prometheus.NewRegistry()}
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(s.registry)
+	s.proxy = proxy.Config{
+		Upstream:      upstream,
+		Transport:     transport,
+		RefreshOn:     refreshOn,
+		MaxReplayBody: cfg.MaxReplayBody,
+		HandoffPath:   cfg.HandoffPath,
+		RequireHeader: cfg.RequireHeader,
+		Logger:        log,
+		Metrics:       m,
+	}
+	kind, _ := lookupSource(cfg.TokenSource)
+	if kind.build != nil {
+		if err := s.buildTokens(kind, transport, log, m); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	var signer *proxy.Signer
+	if cfg.signs() {
+		key := cfg.signingKey(log, &p)
+		if err := p.err(); err != nil {
+			s.close()
+			return nil, err
+		}
+		signer = proxy.NewSigner(proxy.SignerConfig{
+			Key: key, KeyID: cfg.SigningKeyID, MerchantID: cfg.MerchantID, Service: cfg.Service, Metrics: m,
+		})
+		s.proxy.Signer, s.proxy.SignPath = signer, cfg.SignPath
+	}
+	s.proxy.Injector = cfg.injector(signer)
+	return s, nil
+}
+
+// buildTokens builds the token source of kind, wraps it in the shared cache
+// when SHARED_CACHE is set, and puts a Cache over it.
+func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *slog.Logger, m *metrics.Metrics) error {
+	cfg := s.cfg
+	b := &builder{log: log, tokenClient: tokenClient(transport, cfg.TokenTimeout)}
+	src, err := kind.build(cfg, b)
+	if err != nil {
+		return err
+	}
+	if cfg.SharedCache != "" {
+		var closeShared func()
+		if src, closeShared, err = withSharedCache(src, kind, cfg, log, m); err != nil {
+			return err
+		}
+		s.closers = append(s.closers, closeShared)
+	}
+	s.source = src
+	s.cache = tokens.NewCache(src, tokens.CacheOptions{
+		RenewAt:               cfg.RenewAt,
+		FetchTimeout:          cfg.TokenTimeout,
+		MaxWait:               cfg.TokenWait,
+		ForcedRefreshInterval: cfg.ForcedRefreshInterval,
+		Logger:                log,
+		Observer:              m,
+		Changed:               b.changed,
+	})
+	s.background = append(b.background, s.cache.Run)
+	s.proxy.Tokens = s.cache
+	s.proxy.HandoffFormat = kind.handoff
+	if kind.handoff == proxy.HandoffAxepta {
+		s.proxy.HandoffMerchantID = cfg.MerchantID
+	}
+	return nil
+}
+
+// close releases what build opened.
+func (s *sidecar) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
+
+// tokenClient is the client for the token endpoint. It never follows
+// redirects: a redirected POST would carry the credentials to another host.
+// A 3xx answer is a refusal like any other.
+func tokenClient(upstream *http.Transport, timeout time.Duration) *http.Client {
+	tr := upstream.Clone()
+	tr.ResponseHeaderTimeout = 0 // UPSTREAM_TIMEOUT is not the token endpoint's: Timeout bounds a fetch
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}

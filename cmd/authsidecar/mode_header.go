@@ -1,0 +1,37 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// bearerMode sets "Authorization: Bearer <token>".
+var bearerMode = injectMode{
+	name:        "bearer",
+	needsToken:  true,
+	tokenHeader: func(Config) string { return "Authorization" },
+	build:       func(Config, *proxy.Signer) proxy.Injector { return proxy.Bearer() },
+}
+
+// headerMode sets INJECT_HEADER to INJECT_PREFIX and the token.
+var headerMode = injectMode{
+	name:        "header",
+	needsToken:  true,
+	tokenHeader: func(c Config) string { return c.InjectHeader },
+	check: func(c *Config, p *problems) {
+		if !validHeaderName(c.InjectHeader) {
+			p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)
+		}
+		if strings.ContainsFunc(c.InjectPrefix, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			p.add("INJECT_PREFIX", "must not hold control characters")
+		}
+	},
+	build: func(c Config, _ *proxy.Signer) proxy.Injector { return proxy.Header(c.InjectHeader, c.InjectPrefix) },
+}
+
+// noneMode adds nothing: requests go out as the app sent them.
+var noneMode = injectMode{
+	name:  "none",
+	build: func(Config, *proxy.Signer) proxy.Injector { return proxy.None() },
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// injectMode describes one INJECT: how requests are authenticated, what the
+// mode needs, and how its injector is built. Adding a mode is one file
+// holding its injectMode and one entry in injectModes.
+type injectMode struct {
+	// name is the value of INJECT.
+	name string
+	// needsToken: the mode puts a token on requests, so TOKEN_SOURCE must
+	// yield one.
+	needsToken bool
+	// signs: the mode signs bodies with SIGNING_KEY_FILE and sends no token.
+	signs bool
+	// bodies: the mode rewrites request bodies in memory.
+	bodies bool
+	// tokenHeader is the header the token goes in; "" for none.
+	tokenHeader func(c Config) string
+	// check reports the problems of the mode's own settings; nil checks nothing.
+	check func(c *Config, p *problems)
+	// build constructs the injector once, at start-up; signer is set when
+	// the mode signs.
+	build func(c Config, signer *proxy.Signer) proxy.Injector
+}
+
+// injectModes is every INJECT, in the order messages list them.
+var injectModes = []injectMode{bearerMode, headerMode, jsonBodyMode, signatureMode, noneMode}
+
+// defaultInject is INJECT when unset: bearer, or none when TOKEN_SOURCE
+// yields no token.
+func defaultInject(source string) string {
+	if k, ok := lookupSource(source); ok && !fetchesTokens(k) {
+		return noneMode.name
+	}
+	return bearerMode.name
+}
+
+func lookupMode(name string) (injectMode, bool) {
+	for _, m := range injectModes {
+		if m.name == name {
+			return m, true
+		}
+	}
+	return injectMode{}, false
+}
+
+// modeNames lists the modes keep is true for; nil keeps them all.
+func modeNames(keep func(injectMode) bool) string {
+	return kindNames(injectModes, func(m injectMode) string { return m.name }, keep)
+}
+
+// checkInjection checks INJECT, what the mode needs of the token source, and
+// the settings that go with it.
+func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
+	mode, ok := lookupMode(c.Inject)
+	if !ok {
+		p.add("INJECT", "must be %s, got %q", modeNames(nil), c.Inject)
+		return
+	}
+	if mode.needsToken && sourceOK && !fetchesTokens(source) {
+		p.add("INJECT", "%s needs a token: set %sTOKEN_SOURCE to %s, or use %s", c.Inject, envPrefix,
+			sourceNames(fetchesTokens), modeNames(func(m injectMode) bool { return !m.needsToken }))
+	}
+	if mode.check != nil {
+		mode.check(c, p)
+	}
+	tokenHeader := ""
+	if mode.tokenHeader != nil {
+		tokenHeader = mode.tokenHeader(*c)
+	}
+	switch label := c.InjectLabelHeader; {
+	case label == "":
+	case !validHeaderName(label):
+		p.add("INJECT_LABEL_HEADER", "not a valid header name: %q", label)
+	case http.CanonicalHeaderKey(label) == http.CanonicalHeaderKey(tokenHeader):
+		p.add("INJECT_LABEL_HEADER", "%q is the header the token goes in with %sINJECT=%s: the label would replace the token", label, envPrefix, c.Inject)
+	case mode.signs:
+		p.add("INJECT_LABEL_HEADER", "not used with %sINJECT=%s, which sends no token", envPrefix, c.Inject)
+	}
+	p.dottedPath("JSON_EXPIRES_AT_FIELD", c.JSONExpiresAtField, false)
+	if c.signs() {
+		c.signingKey(nil, p)
+		if c.SigningKeyID == "" {
+			p.add("SIGNING_KEY_ID", "required for signing: it becomes payload.merchantKeyId")
+		}
+		if c.MerchantID == "" {
+			p.add("MERCHANT_ID", "required for signing: it becomes merchant_id in the signature payload")
+		}
+	}
+	if c.MaxReplayBody == 0 && (mode.bodies || c.SignPath != "") {
+		p.add("MAX_REPLAY_BODY", "must be positive with %sINJECT=%s or %sSIGN_PATH: bodies are rewritten in memory", envPrefix, c.Inject, envPrefix)
+	}
+	if c.SignPath != "" && !strings.HasPrefix(c.SignPath, "/") {
+		p.add("SIGN_PATH", "must be a path starting with /, got %q", c.SignPath)
+	} else if strings.ContainsAny(c.SignPath, "?#") || proxy.HasDotSegment(c.SignPath) {
+		p.add("SIGN_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.SignPath)
+	}
+}
+
+// signs reports whether a signing key is needed: INJECT signs, or SIGN_PATH
+// serves the local signing endpoint.
+func (c Config) signs() bool {
+	m, _ := lookupMode(c.Inject)
+	return m.signs || c.SignPath != ""
+}
+
+// injector builds the configured injector, with the token's label header
+// when INJECT_LABEL_HEADER is set.
+func (c Config) injector(signer *proxy.Signer) proxy.Injector {
+	m, _ := lookupMode(c.Inject)
+	inj := m.build(c, signer)
+	if c.InjectLabelHeader != "" {
+		inj = proxy.WithLabel(inj, c.InjectLabelHeader)
+	}
+	return inj
+}
