@@ -130,6 +130,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusForbidden, "forbidden", "the request lacks the "+h.requireHeader+" header that this sidecar requires")
 	case r.Method == http.MethodConnect:
 		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "CONNECT is not supported: authsidecar forwards only to its upstream")
+	case isTrace(r.Method):
+		// An upstream or a middlebox that implements TRACE would echo the
+		// request, with the injected credentials, back to the app.
+		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "TRACE and TRACK are not supported: the answer would echo the injected credentials")
 	case r.URL.Opaque != "" || (r.URL.Path != "" && r.URL.Path[0] != '/'):
 		h.reject(w, http.StatusBadRequest, "bad_request", "the request target must be an absolute path")
 	case r.URL.Host != "" && !strings.EqualFold(r.URL.Host, h.upstream.Host):
@@ -161,6 +165,12 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 			delete(pr.Out.Header, k)
 		}
 	}
+}
+
+// isTrace reports whether method is TRACE or TRACK (Microsoft's TRACE), in
+// any case: method names are case-sensitive, but not every upstream is.
+func isTrace(method string) bool {
+	return len(method) == 5 && (strings.EqualFold(method, "TRACE") || strings.EqualFold(method, "TRACK"))
 }
 
 // HasDotSegment reports whether a path has a "." or ".." segment, which an
