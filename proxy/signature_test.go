@@ -438,6 +438,7 @@ func TestSignatureRefusesBadBodies(t *testing.T) {
 		{"signaturePayload a number", "POST", []byte(`{"payload":{"customerId":"c","signaturePayload":5}}`), "bad_field", "signaturePayload must be a JSON object"},
 		{"signaturePayload an array", "POST", []byte(`{"payload":{"customerId":"c","signaturePayload":[]}}`), "bad_field", "signaturePayload must be a JSON object"},
 		{"signaturePayload a string not holding an object", "POST", []byte(`{"payload":{"customerId":"c","signaturePayload":"merchant_id=stock"}}`), "bad_field", "signaturePayload must be a JSON object"},
+		{"signaturePayload a string holding an unpaired surrogate", "POST", []byte(`{"payload":{"customerId":"c","signaturePayload":"{\"order_id\":\"\\ud800\"}"}}`), "bad_field", "signaturePayload must be a JSON object"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
