@@ -160,6 +160,14 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	if h.requireHeader != "" {
 		delete(pr.Out.Header, h.requireHeader)
 	}
+	// The sidecar answers the app's Expect: 100-continue itself: Go's server
+	// sends 100 Continue when the body is first read, which is before the
+	// upstream is asked when the body is kept or rewritten, and when the
+	// transport starts sending it otherwise. Passed on, the expectation
+	// would bring a second 100 Continue from the upstream, which
+	// ReverseProxy relays (clearing the response headers, Connection: close
+	// among them), and make the transport wait for it before sending.
+	delete(pr.Out.Header, "Expect")
 	for k := range pr.Out.Header { // the rest of the X-Forwarded-* family, and Forwarded
 		if k == "Forwarded" || strings.HasPrefix(k, "X-Forwarded-") {
 			delete(pr.Out.Header, k)
