@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
@@ -29,13 +30,18 @@ var juspayBodies = []string{
 	`[]`,
 	`null`,
 	`"\ud800"`,
-	"{\"payload\":{\"customerId\":\"\xff\\ud800\"}}", // invalid UTF-8, lone surrogate
+	"{\"payload\":{\"customerId\":\"\xff\\ud800\"}}",                                 // invalid UTF-8, lone surrogate
+	"{\"payload\":{\"customerId\":\"caf\xe9\"}}",                                     // invalid UTF-8
+	`{"payload":{"customerId":"c","n":"\udc00"}}`,                                    // lone low surrogate
+	`{"payload":{"customerId":"c","n":"\ud83d\ude00","m":"\\ud800"}}`,                // a pair; an escaped backslash
+	`{"payload":{"customerId":"c","signaturePayload":"{\"order_id\":\"\\ud800\"}"}}`, // a lone surrogate in the string
 	``,
 }
 
 // FuzzSign checks that Sign, given any body, returns either a signed JSON
 // object whose signature verifies and which keeps everything the app sent,
-// or a *RequestError; never anything else, and never a panic.
+// text included (no U+FFFD for invalid UTF-8 or an unpaired surrogate), or
+// a *RequestError; never anything else, and never a panic.
 func FuzzSign(f *testing.F) {
 	for _, b := range juspayBodies {
 		f.Add([]byte(b))
@@ -56,6 +62,9 @@ func FuzzSign(f *testing.F) {
 				t.Errorf("Sign(%q) = %q with an error, want nil", body, out)
 			}
 			return
+		}
+		if !utf8.Valid(body) || mangled(body) {
+			t.Errorf("Sign(%q) = %q: accepted a body whose text the decoder changes", body, out)
 		}
 		signed, err := verifySigned(out, pub)
 		if err != nil {
@@ -78,7 +87,8 @@ func FuzzSign(f *testing.F) {
 
 // FuzzJSONBody checks that the json-body injector, given any body, returns
 // either a JSON object holding the token and expiry and everything else the
-// app sent, or a *RequestError; never anything else, never a header.
+// app sent, text included, or a *RequestError; never anything else, never a
+// header.
 func FuzzJSONBody(f *testing.F) {
 	for _, b := range juspayBodies {
 		f.Add([]byte(b))
@@ -100,6 +110,9 @@ func FuzzJSONBody(f *testing.F) {
 				t.Errorf("Inject(%q) = RequestError{%q, %q}, want not_json_object or bad_field", body, re.Reason, re.Message)
 			}
 			return
+		}
+		if !utf8.Valid(body) || mangled(body) {
+			t.Errorf("Inject(%q) = %q: accepted a body whose text the decoder changes", body, out)
 		}
 		doc, ok := decodeObjectUseNumber(out)
 		if !ok {

@@ -135,6 +135,12 @@ func TestSidecarErrors(t *testing.T) {
 			request: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
 			status:  http.StatusMethodNotAllowed, code: "method_not_allowed",
 		},
+		{
+			name:    "TRACE",
+			setup:   func(t *testing.T) proxy.Config { return proxy.Config{} },
+			request: "TRACE /x HTTP/1.1\r\nHost: sidecar.local\r\n\r\n",
+			status:  http.StatusMethodNotAllowed, code: "method_not_allowed",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -80,6 +80,9 @@ func checkOutbound(v *violations, where string, r *http.Request, upstreamHost st
 	if r.Method == http.MethodConnect {
 		v.addf("%s: method CONNECT reached the upstream", where)
 	}
+	if m := strings.ToUpper(r.Method); m == "TRACE" || m == "TRACK" {
+		v.addf("%s: method %s reached the upstream", where, r.Method)
+	}
 	if r.URL != nil && r.URL.Host != "" && r.URL.Host != upstreamHost {
 		v.addf("%s: URL host %q, want %q", where, r.URL.Host, upstreamHost)
 	}
@@ -111,7 +114,8 @@ func (c *wireCheck) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // FuzzHandler sends arbitrary requests through the handler to a real
 // upstream: nothing panics, and the upstream never sees a second
-// Authorization value, a CONNECT, or a path outside the base path.
+// Authorization value, a CONNECT, a TRACE or TRACK, or a path outside the
+// base path.
 func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/dir?q=1", "Authorization: Bearer app\nAuthorization: Bearer two", []byte(nil))
 	f.Add("POST", "/pay", "Connection: Authorization\nAuthorization: Basic eDp5", []byte(`{"a":1}`))
@@ -123,6 +127,8 @@ func FuzzHandler(f *testing.F) {
 	f.Add("GET", "http:../../admin", "", []byte(nil))
 	f.Add("GET", "http:evil.example/x", "", []byte(nil))
 	f.Add("CONNECT", "evil.example:443", "", []byte(nil))
+	f.Add("TRACE", "/x", "Max-Forwards: 0", []byte(nil))
+	f.Add("track", "/x", "", []byte(nil))
 	f.Add("PUT", "/x?reject=1", "Transfer-Encoding: chunked", []byte("5\r\nhello\r\n0\r\n\r\n"))
 	f.Add("PUT", "/x?reject=1", "Transfer-Encoding: chunked", []byte("zz\r\nhello\r\n0\r\n\r\n"))
 	f.Add("POST", "/x?reject=1", "Expect: 100-continue", bytes.Repeat([]byte("b"), 2<<10))

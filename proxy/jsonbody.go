@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/authsidecar/authsidecar/tokens"
 )
@@ -77,7 +79,71 @@ func decodeObject(body []byte) (map[string]any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, &RequestError{Reason: "not_json_object", Message: "the request body must be a single JSON object"}
 	}
+	if !keepsText(body) {
+		return nil, &RequestError{Reason: "not_json_object", Message: `the request body must be valid UTF-8 without \u escapes of unpaired surrogates (\uD800-\uDFFF): they would reach the upstream changed to U+FFFD`}
+	}
 	return doc, nil
+}
+
+// keepsText reports whether decoding the JSON text b keeps every string as
+// written: b is valid UTF-8, and each \u escape of a surrogate is a high one
+// followed by a low one. encoding/json replaces anything else with U+FFFD,
+// so that the body sent upstream, or signed, would not be the app's. b must
+// already have decoded without error: in valid JSON a backslash occurs only
+// in strings, and each one starts an escape.
+func keepsText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for i := bytes.IndexByte(b, '\\'); i >= 0; {
+		if i+1 == len(b) {
+			return false
+		}
+		n := 2 // \", \\, \/, \b, \f, \n, \r, \t
+		if b[i+1] == 'u' {
+			r, ok := hex4(b, i+2)
+			switch {
+			case !ok:
+				return false
+			case utf16.IsSurrogate(r):
+				lo, ok := hex4(b, i+8)
+				if !ok || b[i+6] != '\\' || b[i+7] != 'u' || utf16.DecodeRune(r, lo) == utf8.RuneError {
+					return false
+				}
+				n = 12
+			default:
+				n = 6
+			}
+		}
+		j := bytes.IndexByte(b[i+n:], '\\')
+		if j < 0 {
+			break
+		}
+		i += n + j
+	}
+	return true
+}
+
+// hex4 reads the four hex digits at b[i:i+4].
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // encodeJSON writes doc without HTML escaping and without a trailing newline.

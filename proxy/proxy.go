@@ -130,6 +130,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusForbidden, "forbidden", "the request lacks the "+h.requireHeader+" header that this sidecar requires")
 	case r.Method == http.MethodConnect:
 		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "CONNECT is not supported: authsidecar forwards only to its upstream")
+	case isTrace(r.Method):
+		// An upstream or a middlebox that implements TRACE would echo the
+		// request, with the injected credentials, back to the app.
+		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "TRACE and TRACK are not supported: the answer would echo the injected credentials")
 	case r.URL.Opaque != "" || (r.URL.Path != "" && r.URL.Path[0] != '/'):
 		h.reject(w, http.StatusBadRequest, "bad_request", "the request target must be an absolute path")
 	case r.URL.Host != "" && !strings.EqualFold(r.URL.Host, h.upstream.Host):
@@ -156,11 +160,25 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	if h.requireHeader != "" {
 		delete(pr.Out.Header, h.requireHeader)
 	}
+	// The sidecar answers the app's Expect: 100-continue itself: Go's server
+	// sends 100 Continue when the body is first read, which is before the
+	// upstream is asked when the body is kept or rewritten, and when the
+	// transport starts sending it otherwise. Passed on, the expectation
+	// would bring a second 100 Continue from the upstream, which
+	// ReverseProxy relays (clearing the response headers, Connection: close
+	// among them), and make the transport wait for it before sending.
+	delete(pr.Out.Header, "Expect")
 	for k := range pr.Out.Header { // the rest of the X-Forwarded-* family, and Forwarded
 		if k == "Forwarded" || strings.HasPrefix(k, "X-Forwarded-") {
 			delete(pr.Out.Header, k)
 		}
 	}
+}
+
+// isTrace reports whether method is TRACE or TRACK (Microsoft's TRACE), in
+// any case: method names are case-sensitive, but not every upstream is.
+func isTrace(method string) bool {
+	return len(method) == 5 && (strings.EqualFold(method, "TRACE") || strings.EqualFold(method, "TRACK"))
 }
 
 // HasDotSegment reports whether a path has a "." or ".." segment, which an

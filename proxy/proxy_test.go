@@ -535,6 +535,23 @@ func TestNeverForwardsElsewhere(t *testing.T) {
 			request: "CONNECT " + evilAddr + " HTTP/1.1\r\nHost: " + evilAddr + "\r\n\r\n"},
 		{name: "CONNECT to the upstream", status: 405, code: "method_not_allowed",
 			request: "CONNECT " + upAddr + " HTTP/1.1\r\nHost: " + upAddr + "\r\n\r\n"},
+		// TRACE (and IIS's TRACK) would have an upstream or a middlebox echo
+		// the injected Authorization back to the app. Go's server passes
+		// the method as sent, so every case is refused.
+		{name: "TRACE", status: 405, code: "method_not_allowed",
+			request: "TRACE /x HTTP/1.1\r\nHost: sidecar.local\r\n\r\n"},
+		{name: "TRACE with Max-Forwards", status: 405, code: "method_not_allowed",
+			request: "TRACE /x HTTP/1.1\r\nHost: sidecar.local\r\nMax-Forwards: 0\r\n\r\n"},
+		{name: "TRACE with a body", status: 405, code: "method_not_allowed",
+			request: "TRACE /x HTTP/1.1\r\nHost: sidecar.local\r\nContent-Length: 5\r\n\r\nhello"},
+		{name: "trace in lower case", status: 405, code: "method_not_allowed",
+			request: "trace /x HTTP/1.1\r\nHost: sidecar.local\r\n\r\n"},
+		{name: "TRACK", status: 405, code: "method_not_allowed",
+			request: "TRACK /x HTTP/1.1\r\nHost: sidecar.local\r\n\r\n"},
+		{name: "Track in mixed case", status: 405, code: "method_not_allowed",
+			request: "Track /x HTTP/1.1\r\nHost: sidecar.local\r\n\r\n"},
+		{name: "TRACE absolute-form to the upstream", status: 405, code: "method_not_allowed",
+			request: "TRACE http://" + upAddr + "/x HTTP/1.1\r\nHost: " + upAddr + "\r\n\r\n"},
 		{name: "dot-dot segment", status: 400, code: "bad_request",
 			request: "GET /a/../../admin HTTP/1.1\r\nHost: sidecar.local\r\n\r\n"},
 		{name: "trailing dot-dot", status: 400, code: "bad_request",

@@ -138,6 +138,7 @@ func FuzzWire(f *testing.F) {
 		"POST /pay HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		"GET http://evil.example/x HTTP/1.1\r\nHost: evil.example\r\n\r\n",
 		"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+		"TRACE /x HTTP/1.1\r\nHost: s\r\nMax-Forwards: 0\r\n\r\n",
 		"GET /x HTTP/1.1\r\nHost: evil.example\r\nX-Forwarded-Host: evil.example\r\n\r\n",
 		"GET /..;/..;/admin HTTP/1.1\r\nHost: s\r\n\r\n",
 		"GET /%2e%2e%2fadmin HTTP/1.1\r\nHost: s\r\n\r\n",
