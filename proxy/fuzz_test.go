@@ -94,7 +94,7 @@ func checkOutbound(v *violations, where string, r *http.Request, upstreamHost st
 	if p != "/base" && !strings.HasPrefix(p, "/base/") {
 		v.addf("%s: request-target %q is outside /base", where, target)
 	}
-	if decoded := r.URL.Path; HasDotSegment(decoded) || !strings.HasPrefix(path.Clean(decoded), "/base") {
+	if decoded := r.URL.Path; hasDotSegment(decoded) || !strings.HasPrefix(path.Clean(decoded), "/base") {
 		v.addf("%s: path %q resolves outside /base", where, decoded)
 	}
 }
@@ -213,14 +213,14 @@ func FuzzHasDotSegment(f *testing.F) {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		got := HasDotSegment(p)
+		got := hasDotSegment(p)
 		if want := hasDotSegmentRef(p); got != want {
-			t.Errorf("HasDotSegment(%q) = %v, want %v", p, got, want)
+			t.Errorf("hasDotSegment(%q) = %v, want %v", p, got, want)
 		}
 		// Whatever the upstream's path cleaning, a path without dot
 		// segments stays under the base path.
 		if !got && !strings.HasPrefix(path.Join("/base", p), "/base") {
-			t.Errorf("HasDotSegment(%q) = false, but /base + it cleans to %q", p, path.Join("/base", p))
+			t.Errorf("hasDotSegment(%q) = false, but /base + it cleans to %q", p, path.Join("/base", p))
 		}
 	})
 }
@@ -246,8 +246,8 @@ func TestHasDotSegment(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
-			if got := HasDotSegment(tc.path); got != tc.want {
-				t.Errorf("HasDotSegment(%q) = %v, want %v", tc.path, got, tc.want)
+			if got := hasDotSegment(tc.path); got != tc.want {
+				t.Errorf("hasDotSegment(%q) = %v, want %v", tc.path, got, tc.want)
 			}
 		})
 	}

@@ -4,6 +4,7 @@
 package proxy
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -139,7 +140,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Host != "" && !strings.EqualFold(r.URL.Host, h.upstream.Host):
 		// An absolute-form request naming another host: never forward it there.
 		h.reject(w, http.StatusBadRequest, "bad_request", "absolute-form request for another host: authsidecar forwards only to its upstream")
-	case HasDotSegment(r.URL.Path):
+	case hasDotSegment(r.URL.Path):
 		h.reject(w, http.StatusBadRequest, "bad_request", "dot segments are not allowed in the path")
 	case h.signPath != "" && r.URL.Path == h.signPath:
 		h.serveSign(w, r)
@@ -181,11 +182,24 @@ func isTrace(method string) bool {
 	return len(method) == 5 && (strings.EqualFold(method, "TRACE") || strings.EqualFold(method, "TRACK"))
 }
 
-// HasDotSegment reports whether a path has a "." or ".." segment, which an
+// CheckEndpointPath reports why p cannot be the path of a local endpoint
+// (Config.SignPath, Config.HandoffPath), which requests match exactly: it
+// must start with "/" and hold no dot segment, "?" or "#".
+func CheckEndpointPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("must be a path starting with /, got %q", p)
+	case strings.ContainsAny(p, "?#") || hasDotSegment(p):
+		return fmt.Errorf("must be a plain path, without dot segments, ? or #, got %q", p)
+	}
+	return nil
+}
+
+// hasDotSegment reports whether a path has a "." or ".." segment, which an
 // upstream could resolve to a place outside the configured base path.
 // Backslashes separate segments too (IIS), and a segment's ";" parameters
 // are ignored (Tomcat and Jetty resolve "..;" as "..").
-func HasDotSegment(p string) bool {
+func hasDotSegment(p string) bool {
 	if !strings.Contains(p, ".") {
 		return false
 	}

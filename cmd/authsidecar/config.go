@@ -192,11 +192,9 @@ func (c *Config) check() []error {
 	}
 	source, sourceOK := c.checkSource(&p)
 	if c.HandoffPath != "" {
-		switch {
-		case !strings.HasPrefix(c.HandoffPath, "/"):
-			p.add("HANDOFF_PATH", "must be a path starting with /, got %q", c.HandoffPath)
-		case strings.ContainsAny(c.HandoffPath, "?#") || proxy.HasDotSegment(c.HandoffPath):
-			p.add("HANDOFF_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.HandoffPath)
+		switch err := proxy.CheckEndpointPath(c.HandoffPath); {
+		case err != nil:
+			p.add("HANDOFF_PATH", "%v", err)
 		case c.HandoffPath == c.SignPath:
 			p.add("HANDOFF_PATH", "must differ from %sSIGN_PATH", envPrefix)
 		case sourceOK && !fetchesTokens(source):

@@ -44,7 +44,7 @@ func FuzzLoadConfigNamesAndPaths(f *testing.F) {
 		if h := c.InjectLabelHeader; h != "" && !validHeaderName(h) {
 			t.Errorf("INJECT_LABEL_HEADER %q accepted", h)
 		}
-		if p := c.HandoffPath; p != "" && (!strings.HasPrefix(p, "/") || proxy.HasDotSegment(p) || strings.ContainsAny(p, "?#")) {
+		if p := c.HandoffPath; p != "" && proxy.CheckEndpointPath(p) != nil {
 			t.Errorf("HANDOFF_PATH %q accepted", p)
 		}
 		for _, s := range c.scopes() {

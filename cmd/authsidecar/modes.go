@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -96,10 +95,10 @@ func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
 	if c.MaxReplayBody == 0 && (mode.bodies || c.SignPath != "") {
 		p.add("MAX_REPLAY_BODY", "must be positive with %sINJECT=%s or %sSIGN_PATH: bodies are rewritten in memory", envPrefix, c.Inject, envPrefix)
 	}
-	if c.SignPath != "" && !strings.HasPrefix(c.SignPath, "/") {
-		p.add("SIGN_PATH", "must be a path starting with /, got %q", c.SignPath)
-	} else if strings.ContainsAny(c.SignPath, "?#") || proxy.HasDotSegment(c.SignPath) {
-		p.add("SIGN_PATH", "must be a plain path, without dot segments, ? or #, got %q", c.SignPath)
+	if c.SignPath != "" {
+		if err := proxy.CheckEndpointPath(c.SignPath); err != nil {
+			p.add("SIGN_PATH", "%v", err)
+		}
 	}
 }
 
