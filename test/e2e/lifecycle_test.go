@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -96,7 +95,9 @@ func TestConfigErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{"LISTEN_ADDR": freeAddr(t), "ADMIN_ADDR": freeAddr(t)}
+			// Addresses held by the test: a sidecar that tried to listen,
+			// even for a moment, would fail with "address already in use".
+			env := map[string]string{"LISTEN_ADDR": heldAddr(t), "ADMIN_ADDR": heldAddr(t)}
 			for k, v := range tc.env {
 				env[k] = v
 			}
@@ -131,13 +132,8 @@ func TestConfigErrors(t *testing.T) {
 					t.Errorf("stderr contains %q", bad)
 				}
 			}
-			for _, addr := range []string{env["LISTEN_ADDR"], env["ADMIN_ADDR"]} {
-				if _, port, _ := net.SplitHostPort(addr); port == "99999" {
-					continue // not a dialable address
-				}
-				if !isRefused(addr) {
-					t.Errorf("something listens on %s after a configuration error", addr)
-				}
+			if strings.Contains(stderr, "address already in use") {
+				t.Errorf("authsidecar tried to listen despite the configuration error")
 			}
 			if t.Failed() {
 				t.Logf("stderr:\n%s", stderr)

@@ -31,13 +31,7 @@ func startFleet(t *testing.T, n int, env map[string]string) []*sidecar {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range fleet {
-		wg.Go(func() {
-			for range 5 { // a port taken by another process: start again on new ones
-				if fleet[i], errs[i] = tryStart(t, env); errs[i] != errAddrInUse {
-					return
-				}
-			}
-		})
+		wg.Go(func() { fleet[i], errs[i] = tryStart(t, env) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -231,7 +225,7 @@ func checkRedisHoldsNoSecret(t *testing.T, rs *redistest.Server, p *fake.TezPay)
 func TestSharedCacheUnreachableAtStart(t *testing.T) {
 	p, srv := newTezPay(t, time.Hour, nil)
 	s := startSidecar(t, tezPayEnv(srv.URL,
-		"SHARED_CACHE", "redis://"+freeAddr(t),
+		"SHARED_CACHE", "redis://"+unusedAddr(t),
 		"SHARED_CACHE_KEY_FILE", writeFleetKey(t),
 	))
 	s.waitReady(10 * time.Second)

@@ -839,7 +839,7 @@ func TestSourceConfigErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{"LISTEN_ADDR": freeAddr(t), "ADMIN_ADDR": freeAddr(t)}
+			env := map[string]string{"LISTEN_ADDR": heldAddr(t), "ADMIN_ADDR": heldAddr(t)}
 			for k, v := range tc.env {
 				if v != "" {
 					env[k] = v
@@ -881,7 +881,7 @@ func TestSourceConfigErrors(t *testing.T) {
 					t.Errorf("stderr holds the key's %s", what)
 				}
 			}
-			if strings.Contains(stderr, "authsidecar started") {
+			if strings.Contains(stderr, "authsidecar started") || strings.Contains(stderr, "address already in use") {
 				t.Errorf("authsidecar listened despite the invalid configuration")
 			}
 			if t.Failed() {
