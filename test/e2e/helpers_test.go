@@ -391,9 +391,12 @@ func heldAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// eventually polls cond every 20ms until it holds or d has passed.
+// eventually polls cond every 20ms until it holds or d has passed, and
+// reports whether it held.
 func eventually(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if cond() {
 			return true
@@ -401,8 +404,41 @@ func eventually(d time.Duration, cond func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
+}
+
+// waitUntil polls cond until it holds, and fails the test with the message
+// (format and args) if it does not within d: what a test waits for must
+// happen, or the test is not testing what it says.
+func waitUntil(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	if !eventually(d, cond) {
+		t.Fatalf("%s (waited %s)", fmt.Sprintf(format, args...), d)
+	}
+}
+
+// handlersRunning counts the sidecar's goroutines serving a request, from
+// its goroutine profile (the sidecar must run with PPROF=true); the request
+// for the profile itself is left out. While the token is held back, every
+// request the app sent that the sidecar has read is one of them.
+func (s *sidecar) handlersRunning() int {
+	resp, err := http.Get(s.Admin + "/debug/pprof/goroutine?debug=2")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return -1
+	}
+	n := 0
+	for _, g := range strings.Split(string(b), "\n\n") {
+		if strings.Contains(g, "net/http.serverHandler.ServeHTTP") && !strings.Contains(g, "net/http/pprof.") {
+			n++
+		}
+	}
+	return n
 }
 
 // newClient returns an HTTP client of its own for the app, closed when the

@@ -210,8 +210,11 @@ func TestSigtermDrainsInFlightRequests(t *testing.T) {
 		t.Fatalf("authsidecar exited with %d while %d requests were in flight", code, n)
 	}
 
-	// The upstream answers after about a second: every request completes.
-	time.Sleep(time.Second - time.Since(signalled))
+	// The upstream answers after about a second: the process waits for it,
+	// and every request completes.
+	if code, exited := s.waitExit(time.Until(signalled.Add(time.Second))); exited {
+		t.Fatalf("authsidecar exited with %d %s after SIGTERM while %d requests were in flight", code, time.Since(signalled), n)
+	}
 	upstream.release()
 	wg.Wait()
 	for i, r := range results {
@@ -302,11 +305,14 @@ func TestSigtermShutdownDelayKeepsServing(t *testing.T) {
 	if !eventually(time.Second, func() bool { return s.adminStatus("/readyz") == http.StatusServiceUnavailable }) {
 		t.Errorf("/readyz did not go 503 during the shutdown delay")
 	}
+	// A request every 100ms for the first 1.5s of the delay.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for i := 0; time.Since(signalled) < 1500*time.Millisecond; i++ {
 		if r := call(c, http.MethodPost, s.URL+"/api/v1/tezpay/process-payment", payment(fmt.Sprint("DELAY", i))); r.status != http.StatusOK {
 			t.Fatalf("request %d, %s after SIGTERM with SHUTDOWN_DELAY=2s = %v, want 200", i, time.Since(signalled), r)
 		}
-		time.Sleep(100 * time.Millisecond)
+		<-tick.C
 	}
 	code, exited := s.waitExit(10 * time.Second)
 	if !exited || code != 0 {

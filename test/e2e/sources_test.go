@@ -297,23 +297,27 @@ func TestRegisteredHandoffUnderRenewal(t *testing.T) {
 	var wg sync.WaitGroup
 	for range sdks {
 		wg.Go(func() {
+			tick := time.NewTicker(10 * time.Millisecond) // a steady pace
+			defer tick.Stop()
 			for time.Now().Before(end) {
 				r := call(c, http.MethodPost, s.URL+"/auth", sdkRequest)
 				h := handoutAt{at: time.Now(), r: r}
 				mu.Lock()
 				handouts = append(handouts, h)
 				mu.Unlock()
-				time.Sleep(10 * time.Millisecond)
+				<-tick.C
 			}
 		})
 	}
 	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
 		for i := 0; time.Now().Before(end); i++ {
 			r := call(c, http.MethodPost, fmt.Sprintf("%s/api/pay?i=%d", s.URL, i), []byte(`{"amount":1}`))
 			mu.Lock()
 			proxied = append(proxied, r)
 			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
+			<-tick.C
 		}
 	})
 	wg.Wait()
