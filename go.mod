@@ -15,7 +15,10 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 )
 
-require go.uber.org/atomic v1.12.0 // indirect
+require (
+	github.com/kylelemons/godebug v1.1.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+)
 
 require (
 	golang.org/x/net v0.62.0

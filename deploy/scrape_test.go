@@ -2,8 +2,8 @@ package deploy
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -43,7 +43,6 @@ func scrape() (map[string]bool, error) {
 	p := fake.NewTezPay("deploy-test", "deploy-test-secret", time.Hour)
 	provider := httptest.NewServer(p.Handler())
 	defer provider.Close()
-	listen, admin := freeAddr(), freeAddr()
 	cmd := exec.Command(binary)
 	cmd.Env = []string{
 		"AUTHSIDECAR_UPSTREAM_URL=" + provider.URL,
@@ -51,26 +50,31 @@ func scrape() (map[string]bool, error) {
 		"AUTHSIDECAR_TOKEN_URL=" + provider.URL + fake.AuthenticatePath,
 		"AUTHSIDECAR_CLIENT_ID=deploy-test",
 		"AUTHSIDECAR_CLIENT_SECRET=deploy-test-secret",
-		"AUTHSIDECAR_LISTEN_ADDR=" + listen,
-		"AUTHSIDECAR_ADMIN_ADDR=" + admin,
+		// Port 0: the addresses come from the start-up log line. (Two
+		// spellings, as the two must differ.)
+		"AUTHSIDECAR_LISTEN_ADDR=127.0.0.1:0",
+		"AUTHSIDECAR_ADMIN_ADDR=localhost:0",
 		"AUTHSIDECAR_FORCED_REFRESH_INTERVAL=1ms",
 	}
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &startLog{started: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() { cmd.Process.Kill(); <-exited }()
 
-	ready := false
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && !ready; time.Sleep(50 * time.Millisecond) {
-		if r, err := http.Get("http://" + admin + "/readyz"); err == nil {
-			r.Body.Close()
-			ready = r.StatusCode == http.StatusOK
-		}
+	select {
+	case <-logs.started:
+	case <-exited:
+		return nil, fmt.Errorf("authsidecar exited before it listened:\n%s", logs)
+	case <-time.After(15 * time.Second):
+		return nil, fmt.Errorf("authsidecar not started in 15s:\n%s", logs)
 	}
-	if !ready {
-		return nil, fmt.Errorf("authsidecar not ready in 15s:\n%s", logs.String())
+	listen, admin := logs.listen, logs.admin
+	if !ready(admin, 15*time.Second) {
+		return nil, fmt.Errorf("authsidecar not ready in 15s:\n%s", logs)
 	}
 	pay := func() error {
 		r, err := http.Post("http://"+listen+"/api/v1/tezpay/process-payment", "application/json",
@@ -118,11 +122,56 @@ func scrape() (map[string]bool, error) {
 	return names, nil
 }
 
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+// ready polls the admin server at admin until /readyz answers 200, for up
+// to d.
+func ready(admin string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for ; time.Now().Before(deadline); <-tick.C {
+		if r, err := http.Get("http://" + admin + "/readyz"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				return true
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return false
+}
+
+// startLog keeps a process's output and reads the proxy's and the admin
+// server's addresses from its "authsidecar started" log line; started is
+// closed once they are known.
+type startLog struct {
+	mu            sync.Mutex
+	buf           bytes.Buffer
+	scanned       int // bytes of buf already looked at for the line
+	listen, admin string
+	started       chan struct{}
+}
+
+func (l *startLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	for l.listen == "" {
+		rest := l.buf.Bytes()[l.scanned:]
+		line, _, ok := bytes.Cut(rest, []byte("\n"))
+		if !ok {
+			break
+		}
+		l.scanned += len(line) + 1
+		var entry struct{ Msg, Listen, Admin string }
+		if json.Unmarshal(line, &entry) == nil && entry.Msg == "authsidecar started" && entry.Listen != "" && entry.Admin != "" {
+			l.listen, l.admin = entry.Listen, entry.Admin
+			close(l.started)
+		}
+	}
+	return len(p), nil
+}
+
+func (l *startLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

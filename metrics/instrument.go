@@ -150,7 +150,7 @@ func (m *Metrics) InstrumentHandler(h http.Handler) http.Handler {
 		requests: newCounterTable(m.Requests, len(methods), func(i, code int) []string {
 			return []string{methods[i], strconv.Itoa(code)}
 		}),
-		duration: m.RequestDuration.WithLabelValues(),
+		duration: m.RequestDuration,
 	}
 }
 

@@ -19,7 +19,7 @@ type Metrics struct {
 	TokenExpiry        prometheus.Gauge
 	ForcedRefreshes    prometheus.Counter
 	Requests           *prometheus.CounterVec
-	RequestDuration    *prometheus.HistogramVec
+	RequestDuration    prometheus.Histogram
 	UpstreamResponses  *prometheus.CounterVec
 	Replays            *prometheus.CounterVec
 	Errors             *prometheus.CounterVec
@@ -62,11 +62,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "authsidecar_requests_total",
 			Help: "Requests from the app answered by the sidecar, by method and status code.",
 		}, []string{"method", "code"}),
-		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		RequestDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "authsidecar_request_duration_seconds",
 			Help:    "Time from a request's arrival until its response is complete, replays and streamed bodies included.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, nil),
+		}),
 		UpstreamResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_upstream_responses_total",
 			Help: "Responses received from the upstream, replays included, by status code.",

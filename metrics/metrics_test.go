@@ -11,9 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/tokens"
@@ -54,46 +53,11 @@ func gather(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
 	return out
 }
 
-// exposition is the text exposition of the named families of g, as a
-// scrape would show them (like testutil.GatherAndCompare's input). A family
-// with no series is left out.
-func exposition(t *testing.T, g prometheus.Gatherer, names ...string) string {
-	t.Helper()
-	mfs := gather(t, g)
-	var b strings.Builder
-	for _, name := range slices.Sorted(slices.Values(names)) {
-		if mf, ok := mfs[name]; ok {
-			if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return b.String()
-}
-
-// checkExposition compares the named families of g to want.
-func checkExposition(t *testing.T, g prometheus.Gatherer, want string, names ...string) {
-	t.Helper()
-	want = strings.TrimLeft(dedent(want), "\n")
-	if got := exposition(t, g, names...); got != want {
-		t.Errorf("exposition =\n%s\nwant\n%s", got, want)
-	}
-}
-
-// dedent removes the leading tabs of each line.
-func dedent(s string) string {
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimLeft(l, "\t")
-	}
-	return strings.Join(lines, "\n")
-}
-
 // touchAll makes one series of every labelled collector, so that every
 // family shows up in a scrape.
 func touchAll(m *metrics.Metrics) {
 	m.Requests.WithLabelValues("get", "200")
-	m.RequestDuration.WithLabelValues().Observe(0.01)
+	m.RequestDuration.Observe(0.01)
 	m.UpstreamResponses.WithLabelValues("200")
 	m.Errors.WithLabelValues("bad_request")
 }
@@ -133,13 +97,9 @@ func TestNewRegistersEveryMetricWithHelp(t *testing.T) {
 		}
 	}
 	// promlint checks Help text, units, _total suffixes and the like.
-	var all []*dto.MetricFamily
-	for _, name := range names {
-		all = append(all, mfs[name])
-	}
-	problems, err := promlint.NewWithMetricFamilies(all).Lint()
+	problems, err := testutil.GatherAndLint(reg, names...)
 	if err != nil {
-		t.Fatalf("Lint() error = %v", err)
+		t.Fatalf("GatherAndLint() error = %v", err)
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
@@ -150,11 +110,11 @@ func TestNewUsesOnlyTheGivenRegistry(t *testing.T) {
 	a, b := prometheus.NewRegistry(), prometheus.NewRegistry()
 	ma, mb := metrics.New(a), metrics.New(b) // a second New must not clash
 	ma.Error("bad_request")
-	if got := exposition(t, b, "authsidecar_errors_total"); got != "" {
-		t.Errorf("registry b shows %q after an error counted on a, want nothing", got)
+	if n, err := testutil.GatherAndCount(b, "authsidecar_errors_total"); err != nil || n != 0 {
+		t.Errorf("registry b shows %d authsidecar_errors_total series (error %v) after an error counted on a, want none", n, err)
 	}
 	mb.TokenForcedRefresh()
-	if got := gather(t, a)["authsidecar_token_forced_refreshes_total"].GetMetric()[0].GetCounter().GetValue(); got != 0 {
+	if got := testutil.ToFloat64(ma.ForcedRefreshes); got != 0 {
 		t.Errorf("registry a forced refreshes = %v, want 0", got)
 	}
 	for name := range gather(t, prometheus.DefaultGatherer) {
@@ -169,7 +129,7 @@ func TestNewStartsWithKnownSeries(t *testing.T) {
 	metrics.New(reg)
 	// Result labels exist at zero from the start, so that rate() works on
 	// the first increment; the other families wait for their first series.
-	checkExposition(t, reg, `
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_replays_total Requests whose token the upstream rejected, by what followed (success, rejected, error, too_large, rate_limited).
 		# TYPE authsidecar_replays_total counter
 		authsidecar_replays_total{result="error"} 0
@@ -195,13 +155,15 @@ func TestNewStartsWithKnownSeries(t *testing.T) {
 		# HELP authsidecar_token_forced_refreshes_total Tokens dropped because the upstream rejected them.
 		# TYPE authsidecar_token_forced_refreshes_total counter
 		authsidecar_token_forced_refreshes_total 0
-		`, slices.DeleteFunc(slices.Clone(allNames), func(n string) bool { return strings.HasSuffix(n, "_duration_seconds") })...)
-	mfs := gather(t, reg)
-	if h := mfs["authsidecar_token_fetch_duration_seconds"].GetMetric(); len(h) != 1 || h[0].GetHistogram().GetSampleCount() != 0 {
-		t.Errorf("authsidecar_token_fetch_duration_seconds = %v, want one empty histogram", h)
+		`), slices.DeleteFunc(slices.Clone(allNames), func(n string) bool { return strings.HasSuffix(n, "_duration_seconds") })...); err != nil {
+		t.Errorf("exposition after New: %v", err)
 	}
-	if _, ok := mfs["authsidecar_request_duration_seconds"]; ok {
-		t.Errorf("authsidecar_request_duration_seconds has a series before any request, want none")
+	// Both histograms have no labels: one empty series each from the start.
+	mfs := gather(t, reg)
+	for _, name := range []string{"authsidecar_token_fetch_duration_seconds", "authsidecar_request_duration_seconds"} {
+		if h := mfs[name].GetMetric(); len(h) != 1 || h[0].GetHistogram().GetSampleCount() != 0 {
+			t.Errorf("%s = %v, want one empty histogram", name, h)
+		}
 	}
 }
 
@@ -257,20 +219,20 @@ func TestTokenFetched(t *testing.T) {
 			for _, f := range tc.fetches {
 				o.TokenFetched(f.d, f.tok, f.err)
 			}
-			if v := toFloat64(t, m.TokenFetches.WithLabelValues("success")); v != tc.wantSuccess {
+			if v := testutil.ToFloat64(m.TokenFetches.WithLabelValues("success")); v != tc.wantSuccess {
 				t.Errorf(`authsidecar_token_fetches_total{result="success"} = %v, want %v`, v, tc.wantSuccess)
 			}
-			if v := toFloat64(t, m.TokenFetches.WithLabelValues("error")); v != tc.wantError {
+			if v := testutil.ToFloat64(m.TokenFetches.WithLabelValues("error")); v != tc.wantError {
 				t.Errorf(`authsidecar_token_fetches_total{result="error"} = %v, want %v`, v, tc.wantError)
 			}
-			if v := toFloat64(t, m.TokenExpiry); v != tc.wantExpiry {
+			if v := testutil.ToFloat64(m.TokenExpiry); v != tc.wantExpiry {
 				t.Errorf("authsidecar_token_expiry_timestamp_seconds = %v, want %v", v, tc.wantExpiry)
 			}
 			h := gather(t, reg)["authsidecar_token_fetch_duration_seconds"].GetMetric()[0].GetHistogram()
 			if h.GetSampleCount() != tc.wantCount || h.GetSampleSum() != tc.wantSum {
 				t.Errorf("authsidecar_token_fetch_duration_seconds count, sum = %d, %v, want %d, %v", h.GetSampleCount(), h.GetSampleSum(), tc.wantCount, tc.wantSum)
 			}
-			if n := countSeries(m.TokenFetches); n != 2 {
+			if n := testutil.CollectAndCount(m.TokenFetches); n != 2 {
 				t.Errorf("authsidecar_token_fetches_total has %d series, want 2", n)
 			}
 		})
@@ -288,7 +250,7 @@ func TestCounters(t *testing.T) {
 	m.Error("token_unavailable")
 	m.Error("upstream_timeout")
 	m.Error("upstream_timeout")
-	checkExposition(t, reg, `
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_errors_total Error responses made by the sidecar itself, by reason.
 		# TYPE authsidecar_errors_total counter
 		authsidecar_errors_total{reason="token_unavailable"} 1
@@ -303,7 +265,9 @@ func TestCounters(t *testing.T) {
 		# HELP authsidecar_token_forced_refreshes_total Tokens dropped because the upstream rejected them.
 		# TYPE authsidecar_token_forced_refreshes_total counter
 		authsidecar_token_forced_refreshes_total 2
-		`, "authsidecar_errors_total", "authsidecar_replays_total", "authsidecar_token_forced_refreshes_total")
+		`), "authsidecar_errors_total", "authsidecar_replays_total", "authsidecar_token_forced_refreshes_total"); err != nil {
+		t.Errorf("exposition after the counts: %v", err)
+	}
 }
 
 func TestReplayResultsAreTheDocumentedLabels(t *testing.T) {
@@ -348,7 +312,7 @@ func TestInstrumentHandler(t *testing.T) {
 		}
 	}
 	// Paths never become labels, and unknown methods share one value.
-	checkExposition(t, reg, `
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_requests_total Requests from the app answered by the sidecar, by method and status code.
 		# TYPE authsidecar_requests_total counter
 		authsidecar_requests_total{code="200",method="delete"} 1
@@ -356,7 +320,9 @@ func TestInstrumentHandler(t *testing.T) {
 		authsidecar_requests_total{code="200",method="post"} 2
 		authsidecar_requests_total{code="200",method="unknown"} 2
 		authsidecar_requests_total{code="418",method="get"} 1
-		`, "authsidecar_requests_total")
+		`), "authsidecar_requests_total"); err != nil {
+		t.Errorf("exposition after the requests: %v", err)
+	}
 	hist := gather(t, reg)["authsidecar_request_duration_seconds"].GetMetric()
 	if len(hist) != 1 || hist[0].GetHistogram().GetSampleCount() != uint64(len(tests)) {
 		t.Errorf("authsidecar_request_duration_seconds = %v, want one series with %d samples", hist, len(tests))
@@ -402,12 +368,14 @@ func TestInstrumentTransport(t *testing.T) {
 		}
 	}
 	// Failed round trips have no status: they are not counted here.
-	checkExposition(t, reg, `
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_upstream_responses_total Responses received from the upstream, replays included, by status code.
 		# TYPE authsidecar_upstream_responses_total counter
 		authsidecar_upstream_responses_total{code="200"} 2
 		authsidecar_upstream_responses_total{code="503"} 1
-		`, "authsidecar_upstream_responses_total")
+		`), "authsidecar_upstream_responses_total"); err != nil {
+		t.Errorf("exposition after the round trips: %v", err)
+	}
 }
 
 func TestNilMetricsIsSafe(t *testing.T) {
@@ -442,42 +410,6 @@ func TestNilMetricsIsSafe(t *testing.T) {
 	}
 }
 
-// toFloat64 is the value of a collector holding exactly one counter or
-// gauge, like testutil.ToFloat64.
-func toFloat64(t *testing.T, c prometheus.Collector) float64 {
-	t.Helper()
-	ms := collect(c)
-	if len(ms) != 1 {
-		t.Fatalf("collected %d metrics, want 1", len(ms))
-	}
-	var pb dto.Metric
-	if err := ms[0].Write(&pb); err != nil {
-		t.Fatal(err)
-	}
-	switch {
-	case pb.Counter != nil:
-		return pb.Counter.GetValue()
-	case pb.Gauge != nil:
-		return pb.Gauge.GetValue()
-	}
-	t.Fatalf("metric %v is neither a counter nor a gauge", &pb)
-	return 0
-}
-
-// countSeries is how many series c holds, like testutil.CollectAndCount.
-func countSeries(c prometheus.Collector) int { return len(collect(c)) }
-
-func collect(c prometheus.Collector) []prometheus.Metric {
-	ch := make(chan prometheus.Metric, 256)
-	c.Collect(ch)
-	close(ch)
-	var ms []prometheus.Metric
-	for m := range ch {
-		ms = append(ms, m)
-	}
-	return ms
-}
-
 func TestSharedCacheMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
@@ -486,16 +418,17 @@ func TestSharedCacheMetrics(t *testing.T) {
 	m.SharedCacheLookup(shared.ResultHit)
 	m.SharedCacheLookup(shared.ResultFallback)
 	m.SharedCacheLockWait()
-	got := exposition(t, reg, names...)
-	for _, line := range []string{
-		"authsidecar_shared_cache_lock_waits_total 1\n",
-		`authsidecar_shared_cache_lookups_total{result="hit"} 2` + "\n",
-		`authsidecar_shared_cache_lookups_total{result="fallback"} 1` + "\n",
-		`authsidecar_shared_cache_lookups_total{result="miss"} 0` + "\n",
-	} {
-		if !strings.Contains(got, line) {
-			t.Errorf("after lookups, missing %q in:\n%s", line, got)
-		}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+		# HELP authsidecar_shared_cache_lock_waits_total Renewals that waited for another sidecar's fetch, which held the fleet's lock.
+		# TYPE authsidecar_shared_cache_lock_waits_total counter
+		authsidecar_shared_cache_lock_waits_total 1
+		# HELP authsidecar_shared_cache_lookups_total Tokens obtained with the shared cache on, by where they came from: hit (another sidecar fetched it), miss (fetched here for the fleet), fallback (fetched here alone: Redis unusable).
+		# TYPE authsidecar_shared_cache_lookups_total counter
+		authsidecar_shared_cache_lookups_total{result="fallback"} 1
+		authsidecar_shared_cache_lookups_total{result="hit"} 2
+		authsidecar_shared_cache_lookups_total{result="miss"} 0
+		`), names...); err != nil {
+		t.Errorf("after lookups: %v", err)
 	}
 	var nilM *metrics.Metrics
 	nilM.SharedCacheLookup(shared.ResultMiss) // must not panic

@@ -77,9 +77,10 @@ func TestFaultSigtermWith100InFlight(t *testing.T) {
 		t.Errorf("new connections to the proxy are still accepted during the drain")
 	}
 	refused := time.Since(signalled)
-	time.Sleep(time.Second - time.Since(signalled))
-	if code, exited := s.waitExit(0); exited {
-		t.Fatalf("authsidecar exited with %d while %d requests were in flight", code, n)
+	// The upstream finishes answering a second after SIGTERM: the process
+	// waits for it.
+	if code, exited := s.waitExit(time.Until(signalled.Add(time.Second))); exited {
+		t.Fatalf("authsidecar exited with %d %s after SIGTERM while %d requests were in flight", code, time.Since(signalled), n)
 	}
 	g.release()
 	wg.Wait()
@@ -121,8 +122,8 @@ func TestFaultSighupIgnored(t *testing.T) {
 	ok := 0
 	for i := range hups {
 		s.signal(syscall.SIGHUP)
-		time.Sleep(100 * time.Millisecond)
-		if code, exited := s.waitExit(0); exited {
+		// A SIGHUP that is not ignored ends a Go process at once.
+		if code, exited := s.waitExit(100 * time.Millisecond); exited {
 			t.Fatalf("authsidecar exited with %d after SIGHUP #%d", code, i+1)
 		}
 		if r := call(c, http.MethodGet, fmt.Sprintf("%s%s?transaction_id=HUP%d", s.URL, fake.GetStatusPath, i), nil); r.status == http.StatusOK {

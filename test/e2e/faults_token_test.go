@@ -126,7 +126,20 @@ func testTokenFault(t *testing.T, tc tokenFault) {
 	if time.Until(staleAt) < time.Second {
 		t.Fatalf("the held token goes stale in %s, want at least a second of the fault before: the start was too slow", time.Until(staleAt))
 	}
-	time.Sleep(time.Until(staleAt.Add(2500 * time.Millisecond)))
+	// The fault lasts until the sidecar has shown what it does without a
+	// valid token: a request made after the token went stale got 503
+	// token_unavailable and /readyz said 503; a hanging fetch was abandoned.
+	noTokenShown := func() bool {
+		return l.someRequest(func(r timedResult) bool {
+			var e sidecarError
+			return r.start.After(noneAfter) && r.status == http.StatusServiceUnavailable && json.Unmarshal(r.body, &e) == nil && e.Error == "token_unavailable"
+		}) && l.someReadyz(func(r readySample) bool {
+			return r.start.After(noneAfter) && r.status == http.StatusServiceUnavailable
+		}) && (!tc.hangs || abandoned(network.Conns(), faultAt))
+	}
+	if !eventually(time.Until(staleAt.Add(15*time.Second)), noTokenShown) {
+		t.Errorf("15s after the token went stale, no 503 token_unavailable for a request made after it, no /readyz 503, or (for a hanging fault) no fetch abandoned")
+	}
 	healAt := time.Now()
 	atHeal := network.Conns()
 	answers.Clear()
@@ -134,8 +147,9 @@ func testTokenFault(t *testing.T, tc tokenFault) {
 	var recovered time.Time
 	if !eventually(15*time.Second, func() bool { recovered = l.firstOK(healAt); return !recovered.IsZero() }) {
 		t.Errorf("no request succeeded within 15s after the endpoint healed")
+	} else if !eventually(10*time.Second, func() bool { return l.someRequest(func(r timedResult) bool { return r.start.After(recovered) }) }) {
+		t.Errorf("no request made after the recovery at %s finished within 10s", clock(recovered, faultAt))
 	}
-	time.Sleep(300 * time.Millisecond)
 	reqs, readyz := l.stop()
 
 	// Each request is judged by its whole span, so that a slow machine
@@ -259,6 +273,11 @@ type logLine struct {
 	fields map[string]any
 }
 
+// msgForcedRefresh is the message the sidecar logs as it drops a token the
+// upstream rejected (a forced refresh), after it noted the time for
+// FORCED_REFRESH_INTERVAL.
+const msgForcedRefresh = "token rejected by upstream: refreshing"
+
 // logged returns the sidecar's log lines with the message msg.
 func (s *sidecar) logged(msg string) []logLine {
 	var out []logLine
@@ -335,6 +354,17 @@ func checkAbandoned(t *testing.T, conns []fake.ConnRecord, from, heal time.Time)
 		t.Errorf("no fetch was abandoned during the fault")
 	}
 	return fmt.Sprintf("fetches abandoned (%d) after %.2f–%.2fs (TOKEN_TIMEOUT=%s)", n, shortest.Seconds(), longest.Seconds(), faultTokenTimeout)
+}
+
+// abandoned reports whether a connection through the faulty network opened
+// after from has been closed: a fetch that hung was given up.
+func abandoned(conns []fake.ConnRecord, from time.Time) bool {
+	for _, c := range conns {
+		if !c.Opened.Before(from) && !c.Closed.IsZero() {
+			return true
+		}
+	}
+	return false
 }
 
 // firstFailure is when the first request of the fault reached the endpoint
@@ -510,6 +540,30 @@ func (l *load) firstOK(from time.Time) time.Time {
 		}
 	}
 	return first
+}
+
+// someRequest reports whether a finished request of the load matches.
+func (l *load) someRequest(match func(timedResult) bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.reqs {
+		if match(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// someReadyz reports whether a /readyz answer of the load matches.
+func (l *load) someReadyz(match func(readySample) bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.readyz {
+		if match(r) {
+			return true
+		}
+	}
+	return false
 }
 
 // stop ends the load, waits for its requests and returns what it recorded.

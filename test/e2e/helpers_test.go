@@ -134,32 +134,29 @@ type sidecar struct {
 	bodies []sidecarBody       // error bodies it made, as call received them
 }
 
-// errAddrInUse is a start that failed because another process took a port.
-var errAddrInUse = errors.New("address already in use")
-
 // startSidecar starts authsidecar with env (names without the AUTHSIDECAR_
-// prefix) on two free local ports, and waits until it listens on both. It
-// logs at LOG_LEVEL=debug unless env sets another level. The process is
-// killed when the test ends, and what it showed is scanned for secrets (see
-// secrets_test.go). A start that loses a port to another process is retried
-// on new ports.
+// prefix) and waits until it listens. Unless env says otherwise, the proxy
+// and the admin server listen on port 0 of the loopback, and the addresses
+// the kernel chose are read from the "authsidecar started" log line: no port
+// is picked by the test and then lost to another process. It logs at LOG_LEVEL=debug
+// unless env sets another level. The process is killed when the test ends,
+// and what it showed is scanned for secrets (see secrets_test.go).
 func startSidecar(t *testing.T, env map[string]string) *sidecar {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		s, err := tryStart(t, env)
-		if err == nil {
-			return s
-		}
-		if !errors.Is(err, errAddrInUse) || attempt == 5 {
-			t.Fatalf("start authsidecar: %v", err)
-		}
+	s, err := tryStart(t, env)
+	if err != nil {
+		t.Fatalf("start authsidecar: %v", err)
 	}
+	return s
 }
 
+// tryStart is startSidecar returning its error; it may be called from
+// goroutines other than the test's.
 func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 	t.Helper()
-	listen, admin := freeAddr(t), freeAddr(t)
-	full := map[string]string{"LISTEN_ADDR": listen, "ADMIN_ADDR": admin}
+	// Two spellings of the loopback: the configuration refuses an
+	// ADMIN_ADDR equal to LISTEN_ADDR, even with port 0.
+	full := map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "localhost:0"}
 	for k, v := range env {
 		full[k] = v
 	}
@@ -169,9 +166,6 @@ func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 	s := &sidecar{
 		t:      t,
 		out:    &output{},
-		listen: full["LISTEN_ADDR"],
-		URL:    "http://" + full["LISTEN_ADDR"],
-		Admin:  "http://" + full["ADMIN_ADDR"],
 		exited: make(chan struct{}),
 		env:    full,
 	}
@@ -188,26 +182,41 @@ func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 		close(s.exited)
 	}()
 
-	// "authsidecar started" is logged once both ports are held by this
-	// process, so polling a port cannot mistake another process for it.
+	// "authsidecar started" is logged once both listeners are open, with
+	// the addresses they are bound to.
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(s.out.String(), "authsidecar started") {
+	for {
+		if listen, admin, ok := s.startedAddrs(); ok {
+			s.listen, s.URL, s.Admin = listen, "http://"+listen, "http://"+admin
+			break
+		}
 		select {
 		case <-s.exited:
-			if strings.Contains(s.out.String(), "address already in use") {
-				return nil, errAddrInUse
-			}
 			return nil, fmt.Errorf("exited with %v before listening:\n%s", s.state, s.out)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			s.kill()
-			return nil, fmt.Errorf("not started after 20s:\n%s", s.out)
+			return nil, fmt.Errorf("no \"authsidecar started\" log line with its addresses after 20s:\n%s", s.out)
 		}
 	}
 	running.Store(s.listen, s)
 	t.Cleanup(s.cleanup)
 	return s, nil
+}
+
+// startedAddrs returns the proxy's and the admin server's addresses from
+// the "authsidecar started" log line, once it has been written in full.
+func (s *sidecar) startedAddrs() (listen, admin string, ok bool) {
+	for _, l := range s.logLines() {
+		if l["msg"] != "authsidecar started" {
+			continue
+		}
+		listen, _ = l["listen"].(string)
+		admin, _ = l["admin"].(string)
+		return listen, admin, listen != "" && admin != ""
+	}
+	return "", "", false
 }
 
 // environ turns variables named without the prefix into a process
@@ -355,8 +364,10 @@ func metric(exposition, series string) (float64, bool) {
 	return sum, found
 }
 
-// freeAddr returns a local address no one listened on a moment ago.
-func freeAddr(t *testing.T) string {
+// unusedAddr returns a local address no one listened on a moment ago, for
+// a dependency that must be unreachable. Never give it to a sidecar to
+// listen on: another process may take it meanwhile.
+func unusedAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -366,9 +377,26 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// eventually polls cond every 20ms until it holds or d has passed.
+// heldAddr returns the address of a local listener that stays open until
+// the test ends and never accepts: a sidecar given it cannot listen there
+// ("address already in use"), so a process that must not listen at all can
+// be checked without a port that another process might take meanwhile.
+func heldAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
+// eventually polls cond every 20ms until it holds or d has passed, and
+// reports whether it held.
 func eventually(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if cond() {
 			return true
@@ -376,8 +404,41 @@ func eventually(d time.Duration, cond func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
+}
+
+// waitUntil polls cond until it holds, and fails the test with the message
+// (format and args) if it does not within d: what a test waits for must
+// happen, or the test is not testing what it says.
+func waitUntil(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	if !eventually(d, cond) {
+		t.Fatalf("%s (waited %s)", fmt.Sprintf(format, args...), d)
+	}
+}
+
+// handlersRunning counts the sidecar's goroutines serving a request, from
+// its goroutine profile (the sidecar must run with PPROF=true); the request
+// for the profile itself is left out. While the token is held back, every
+// request the app sent that the sidecar has read is one of them.
+func (s *sidecar) handlersRunning() int {
+	resp, err := http.Get(s.Admin + "/debug/pprof/goroutine?debug=2")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return -1
+	}
+	n := 0
+	for _, g := range strings.Split(string(b), "\n\n") {
+		if strings.Contains(g, "net/http.serverHandler.ServeHTTP") && !strings.Contains(g, "net/http/pprof.") {
+			n++
+		}
+	}
+	return n
 }
 
 // newClient returns an HTTP client of its own for the app, closed when the

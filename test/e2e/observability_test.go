@@ -76,9 +76,15 @@ func testSecretsNeverLeak(t *testing.T, secret string) {
 	// sidecar answers 503 itself, quoting the provider's (echoing) message.
 	echo.Store(true)
 	p.RevokeAll()
-	// Let FORCED_REFRESH_INTERVAL (1ms) pass since the last forced refresh:
-	// within it the sidecar rightly refuses to drop the new token again.
-	time.Sleep(20 * time.Millisecond)
+	// Let FORCED_REFRESH_INTERVAL (1ms) pass since the last forced refresh,
+	// as logged: within it the sidecar rightly refuses to drop the new token
+	// again.
+	forced := s.logged(msgForcedRefresh)
+	if len(forced) == 0 {
+		t.Fatalf("no %q logged after the replay", msgForcedRefresh)
+	}
+	lastForced := forced[len(forced)-1].at
+	waitUntil(t, time.Second, func() bool { return time.Since(lastForced) > time.Millisecond }, "FORCED_REFRESH_INTERVAL since the last forced refresh")
 	send(http.MethodPost, fake.ProcessPaymentPath, payment("PAY3"), http.StatusUnauthorized)
 	r := send(http.MethodGet, fake.GetStatusPath+"?transaction_id=TXN3", nil, http.StatusServiceUnavailable)
 	if !strings.Contains(string(r.body), "Invalid credentials") {

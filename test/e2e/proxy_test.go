@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 type gate struct {
 	open chan struct{}
 	once sync.Once
+	held atomic.Int64 // token requests that arrived at holdTokens
 }
 
 func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
@@ -31,6 +33,7 @@ func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
 func (g *gate) holdTokens(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == fake.AuthenticatePath {
+			g.held.Add(1)
 			select {
 			case <-g.open:
 			case <-r.Context().Done():
@@ -100,7 +103,9 @@ func TestReadyzWaitsForTheFirstToken(t *testing.T) {
 	t.Cleanup(g.release)
 	s := startSidecar(t, tezPayEnv(srv.URL, "TOKEN_TIMEOUT", "60s"))
 
-	// The process is up, but the token endpoint has not answered yet.
+	// The process is up, its first fetch has reached the token endpoint,
+	// which has not answered yet.
+	waitUntil(t, 10*time.Second, func() bool { return g.held.Load() > 0 }, "the first token request did not reach the provider")
 	for range 5 {
 		if got := s.adminStatus("/healthz"); got != http.StatusOK {
 			t.Errorf("/healthz before the first token = %d, want 200", got)
@@ -108,7 +113,6 @@ func TestReadyzWaitsForTheFirstToken(t *testing.T) {
 		if got := s.adminStatus("/readyz"); got != http.StatusServiceUnavailable {
 			t.Fatalf("/readyz before the first token = %d, want 503", got)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	if n := p.Fetches(); n != 0 {
 		t.Fatalf("token fetches before release = %d, want 0", n)
@@ -217,7 +221,7 @@ func TestConcurrentStartMakesOneFetch(t *testing.T) {
 	g := &gate{open: make(chan struct{})}
 	p, srv := newTezPay(t, 0, g.holdTokens)
 	t.Cleanup(g.release)
-	s := startSidecar(t, tezPayEnv(srv.URL))
+	s := startSidecar(t, tezPayEnv(srv.URL, "PPROF", "true")) // for handlersRunning
 	c := newClient(t)
 
 	const n = 64
@@ -229,7 +233,10 @@ func TestConcurrentStartMakesOneFetch(t *testing.T) {
 		})
 	}
 	// Every request reaches the sidecar while its first fetch is held.
-	time.Sleep(300 * time.Millisecond)
+	in := 0
+	if !eventually(10*time.Second, func() bool { in = s.handlersRunning(); return in >= n }) {
+		t.Fatalf("%d of %d requests in the sidecar after 10s while its first fetch is held", in, n)
+	}
 	if got := s.adminStatus("/readyz"); got != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while the first fetch is held = %d, want 503", got)
 	}

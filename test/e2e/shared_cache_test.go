@@ -31,13 +31,7 @@ func startFleet(t *testing.T, n int, env map[string]string) []*sidecar {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range fleet {
-		wg.Go(func() {
-			for range 5 { // a port taken by another process: start again on new ones
-				if fleet[i], errs[i] = tryStart(t, env); errs[i] != errAddrInUse {
-					return
-				}
-			}
-		})
+		wg.Go(func() { fleet[i], errs[i] = tryStart(t, env) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -123,8 +117,8 @@ func TestSharedCacheFleet(t *testing.T) {
 	checkRedisHoldsNoSecret(t, rs, p)
 
 	// 2. The provider revokes the token; every sidecar meets a 401, replays:
-	// one more fetch for the fleet.
-	time.Sleep(600 * time.Millisecond) // past FORCED_REFRESH_INTERVAL
+	// one more fetch for the fleet. (No refresh was forced yet, so
+	// FORCED_REFRESH_INTERVAL does not hold one back.)
 	p.RevokeAll()
 	payAll(t, c, fleet, "REVOKED")
 	if n := p.Fetches(); n != 2 {
@@ -135,32 +129,68 @@ func TestSharedCacheFleet(t *testing.T) {
 	// again: every sidecar fetches alone, and no request fails.
 	var failed atomic.Int64
 	var failures sync.Map
+	answered := make([]atomic.Int64, len(fleet)) // load requests each sidecar answered
+	// each waits until every sidecar has answered k more load requests.
+	each := func(k int64, when string) {
+		t.Helper()
+		base := make([]int64, len(fleet))
+		for i := range answered {
+			base[i] = answered[i].Load()
+		}
+		if !eventually(10*time.Second, func() bool {
+			for i := range answered {
+				if answered[i].Load()-base[i] < k {
+					return false
+				}
+			}
+			return true
+		}) {
+			t.Errorf("%s: not every sidecar answered %d load requests within 10s", when, k)
+		}
+	}
 	stop := make(chan struct{})
 	var load sync.WaitGroup
 	for i, s := range fleet {
 		load.Go(func() {
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
 					return
-				case <-time.After(50 * time.Millisecond):
+				case <-tick.C:
 				}
 				if r := call(c, http.MethodPost, s.URL+fake.ProcessPaymentPath, payment(fmt.Sprintf("LOAD-%d-%d", i, n))); r.status != http.StatusOK {
 					failed.Add(1)
 					failures.Store(fmt.Sprintf("sidecar %d request %d", i, n), r.String())
 				}
+				answered[i].Add(1)
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	each(1, "load with Redis up")
 	rs.Kill()
-	time.Sleep(300 * time.Millisecond)
+	// Each sidecar's last forced refresh (phase 2) must be older than
+	// FORCED_REFRESH_INTERVAL (500ms), or the revocation below would find
+	// it rate-limited.
+	lastForced := time.Time{}
+	for i, s := range fleet {
+		forced := s.logged(msgForcedRefresh)
+		if len(forced) == 0 {
+			t.Fatalf("sidecar %d logged no %q after the revocation", i, msgForcedRefresh)
+		}
+		if at := forced[len(forced)-1].at; at.After(lastForced) {
+			lastForced = at
+		}
+	}
+	waitUntil(t, 5*time.Second, func() bool { return time.Since(lastForced) > 500*time.Millisecond },
+		"FORCED_REFRESH_INTERVAL since the last forced refresh")
 	before := p.Fetches()
 	p.RevokeAll()
 	if !eventually(10*time.Second, func() bool { return p.Fetches()-before >= fleetSize }) {
 		t.Errorf("Redis down: %d fetches after the revocation, want %d: each sidecar alone", p.Fetches()-before, fleetSize)
 	}
-	time.Sleep(300 * time.Millisecond)
+	each(2, "load after the fetches with Redis down") // the second began after the fetches
 	close(stop)
 	load.Wait()
 	if n := failed.Load(); n > 0 {
@@ -183,9 +213,11 @@ func TestSharedCacheFleet(t *testing.T) {
 	if err := rs.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	// After repeated failed dials go-redis stops dialling and probes every
-	// second: within two seconds every sidecar's client has found Redis.
-	time.Sleep(2500 * time.Millisecond)
+	// Restart returns once Redis answers, and each sidecar's client dials
+	// it at its next command: nothing to wait for. (go-redis stops dialling
+	// and probes every second only after PoolSize (4) failed dials; each
+	// sidecar made 2 above, one command and its retry. A client that had
+	// stopped would fetch alone, and the count below would show it.)
 	before = p.Fetches()
 	p.RevokeAll()
 	payAll(t, c, fleet, "BACK")
@@ -231,7 +263,7 @@ func checkRedisHoldsNoSecret(t *testing.T, rs *redistest.Server, p *fake.TezPay)
 func TestSharedCacheUnreachableAtStart(t *testing.T) {
 	p, srv := newTezPay(t, time.Hour, nil)
 	s := startSidecar(t, tezPayEnv(srv.URL,
-		"SHARED_CACHE", "redis://"+freeAddr(t),
+		"SHARED_CACHE", "redis://"+unusedAddr(t),
 		"SHARED_CACHE_KEY_FILE", writeFleetKey(t),
 	))
 	s.waitReady(10 * time.Second)
@@ -309,9 +341,11 @@ func TestSharedCacheRenewalRounds(t *testing.T) {
 	))
 	c := newClient(t)
 	start := p.Fetches()
+	tick := time.NewTicker(250 * time.Millisecond) // a payment round at a steady pace
+	defer tick.Stop()
 	for i := 0; time.Duration(i)*250*time.Millisecond < run; i++ {
 		payAll(t, c, fleet, fmt.Sprintf("ROUND-%d", i))
-		time.Sleep(250 * time.Millisecond)
+		<-tick.C
 	}
 	// Renewal at 80% of 5s, so about 3 rounds in 12s: one fetch each, and
 	// at worst one more when two timers fire together.

@@ -297,23 +297,27 @@ func TestRegisteredHandoffUnderRenewal(t *testing.T) {
 	var wg sync.WaitGroup
 	for range sdks {
 		wg.Go(func() {
+			tick := time.NewTicker(10 * time.Millisecond) // a steady pace
+			defer tick.Stop()
 			for time.Now().Before(end) {
 				r := call(c, http.MethodPost, s.URL+"/auth", sdkRequest)
 				h := handoutAt{at: time.Now(), r: r}
 				mu.Lock()
 				handouts = append(handouts, h)
 				mu.Unlock()
-				time.Sleep(10 * time.Millisecond)
+				<-tick.C
 			}
 		})
 	}
 	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
 		for i := 0; time.Now().Before(end); i++ {
 			r := call(c, http.MethodPost, fmt.Sprintf("%s/api/pay?i=%d", s.URL, i), []byte(`{"amount":1}`))
 			mu.Lock()
 			proxied = append(proxied, r)
 			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
+			<-tick.C
 		}
 	})
 	wg.Wait()
@@ -839,7 +843,7 @@ func TestSourceConfigErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{"LISTEN_ADDR": freeAddr(t), "ADMIN_ADDR": freeAddr(t)}
+			env := map[string]string{"LISTEN_ADDR": heldAddr(t), "ADMIN_ADDR": heldAddr(t)}
 			for k, v := range tc.env {
 				if v != "" {
 					env[k] = v
@@ -881,7 +885,7 @@ func TestSourceConfigErrors(t *testing.T) {
 					t.Errorf("stderr holds the key's %s", what)
 				}
 			}
-			if strings.Contains(stderr, "authsidecar started") {
+			if strings.Contains(stderr, "authsidecar started") || strings.Contains(stderr, "address already in use") {
 				t.Errorf("authsidecar listened despite the invalid configuration")
 			}
 			if t.Failed() {
