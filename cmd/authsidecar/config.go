@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -187,7 +188,7 @@ func (c *Config) check() []error {
 	p.url("UPSTREAM_URL", c.UpstreamURL)
 	p.addr("LISTEN_ADDR", c.ListenAddr)
 	p.addr("ADMIN_ADDR", c.AdminAddr)
-	if c.ListenAddr == c.AdminAddr {
+	if _, port, _ := net.SplitHostPort(c.ListenAddr); c.ListenAddr == c.AdminAddr && port != "0" {
 		p.add("ADMIN_ADDR", "must differ from %sLISTEN_ADDR", envPrefix)
 	}
 	source, sourceOK := c.checkSource(&p)
