@@ -38,9 +38,12 @@ type CacheOptions struct {
 	// token is held, when requests are failing: a healed provider is found
 	// within seconds, not half a minute. Zero means 5s.
 	MaxBackoffNoToken time.Duration
-	// ForcedRefreshInterval is the least time between two refreshes forced by
-	// Invalidate, so that an upstream rejecting every token cannot cause a
-	// storm of fetches. Zero means 10s.
+	// ForcedRefreshInterval caps the wait between two refreshes forced by
+	// Invalidate of tokens the upstream never accepted (see Accepted), so that
+	// an upstream rejecting every token cannot cause a storm of fetches: the
+	// first such refresh is made at once, then the least wait doubles from 1s
+	// up to ForcedRefreshInterval. A token the upstream accepted at least once
+	// is refreshed at once when it is rejected (it was revoked). Zero means 10s.
 	ForcedRefreshInterval time.Duration
 	// MinRenewInterval is the least time from one successful fetch's start to
 	// the next fetch, except one forced by Invalidate or Changed: a provider
@@ -61,6 +64,10 @@ type CacheOptions struct {
 // maxRetryAfter caps how long a provider's Retry-After may delay a fetch.
 const maxRetryAfter = 10 * time.Minute
 
+// forcedRefreshBase is the least wait between the first two refreshes forced
+// by tokens the upstream never accepted; it doubles with each one after.
+const forcedRefreshBase = time.Second
+
 // Cache holds the current token of a Source and renews it in the background
 // (see Run). It is safe for concurrent use: Token costs an atomic load while a
 // valid token is held, and however many callers wait, one fetch is made.
@@ -77,14 +84,16 @@ type Cache struct {
 	nextAttempt      time.Time
 	lastForced       time.Time
 	lastSharedForced time.Time // last drop let through the rate limit for a shared token
+	unaccepted       int       // forced refreshes in a row of tokens never accepted
 	forced           bool      // Invalidate asked for a fetch not yet started
 }
 
 // entry is a held token and the moment it stops being handed out: a little
 // before its expiry, so that it cannot expire in flight.
 type entry struct {
-	tok     *Token
-	staleAt time.Time
+	tok      *Token
+	staleAt  time.Time
+	accepted atomic.Bool // the upstream accepted tok at least once
 }
 
 // NewCache returns a Cache over src. Nothing is fetched until Run is called.
@@ -191,12 +200,27 @@ func (c *Cache) noToken(cause error) error {
 	return fmt.Errorf("%w: %w", ErrNoToken, cause)
 }
 
+// Accepted reports that the upstream accepted tok: if tok is still the current
+// token, a later rejection of it is taken for a revocation and refreshed at
+// once (see Invalidate). It is meant for every answer the upstream did not
+// reject, and costs two atomic loads, and one store the first time.
+func (c *Cache) Accepted(tok *Token) {
+	if e := c.cur.Load(); e != nil && e.tok == tok && !e.accepted.Load() {
+		e.accepted.Store(true)
+	}
+}
+
 // Invalidate reports that the upstream rejected tok. If tok is still the
-// current token it is dropped and a fetch starts, unless a forced refresh
-// happened less than ForcedRefreshInterval ago — then only a token that a
-// Rejecter source says is Shared is dropped, once per interval. A source that
-// is a Rejecter is told of every drop. It returns whether a call to
-// Token may now yield a different token, that is whether a replay is worth it.
+// current token it is dropped and a fetch starts at once when the upstream
+// had accepted it (see Accepted): it was revoked. A token never accepted may
+// be one an upstream rejects whatever it is given, so its drops are spaced:
+// the first is made at once, then each waits twice as long as the one before
+// since the last forced refresh, from 1s up to ForcedRefreshInterval; a token
+// that a Rejecter source says is Shared (another process fetched it, and it
+// may have been accepted there) is let through that wait once per
+// ForcedRefreshInterval. A source that is a Rejecter is told of every drop. It
+// returns whether a call to Token may now yield a different token, that is
+// whether a replay is worth it.
 func (c *Cache) Invalidate(tok *Token) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -205,7 +229,13 @@ func (c *Cache) Invalidate(tok *Token) bool {
 		return true // already replaced, or being replaced
 	}
 	now := c.opts.Clock.Now()
-	if within(c.lastForced, now, c.opts.ForcedRefreshInterval) {
+	accepted := e.accepted.Load()
+	switch {
+	case accepted:
+		c.unaccepted = 0
+	case !within(c.lastForced, now, c.forcedWait()):
+		c.unaccepted++
+	default:
 		r, ok := c.src.(Rejecter)
 		if !ok || !r.Shared(tok) || within(c.lastSharedForced, now, c.opts.ForcedRefreshInterval) {
 			return false
@@ -219,11 +249,26 @@ func (c *Cache) Invalidate(tok *Token) bool {
 		r.Rejected(tok)
 	}
 	c.opts.Observer.TokenForcedRefresh()
-	c.opts.Logger.Info("token rejected by upstream: refreshing", "token", tok)
+	c.opts.Logger.Info("token rejected by upstream: refreshing", "token", tok, "accepted_before", accepted)
 	if !c.fetching {
 		c.kickLocked()
 	}
 	return true
+}
+
+// forcedWait is the least time from the last forced refresh to the next one
+// for a token never accepted: none after a token that was, then 1s doubled
+// for each forced refresh in a row of tokens never accepted, up to
+// ForcedRefreshInterval.
+func (c *Cache) forcedWait() time.Duration {
+	if c.unaccepted == 0 {
+		return 0
+	}
+	d := forcedRefreshBase
+	for i := 1; i < c.unaccepted && d < c.opts.ForcedRefreshInterval; i++ {
+		d *= 2
+	}
+	return min(d, c.opts.ForcedRefreshInterval)
 }
 
 // kickLocked wakes the renewal goroutine for an immediate fetch.
@@ -342,6 +387,9 @@ func (c *Cache) publish(tok *Token, err error, wait time.Duration) {
 	defer c.mu.Unlock()
 	c.fetching = false
 	if tok != nil {
+		if old := c.cur.Load(); old != nil && old.accepted.Load() {
+			c.unaccepted = 0 // the upstream accepts tokens again
+		}
 		c.cur.Store(&entry{tok: tok, staleAt: staleAt(tok, now)})
 		c.lastErr = nil
 	} else {

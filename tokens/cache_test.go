@@ -419,6 +419,7 @@ func TestCacheRecoversFromOutage(t *testing.T) {
 		{"empty 200", func(*endpoint) answer { return reply(200, ``) }, "malformed token response"},
 		{"no token", func(*endpoint) answer { return reply(200, `{"expires_in":3600}`) }, `no "access_token"`},
 		{"expired on arrival", func(*endpoint) answer { return reply(200, `{"access_token":"`+expired+`"}`) }, "expired"},
+		{"JWT expired, expires_in ahead", func(*endpoint) answer { return reply(200, `{"access_token":"`+expired+`","expires_in":3600}`) }, "expired"},
 		{"hanging endpoint", (*endpoint).hang, "context deadline exceeded"},
 	}
 	for _, tc := range tests {
@@ -823,49 +824,10 @@ func TestCacheInvalidateConcurrent(t *testing.T) {
 	}
 }
 
-// TestCacheForcedRefreshInterval: a second forced refresh closer than
-// ForcedRefreshInterval to the first is refused, and the token kept.
-func TestCacheForcedRefreshInterval(t *testing.T) {
-	tests := []struct {
-		name     string
-		interval time.Duration
-		want     time.Duration
-	}{
-		{"default 10s", 0, 10 * time.Second},
-		{"1 minute", time.Minute, time.Minute},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(tezpayEpoch)
-			src := &fakeSource{clk: clk, answer: issue(time.Hour)}
-			c := NewCache(src, CacheOptions{Clock: clk, ForcedRefreshInterval: tc.interval})
-			run(t, c)
-			if !c.Invalidate(mustToken(t, c)) {
-				t.Fatalf("first Invalidate() = false, want true")
-			}
-			second := mustToken(t, c)
-			clk.BlockUntil(t, 1)
-			clk.Advance(tc.want - time.Millisecond)
-			if c.Invalidate(second) {
-				t.Errorf("Invalidate() %v after a forced refresh = true, want false", tc.want-time.Millisecond)
-			}
-			if got := mustToken(t, c); got != second {
-				t.Errorf("Token() after a refused Invalidate = %q, want %q", got.Value, second.Value)
-			}
-			clk.Advance(time.Millisecond)
-			if !c.Invalidate(second) {
-				t.Errorf("Invalidate() %v after a forced refresh = false, want true", tc.want)
-			}
-			if got := mustToken(t, c); got.Value != "tok-3" {
-				t.Errorf("Token() = %q, want %q", got.Value, "tok-3")
-			}
-		})
-	}
-}
-
 // TestCacheRejectingUpstreamNoStorm: an upstream that rejects every token
-// with 401, one request every 100ms for a minute, gets one forced refresh
-// every ForcedRefreshInterval, not one per request.
+// with 401, one request every 100ms for a minute, gets forced refreshes 1s,
+// 2s, 4s and 8s apart, then one every ForcedRefreshInterval (at 0, 1, 3, 7,
+// 15, 25, 35, 45 and 55s), not one per request.
 func TestCacheRejectingUpstreamNoStorm(t *testing.T) {
 	clk := newFakeClock(tezpayEpoch)
 	obs := &observer{}
@@ -883,8 +845,8 @@ func TestCacheRejectingUpstreamNoStorm(t *testing.T) {
 		}
 		clk.Advance(100 * time.Millisecond)
 	}
-	if n, f := src.count(), obs.forcedRefreshes(); n != 7 || f != 6 || replays != 6 {
-		t.Errorf("a minute of 401s: %d fetches, %d forced refreshes, %d replays; want 7, 6, 6", n, f, replays)
+	if n, f := src.count(), obs.forcedRefreshes(); n != 10 || f != 9 || replays != 9 {
+		t.Errorf("a minute of 401s: %d fetches, %d forced refreshes, %d replays; want 10, 9, 9", n, f, replays)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -47,22 +48,58 @@ func (e *RetrieveError) Error() string {
 // maxDescription bounds how much of a provider's message is kept.
 const maxDescription = 256
 
+// maxEchoed bounds how much of a single value taken from a provider's answer
+// (an expires_in, a merchant id) an error quotes: such a value may be huge,
+// or be a credential in the wrong field.
+const maxEchoed = 64
+
 // cleanDescription trims a provider's message to a loggable size and removes
 // any of the given secrets the provider may have echoed back.
 func cleanDescription(s string, secrets ...string) string {
+	return clean(s, maxDescription, secrets)
+}
+
+// echo returns v, a value taken from a provider's answer, quoted for an
+// error: cleaned as a provider's message is, and cut to maxEchoed bytes.
+func echo(v string, secrets ...string) string {
+	return strconv.Quote(clean(v, maxEchoed, secrets))
+}
+
+// clean makes text that came from a provider fit for an error or a log: valid
+// UTF-8, without any of the given secrets in any form the provider may echo
+// them, trimmed, and cut to at most max bytes (and a "…").
+func clean(s string, max int, secrets []string) string {
 	s = strings.ToValidUTF8(s, "") // first, so that no secret is joined up afterwards
 	for _, form := range secretForms(secrets) {
 		s = strings.ReplaceAll(s, form, "[redacted]")
 	}
 	s = strings.TrimSpace(s)
-	if len(s) > maxDescription {
-		cut := maxDescription
+	if len(s) > max {
+		cut := max
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
 		s = s[:cut] + "…"
 	}
 	return s
+}
+
+// requestError is a failed request to a provider: its message, which may
+// quote what the provider sent (net/http quotes a malformed status line), is
+// cleaned and cut to maxDescription, while errors.Is and errors.As still see
+// the cause (a context's deadline, a *url.Error).
+type requestError struct {
+	msg string
+	err error
+}
+
+func (e *requestError) Error() string { return e.msg }
+func (e *requestError) Unwrap() error { return e.err }
+
+// newRequestError returns err under prefix ("tokens: token request"), its
+// message cleaned of secrets and cut short.
+func newRequestError(prefix string, err error, secrets ...string) error {
+	return &requestError{msg: prefix + ": " + clean(err.Error(), maxDescription, secrets), err: err}
 }
 
 // secretForms lists every way a provider may echo the given secrets back: as

@@ -26,16 +26,19 @@ func jwtExpiry(value string) (time.Time, bool) {
 	return exp.Time, true
 }
 
-// expiryOf picks a token's expiry: the one the provider gave, or the JWT's
-// exp when that is earlier but still ahead (exp is in whole seconds, and may
-// fall up to a second before now+expires_in; an exp already past says the
-// clocks disagree, and is ignored); else the JWT's exp; else now plus
-// defaultTTL (DefaultTTL if zero).
+// expiryOf picks a token's expiry: the one the provider gave (expires_in,
+// or an absolute expiry) or the JWT's exp, whichever is earlier, when both
+// are there — even an exp already past, so that a token the JWT says has
+// expired is refused, not sent until the upstream rejects it; else the one
+// there is; else now plus defaultTTL (DefaultTTL if zero).
 func expiryOf(value string, given, now time.Time, defaultTTL time.Duration) time.Time {
 	exp, isJWT := jwtExpiry(value)
 	switch {
-	case !given.IsZero() && isJWT && exp.Before(given) && exp.After(now):
-		return exp
+	case !given.IsZero() && isJWT:
+		if exp.Before(given) {
+			return exp
+		}
+		return given
 	case !given.IsZero():
 		return given
 	case isJWT:

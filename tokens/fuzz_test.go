@@ -47,6 +47,11 @@ func FuzzParseJSONToken(f *testing.F) {
 			if !strings.HasPrefix(err.Error(), "tokens: ") {
 				t.Errorf("parseJSONToken() error = %q, want a tokens: error", err)
 			}
+			// The answer is quoted cut short: only the configured paths
+			// (quoted, so up to 6 bytes a byte) may make an error long.
+			if n, limit := len(err.Error()), maxErrorLen+6*(len(tokenField)+len(expiresInField)+len(expiresAtField)); n > limit {
+				t.Errorf("parseJSONToken() error is %d bytes, want at most %d: %.200q", n, limit, err)
+			}
 			return
 		}
 		if tok == nil || strings.TrimSpace(tok.Value) == "" {

@@ -81,7 +81,7 @@ func (s *jsonSource) Token(ctx context.Context) (*Token, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.c.Client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("tokens: token request: %w", err)
+		return nil, newRequestError("tokens: token request", err, secret)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
@@ -91,7 +91,7 @@ func (s *jsonSource) Token(ctx context.Context) (*Token, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, refusal(resp, raw, secret)
 	}
-	return parseJSONFields(raw, jsonFields{s.c.TokenField, s.c.ExpiresInField, s.c.ExpiresAtField}, s.c.Clock.Now(), s.c.DefaultTTL)
+	return parseJSONFields(raw, jsonFields{s.c.TokenField, s.c.ExpiresInField, s.c.ExpiresAtField}, s.c.Clock.Now(), s.c.DefaultTTL, secret)
 }
 
 // jsonFields are the dotted paths read from a token endpoint's answer.
@@ -104,8 +104,9 @@ func parseJSONToken(raw []byte, tokenField, expiresInField string, now time.Time
 }
 
 // parseJSONFields reads a token and its expiry from a token endpoint's JSON
-// answer.
-func parseJSONFields(raw []byte, f jsonFields, now time.Time, defaultTTL time.Duration) (*Token, error) {
+// answer. Its errors quote no more than a few characters of the answer,
+// never the token nor any of secrets.
+func parseJSONFields(raw []byte, f jsonFields, now time.Time, defaultTTL time.Duration, secrets ...string) (*Token, error) {
 	tokenField, expiresInField := f.token, f.expiresIn
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -129,7 +130,7 @@ func parseJSONFields(raw []byte, f jsonFields, now time.Time, defaultTTL time.Du
 		}
 	}
 	if v := lookup(doc, expiresInField); v != nil && given.IsZero() {
-		secs, err := seconds(v)
+		secs, err := seconds(v, append(secrets, value)...)
 		if err != nil {
 			return nil, fmt.Errorf("tokens: token response %q: %w", expiresInField, err)
 		}
@@ -151,8 +152,9 @@ func lookup(doc any, path string) any {
 }
 
 // seconds reads a positive lifetime in seconds, given as a JSON number or a
-// numeric string.
-func seconds(v any) (time.Duration, error) {
+// numeric string. An error quotes the value only if it looks like a number
+// (a token in the wrong field does not), cleaned of secrets and cut short.
+func seconds(v any, secrets ...string) (time.Duration, error) {
 	var s string
 	switch v := v.(type) {
 	case json.Number:
@@ -168,7 +170,10 @@ func seconds(v any) (time.Duration, error) {
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 	if err != nil || !(f > 0 && f <= 10*365*24*3600) { // also refuses NaN
-		return 0, fmt.Errorf("not a positive number of seconds: %q", s)
+		if strings.Trim(s, "0123456789+-.eE \t") != "" {
+			return 0, fmt.Errorf("not a number of seconds (a string of %d bytes)", len(s))
+		}
+		return 0, fmt.Errorf("not a positive number of seconds: %s", echo(s, secrets...))
 	}
 	return time.Duration(f * float64(time.Second)), nil
 }

@@ -198,6 +198,7 @@ func TestJSONSourceExpiry(t *testing.T) {
 	jwtExp := tezpayEpoch.Add(3 * time.Hour)
 	withExp := signJWT(jwt.MapClaims{"sub": "merchant", "exp": jwtExp.Unix()})
 	withoutExp := signJWT(jwt.MapClaims{"sub": "merchant"})
+	pastExp := signJWT(jwt.MapClaims{"sub": "merchant", "exp": tezpayEpoch.Add(-time.Second).Unix()})
 	tests := []struct {
 		name                  string
 		tokenField, expiresIn string
@@ -211,7 +212,10 @@ func TestJSONSourceExpiry(t *testing.T) {
 		{name: "expires_in fraction", body: `{"access_token":"opaque","expires_in":1.5}`, wantValue: "opaque", wantLife: 1500 * time.Millisecond},
 		{name: "dotted paths", tokenField: "data.token", expiresIn: "data.ttl", body: `{"status":"ok","data":{"token":"nested","ttl":"600"}}`, wantValue: "nested", wantLife: 10 * time.Minute},
 		{name: "JWT exp without expires_in", body: `{"access_token":"` + withExp + `"}`, wantValue: withExp, wantLife: 3 * time.Hour},
-		{name: "expires_in wins over JWT exp", body: `{"access_token":"` + withExp + `","expires_in":60}`, wantValue: withExp, wantLife: time.Minute},
+		{name: "expires_in wins over a later JWT exp", body: `{"access_token":"` + withExp + `","expires_in":60}`, wantValue: withExp, wantLife: time.Minute},
+		{name: "JWT exp wins over a later expires_in", body: `{"access_token":"` + withExp + `","expires_in":43200}`, wantValue: withExp, wantLife: 3 * time.Hour},
+		{name: "JWT exp already past wins over expires_in", body: `{"access_token":"` + pastExp + `","expires_in":43200}`, wantValue: pastExp, wantLife: -time.Second},
+		{name: "TezPay's sample: expires_in 43200, exp 24h after iat", body: `{"access_token":"` + tezpayExampleToken + `","expires_in":43200}`, wantValue: tezpayExampleToken, wantLife: 12 * time.Hour},
 		{name: "expires_in null", body: `{"access_token":"` + withExp + `","expires_in":null}`, wantValue: withExp, wantLife: 3 * time.Hour},
 		{name: "opaque token, configured DefaultTTL", defaultTTL: 5 * time.Minute, body: `{"access_token":"opaque"}`, wantValue: "opaque", wantLife: 5 * time.Minute},
 		{name: "opaque token, default DefaultTTL", body: `{"access_token":"opaque"}`, wantValue: "opaque", wantLife: 15 * time.Minute},

@@ -254,7 +254,13 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 			}
 			return nil, e
 		}
-		return nil, fmt.Errorf("tokens: token request: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) || ctx.Err() != nil {
+			return nil, newRequestError("tokens: token request", err, secrets...)
+		}
+		// x/oauth2 could not read the answer, and its message may quote it
+		// (an expires_in that is not a number, in full).
+		return nil, fmt.Errorf("tokens: token request: %s", clean(err.Error(), maxEchoed, secrets))
 	}
 	if strings.TrimSpace(t.AccessToken) == "" {
 		return nil, errNoValue

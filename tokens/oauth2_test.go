@@ -148,6 +148,7 @@ func countBasic(reqs []seen) int {
 func TestOAuth2SourceExpiry(t *testing.T) {
 	jwtExp := tezpayEpoch.Add(3 * time.Hour)
 	withExp := signJWT(jwt.MapClaims{"partner_id": "p1", "exp": jwtExp.Unix()})
+	pastExp := signJWT(jwt.MapClaims{"partner_id": "p1", "exp": tezpayEpoch.Add(-time.Second).Unix()})
 	tests := []struct {
 		name       string
 		body       string
@@ -158,6 +159,8 @@ func TestOAuth2SourceExpiry(t *testing.T) {
 		// with time.Now instead, so this fails with a fake clock.
 		{name: "expires_in", body: oauthOK, wantLife: time.Hour},
 		{name: "JWT exp without expires_in", body: `{"access_token":"` + withExp + `","token_type":"bearer"}`, wantLife: 3 * time.Hour},
+		{name: "JWT exp earlier than expires_in", body: `{"access_token":"` + withExp + `","token_type":"bearer","expires_in":43200}`, wantLife: 3 * time.Hour},
+		{name: "JWT exp already past, expires_in ahead", body: `{"access_token":"` + pastExp + `","token_type":"bearer","expires_in":43200}`, wantLife: -time.Second},
 		{name: "opaque, configured DefaultTTL", body: `{"access_token":"opaque","token_type":"bearer"}`, defaultTTL: 5 * time.Minute, wantLife: 5 * time.Minute},
 		{name: "opaque, default DefaultTTL", body: `{"access_token":"opaque","token_type":"bearer"}`, wantLife: 15 * time.Minute},
 	}
@@ -174,8 +177,10 @@ func TestOAuth2SourceExpiry(t *testing.T) {
 		})
 	}
 
-	// With the system clock, expires_in is used, and wins over the JWT's exp.
-	e := newEndpoint(t, reply(200, `{"access_token":"`+withExp+`","token_type":"bearer","expires_in":600}`))
+	// With the system clock, expires_in is used, and wins over the JWT's
+	// later exp.
+	laterExp := signJWT(jwt.MapClaims{"exp": time.Now().Add(24 * time.Hour).Unix()})
+	e := newEndpoint(t, reply(200, `{"access_token":"`+laterExp+`","token_type":"bearer","expires_in":600}`))
 	before := time.Now()
 	tok, err := newOAuth2TestSource(e, nil, OAuth2Config{}).Token(context.Background())
 	if err != nil {

@@ -213,7 +213,7 @@ func (s *registeredSource) Token(ctx context.Context) (*Token, error) {
 	req.Header.Set("Content-Type", contentType)
 	resp, err := s.c.Client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("tokens: registration request: %w", err)
+		return nil, newRequestError("tokens: registration request", err, reg.AuthToken, reg.AuthLabel)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
@@ -257,7 +257,7 @@ func (s *registeredSource) answer(status int, header http.Header, raw []byte, re
 	case mid == "":
 		return nil, errors.New("tokens: registration answer has no MID")
 	case mid != strings.TrimSpace(reg.MerchantID):
-		return nil, fmt.Errorf("tokens: registration answer is for merchant %q, not %q", cleanDescription(mid, secrets...), reg.MerchantID)
+		return nil, fmt.Errorf("tokens: registration answer is for merchant %s, not %q", echo(mid, secrets...), reg.MerchantID)
 	}
 	// The effective ExpiryDate, but never later than asked: an answer in
 	// the platform's local time without an offset must not outlive the token.
