@@ -45,6 +45,8 @@ func (s *fuzzTokens) Invalidate(tok *tokens.Token) bool {
 	return true
 }
 
+func (s *fuzzTokens) Accepted(*tokens.Token) {}
+
 // violations collects what the upstream side saw that it must never see.
 type violations struct {
 	mu   sync.Mutex

@@ -50,6 +50,8 @@ func (s *handoffTokens) Invalidate(tok *tokens.Token) bool {
 	return false
 }
 
+func (s *handoffTokens) Accepted(*tokens.Token) {}
+
 func (s *handoffTokens) tokenCalls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

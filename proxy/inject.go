@@ -18,6 +18,10 @@ type TokenSource interface {
 	// Invalidate reports that the upstream rejected tok, and returns whether a
 	// replay with the token Token now returns is worth trying.
 	Invalidate(tok *tokens.Token) bool
+	// Accepted reports that the upstream did not reject tok, so that a later
+	// rejection of it is taken for a revocation. It must be cheap: it is
+	// called for every answer.
+	Accepted(tok *tokens.Token)
 }
 
 // authTransport is the RoundTripper that authenticates each request with its
@@ -72,8 +76,12 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.next.RoundTrip(req)
-	if err != nil || t.tokens == nil || !t.rejected(resp.StatusCode) {
+	if err != nil || t.tokens == nil {
 		return resp, err
+	}
+	if !t.rejected(resp.StatusCode) {
+		t.tokens.Accepted(tok)
+		return resp, nil
 	}
 	worth := t.tokens.Invalidate(tok) // even when this request cannot be replayed
 	if !replayable {
@@ -113,6 +121,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.tokens.Invalidate(fresh)
 		}
 	default:
+		t.tokens.Accepted(fresh)
 		t.metrics.Replay(metrics.ReplaySuccess)
 	}
 	return resp, err

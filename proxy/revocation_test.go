@@ -1,0 +1,71 @@
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/authsidecar/authsidecar/proxy"
+	"github.com/authsidecar/authsidecar/tokens"
+)
+
+// A provider that allows one active token per client revokes the sidecar's
+// token each time another client logs in. The proxy tells the cache which
+// tokens the upstream accepted, so that each revocation of a token that had
+// worked is refreshed at once, however close together they come: every
+// request of two waves of 32, each meeting a just-revoked token, succeeds.
+func TestRevocationsCloseTogetherAreEachRefreshed(t *testing.T) {
+	const n = 32
+	var (
+		mu      sync.Mutex
+		revoked = map[string]bool{}
+	)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, got received) {
+		mu.Lock()
+		bad := revoked[r.Header.Get("Authorization")]
+		mu.Unlock()
+		if bad {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"detail":"Token has expired"}`)
+			return
+		}
+		io.WriteString(w, "accepted")
+	})
+	_, m := newMetrics()
+	src := &tokenSource{}
+	cache := startCache(t, src, tokens.CacheOptions{Observer: m})
+	srv := startProxy(t, proxy.Config{Upstream: up.base(t, "/base"), Tokens: cache, Metrics: m})
+
+	for wave, tok := range []string{"tok-1", "tok-2"} {
+		if resp, body := get(t, srv, "/warm"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("wave %d: request before the revocation = %d %q, want 200", wave+1, resp.StatusCode, body)
+		}
+		mu.Lock()
+		revoked["Bearer "+tok] = true
+		mu.Unlock()
+		statuses := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				resp, err := srv.Client().Get(srv.URL + "/x")
+				if err != nil {
+					t.Errorf("wave %d, request %d: %v", wave+1, i, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses[i] = resp.StatusCode
+			})
+		}
+		wg.Wait()
+		for i, s := range statuses {
+			if s != http.StatusOK {
+				t.Errorf("wave %d (%s revoked), request %d: status = %d, want 200", wave+1, tok, i, s)
+			}
+		}
+	}
+	if got := src.fetches(); got != 3 {
+		t.Errorf("token fetches = %d, want 3 (the first token and one refresh per revocation)", got)
+	}
+}
