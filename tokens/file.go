@@ -37,8 +37,6 @@ type FileConfig struct {
 	// DefaultTTL is the lifetime given to a token that is not a JWT with an
 	// exp claim. If zero, DefaultTTL is used.
 	DefaultTTL time.Duration
-	// Clock dates tokens and paces Watch's polling. If nil, SystemClock is used.
-	Clock Clock
 	// Logger receives Watch's events. If nil, nothing is logged.
 	Logger *slog.Logger
 	// PollInterval is how often Watch re-reads the file whatever inotify
@@ -71,7 +69,6 @@ func NewFileSource(c FileConfig) *FileSource {
 	if c.PollInterval <= 0 {
 		c.PollInterval = defaultPollInterval
 	}
-	c.Clock = clockOr(c.Clock)
 	log := c.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -118,12 +115,12 @@ func (s *FileSource) Watch(ctx context.Context) error {
 	}
 	s.check("start") // after the watch is set up, so that no change falls between
 	for {
-		t := s.c.Clock.NewTimer(s.c.PollInterval)
+		t := time.NewTimer(s.c.PollInterval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
-		case <-t.C():
+		case <-t.C:
 			s.check("poll")
 		}
 	}
@@ -140,7 +137,7 @@ func (s *FileSource) read() (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokens: token file: %w", err)
 	}
-	return parseFileToken(raw, s.c.Clock.Now(), s.c.DefaultTTL)
+	return parseFileToken(raw, time.Now(), s.c.DefaultTTL)
 }
 
 // parseFileToken reads a token from a token file's content, read at now.

@@ -39,8 +39,6 @@ type JSONConfig struct {
 	DefaultTTL time.Duration
 	// Client makes the request. If nil, http.DefaultClient is used.
 	Client *http.Client
-	// Clock dates the token. If nil, SystemClock is used.
-	Clock Clock
 }
 
 // NewJSONSource returns a Source that performs the exchange described by c.
@@ -54,7 +52,6 @@ func NewJSONSource(c JSONConfig) Source {
 	if c.Client == nil {
 		c.Client = http.DefaultClient
 	}
-	c.Clock = clockOr(c.Clock)
 	return &jsonSource{c: c}
 }
 
@@ -91,7 +88,7 @@ func (s *jsonSource) Token(ctx context.Context) (*Token, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, refusal(resp, raw, secret)
 	}
-	return parseJSONFields(raw, jsonFields{s.c.TokenField, s.c.ExpiresInField, s.c.ExpiresAtField}, s.c.Clock.Now(), s.c.DefaultTTL, secret)
+	return parseJSONFields(raw, jsonFields{s.c.TokenField, s.c.ExpiresInField, s.c.ExpiresAtField}, time.Now(), s.c.DefaultTTL, secret)
 }
 
 // jsonFields are the dotted paths read from a token endpoint's answer.
