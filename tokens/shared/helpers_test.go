@@ -88,6 +88,8 @@ func (p *provider) setFail(err error) {
 
 // observer records what a Source reports.
 type observer struct {
+	waiting chan struct{} // gets a value, if there is room, at each lock wait
+
 	mu      sync.Mutex
 	lookups map[string]int
 	waits   int
@@ -104,8 +106,12 @@ func (o *observer) SharedCacheLookup(r string) {
 
 func (o *observer) SharedCacheLockWait() {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.waits++
+	o.mu.Unlock()
+	select {
+	case o.waiting <- struct{}{}:
+	default:
+	}
 }
 
 func (o *observer) counts() (hits, misses, fallbacks, waits int) {
@@ -157,7 +163,7 @@ func newSidecar(t *testing.T, url string, p tokens.Source, cfg shared.Config) *s
 	if cfg.Identity == nil {
 		cfg.Identity = identity
 	}
-	sc := &sidecar{obs: &observer{}, log: &logBuffer{}}
+	sc := &sidecar{obs: &observer{waiting: make(chan struct{}, 1)}, log: &logBuffer{}}
 	cfg.Observer = sc.obs
 	cfg.Logger = slog.New(slog.NewTextHandler(sc.log, nil))
 	s, err := shared.New(p, cfg)

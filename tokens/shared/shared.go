@@ -218,11 +218,17 @@ func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte
 	waited := false
 	for {
 		tok, blob, err := s.read(ctx, last)
+		if err != nil && waited && ctx.Err() != nil {
+			return nil, nil, false, errWaitEnded(ctx) // ended during the read, not the timer
+		}
 		if err != nil || tok != nil {
 			return tok, blob, tok != nil, err
 		}
 		owner := uuid.NewString()
 		ok, err := s.lock(ctx, owner)
+		if err != nil && waited && ctx.Err() != nil {
+			return nil, nil, false, errWaitEnded(ctx)
+		}
 		if err != nil {
 			return nil, nil, false, &redisError{"take the lock", err}
 		}
@@ -237,10 +243,16 @@ func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, nil, false, fmt.Errorf("shared cache: waiting for another sidecar's fetch: %w", ctx.Err())
+			return nil, nil, false, errWaitEnded(ctx)
 		case <-t.C:
 		}
 	}
+}
+
+// errWaitEnded is the error of a wait for another sidecar's fetch that ctx
+// ended, whether between two looks at Redis or during one.
+func errWaitEnded(ctx context.Context) error {
+	return fmt.Errorf("shared cache: waiting for another sidecar's fetch: %w", ctx.Err())
 }
 
 // read returns the fleet's token if this sidecar should take it: it is not

@@ -241,6 +241,46 @@ func TestWaitsForASlowHolderUntilTheDeadline(t *testing.T) {
 	}
 }
 
+// TestAWaitThatEndsDuringARedisCommandSaysSo: the deadline of a wait for
+// another sidecar's fetch may fall during one of the wait's looks at Redis
+// (here Redis stops answering once b waits): the error still says that the
+// wait ended, not that Redis failed.
+func TestAWaitThatEndsDuringARedisCommandSaysSo(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := rawClient(t, srv)
+	fp, err := fake.NewFaultProxy(srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	p := newProvider(time.Hour)
+	a := newSidecar(t, srv.URL(), p, shared.Config{})
+	lock := lockKey(t, rc, a)
+	rc.FlushAll(context.Background())
+	rc.Set(context.Background(), lock, "slow-sidecar", time.Minute)
+
+	b := newSidecar(t, "redis://"+fp.Addr(), p, shared.Config{OpTimeout: 10 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Token(ctx)
+		done <- err
+	}()
+	select {
+	case <-b.obs.waiting:
+	case err := <-done:
+		t.Fatalf("Token() = %v before waiting for the lock", err)
+	}
+	fp.Set(fake.Blackhole) // b's next look at Redis lasts until its deadline
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for another sidecar's fetch") {
+		t.Errorf("Token() error = %v, want the wait for another sidecar's fetch timed out", err)
+	}
+	if strings.Contains(b.log.String(), "unusable") {
+		t.Errorf("the wait's end was logged as Redis unusable: %s", b.log)
+	}
+}
+
 func TestASlowProviderIsAskedOnceByTheFleet(t *testing.T) {
 	srv := redistest.Start(t)
 	p := newProvider(time.Hour)
