@@ -436,11 +436,6 @@ type nopObserver struct{}
 func (nopObserver) TokenFetched(time.Duration, *Token, error) {}
 func (nopObserver) TokenForcedRefresh()                       {}
 
-// hasControl reports whether s holds a control character other than tab.
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f })
-}
-
 // within reports whether t is set and less than d before now.
 func within(t, now time.Time, d time.Duration) bool {
 	return !t.IsZero() && now.Sub(t) < d

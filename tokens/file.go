@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -17,13 +16,10 @@ import (
 // FileConfig.PollInterval is zero.
 const defaultPollInterval = 5 * time.Second
 
-// maxTokenFile bounds how much of a token file is read.
-const maxTokenFile = 1 << 20
-
 // Errors of a token file's content. They never quote the content.
 var (
 	errFileEmpty   = errors.New("tokens: token file is empty")
-	errFileTooBig  = errors.New("tokens: token file is larger than 1 MiB")
+	errFileTooBig  = fmt.Errorf("tokens: token file is %w", errTooLarge)
 	errFileControl = errors.New("tokens: token file holds a control character inside the token")
 )
 
@@ -133,7 +129,10 @@ func (s *FileSource) read() (*Token, error) {
 		return nil, fmt.Errorf("tokens: token file: %w", err)
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	raw, err := readLimited(f)
+	if errors.Is(err, errTooLarge) {
+		return nil, errFileTooBig
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tokens: token file: %w", err)
 	}
@@ -142,19 +141,14 @@ func (s *FileSource) read() (*Token, error) {
 
 // parseFileToken reads a token from a token file's content, read at now.
 func parseFileToken(raw []byte, now time.Time, defaultTTL time.Duration) (*Token, error) {
-	if len(raw) > maxTokenFile {
-		return nil, errFileTooBig
-	}
 	value := strings.TrimSpace(string(raw))
 	if value == "" {
 		return nil, errFileEmpty
 	}
 	// No HTTP header can carry these; refuse them here rather than have every
 	// request fail.
-	for i := 0; i < len(value); i++ {
-		if b := value[i]; b < ' ' && b != '\t' || b == 0x7f {
-			return nil, errFileControl
-		}
+	if hasControl(value) {
+		return nil, errFileControl
 	}
 	return &Token{Value: value, Expiry: expiryOf(value, time.Time{}, now, defaultTTL)}, nil
 }

@@ -212,7 +212,7 @@ func TestFileSourceTokenErrors(t *testing.T) {
 		{"two lines", secret + "\n" + secret + "\n", false, context.Background(), errFileControl},
 		{"NUL inside", secret + "\x00" + secret, false, context.Background(), errFileControl},
 		{"DEL inside", secret + "\x7f", false, context.Background(), errFileControl},
-		{"too large", strings.Repeat(secret, maxTokenFile/len(secret)+1), false, context.Background(), errFileTooBig},
+		{"too large", strings.Repeat(secret, maxRead/len(secret)+1), false, context.Background(), errFileTooBig},
 		{"canceled", secret, false, canceled, context.Canceled},
 	}
 	for _, tc := range tests {

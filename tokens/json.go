@@ -6,15 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// maxResponse bounds how much of a token endpoint's answer is read.
-const maxResponse = 1 << 20
 
 // JSONConfig describes a JSON credential exchange, as TezPay documents it:
 // POST {"client_id":…,"client_secret":…} and read the token and its lifetime
@@ -81,7 +77,7 @@ func (s *jsonSource) Token(ctx context.Context) (*Token, error) {
 		return nil, newRequestError("tokens: token request", err, secret)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	raw, err := readLimited(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: read token response: %w", err)
 	}

@@ -174,6 +174,7 @@ func TestJSONSourceBadAnswers(t *testing.T) {
 		{"expires_in infinite", 200, `{"access_token":"x","expires_in":"Inf"}`, `"expires_in"`},
 		// NaN parses as a float and passes both "f <= 0" and "f > 10y".
 		{"expires_in NaN", 200, `{"access_token":"x","expires_in":"NaN"}`, `"expires_in"`},
+		{"over 1 MiB", 200, `{"access_token":"x","pad":"` + strings.Repeat("x", maxRead) + `"}`, "larger than 1048576 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

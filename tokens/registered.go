@@ -213,12 +213,9 @@ func (s *registeredSource) Token(ctx context.Context) (*Token, error) {
 		return nil, newRequestError("tokens: registration request", err, reg.AuthToken, reg.AuthLabel)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	raw, err := readLimited(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: read registration answer: %w", err)
-	}
-	if len(raw) > maxResponse {
-		return nil, fmt.Errorf("tokens: registration answer is larger than %d bytes", maxResponse)
 	}
 	return s.answer(resp.StatusCode, resp.Header, raw, reg, requested, time.Now())
 }

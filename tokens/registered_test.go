@@ -402,7 +402,7 @@ func TestRegisteredSourceBadAnswers(t *testing.T) {
 		{"expiry past", reply(200, `{`+ok+`,"expirydate":"2025-09-17T20:40:43"}`), "ExpiryDate 2025-09-17T20:40:43Z is not in the future"},
 		{"expiry now", reply(200, `{`+ok+`,"expirydate":"2025-09-17T20:40:44"}`), "is not in the future"},
 		{"expiry past by its offset", reply(200, `{`+ok+`,"expirydate":"2025-09-17T21:40:44+02:00"}`), "is not in the future"},
-		{"over 1 MiB", reply(200, `{`+ok+`,"pad":"`+strings.Repeat("x", maxResponse)+`"}`), "larger than 1048576 bytes"},
+		{"over 1 MiB", reply(200, `{`+ok+`,"pad":"`+strings.Repeat("x", maxRead)+`"}`), "larger than 1048576 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
