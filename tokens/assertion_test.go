@@ -33,7 +33,6 @@ import (
 // oauthOK at first.
 type assertionProvider struct {
 	*endpoint
-	clk Clock
 	alg string // the only JWS alg accepted
 
 	mu     sync.Mutex
@@ -43,16 +42,16 @@ type assertionProvider struct {
 	passed []jwt.MapClaims // of each assertion verified, in order
 }
 
-func newAssertionProvider(t *testing.T, clk Clock, alg string, pub crypto.PublicKey, kid string) *assertionProvider {
+func newAssertionProvider(t *testing.T, alg string, pub crypto.PublicKey, kid string) *assertionProvider {
 	t.Helper()
-	p := &assertionProvider{clk: clk, alg: alg, pub: pub, kid: kid, pass: reply(200, oauthOK)}
+	p := &assertionProvider{alg: alg, pub: pub, kid: kid, pass: reply(200, oauthOK)}
 	p.endpoint = newEndpoint(t, p.serve)
 	return p
 }
 
 // tokenURL is the token URL newOAuth2TestSource gives its source: the
 // audience the assertions must name.
-func (p *assertionProvider) tokenURL() string { return p.srv.URL + "/oauth/token" }
+func (p *assertionProvider) tokenURL() string { return p.base + "/oauth/token" }
 
 func (p *assertionProvider) setKey(pub crypto.PublicKey) {
 	p.mu.Lock()
@@ -114,7 +113,7 @@ func (p *assertionProvider) verify(r *http.Request) (jwt.MapClaims, error) {
 	claims := jwt.MapClaims{}
 	tok, err := jwt.ParseWithClaims(f.Get("client_assertion"), claims,
 		func(*jwt.Token) (any, error) { return pub, nil },
-		jwt.WithValidMethods([]string{p.alg}), jwt.WithTimeFunc(p.clk.Now),
+		jwt.WithValidMethods([]string{p.alg}),
 		jwt.WithIssuer(oauthID), jwt.WithSubject(oauthID), jwt.WithAudience(p.tokenURL()),
 		jwt.WithExpirationRequired(), jwt.WithIssuedAt())
 	if err != nil {
@@ -123,7 +122,7 @@ func (p *assertionProvider) verify(r *http.Request) (jwt.MapClaims, error) {
 	if got, has := tok.Header["kid"]; has != (kid != "") || has && got != kid {
 		return nil, fmt.Errorf("kid header = %v (present: %t), want %q", got, has, kid)
 	}
-	now := p.clk.Now().Unix()
+	now := time.Now().Unix()
 	iat, _ := claims.GetIssuedAt()
 	exp, _ := claims.GetExpirationTime()
 	if iat.Unix() != now || exp.Unix() != now+60 {
@@ -174,55 +173,56 @@ func TestOAuth2SourceClientAssertion(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(tezpayEpoch)
-			key, _ := loadKey(t, tc.doc)
-			p := newAssertionProvider(t, clk, tc.wantAlg, tc.pub, tc.kid)
-			params := url.Values{"audience": {"https://api.example.com"}}
-			src := newOAuth2TestSource(p.endpoint, clk, OAuth2Config{
-				Assertion: &ClientAssertion{Key: key, Alg: tc.alg, KeyID: tc.kid},
-				Scopes:    []string{"payments:write", "refunds"}, Params: params, AuthStyle: tc.authStyle,
+			bubble(t, func(t *testing.T) {
+				key, _ := loadKey(t, tc.doc)
+				p := newAssertionProvider(t, tc.wantAlg, tc.pub, tc.kid)
+				params := url.Values{"audience": {"https://api.example.com"}}
+				src := newOAuth2TestSource(p.endpoint, OAuth2Config{
+					Assertion: &ClientAssertion{Key: key, Alg: tc.alg, KeyID: tc.kid},
+					Scopes:    []string{"payments:write", "refunds"}, Params: params, AuthStyle: tc.authStyle,
+				})
+
+				tok, err := src.Token(context.Background())
+				if err != nil {
+					t.Fatalf("Token() error = %v", err)
+				}
+				if tok.Value != "opaque-access-token" || !tok.Expiry.Equal(tezpayEpoch.Add(time.Hour)) {
+					t.Errorf("Token() = %q expiring at %v, want %q at %v", tok.Value, tok.Expiry, "opaque-access-token", tezpayEpoch.Add(time.Hour))
+				}
+				time.Sleep(30 * time.Second)
+				if _, err := src.Token(context.Background()); err != nil {
+					t.Fatalf("second Token() error = %v", err)
+				}
+
+				reqs := p.seen()
+				if len(reqs) != 2 {
+					t.Fatalf("endpoint got %d requests, want 2", len(reqs))
+				}
+				form := formOf(t, reqs[0].Body)
+				want := url.Values{
+					"grant_type": {"client_credentials"}, "client_id": {oauthID}, "scope": {"payments:write refunds"},
+					"audience": {"https://api.example.com"}, "client_assertion_type": {ClientAssertionType},
+					"client_assertion": form["client_assertion"],
+				}
+				if !maps.EqualFunc(form, want, slices.Equal) {
+					t.Errorf("request form = %v, want %v", form, want)
+				}
+				if len(params) != 1 {
+					t.Errorf("OAuth2Config.Params after two fetches = %v, want it unchanged", params)
+				}
+
+				// A fresh assertion for each request, dated by the source's clock.
+				claims := p.claims()
+				if len(claims) != 2 {
+					t.Fatalf("provider verified %d assertions, want 2", len(claims))
+				}
+				if claims[0]["jti"] == claims[1]["jti"] {
+					t.Errorf("both assertions have jti %q, want a new one for each request", claims[0]["jti"])
+				}
+				if iat0, iat1 := claims[0]["iat"], claims[1]["iat"]; iat1 != iat0.(float64)+30 {
+					t.Errorf("iat of the assertions = %v, %v; want 30 s apart", iat0, iat1)
+				}
 			})
-
-			tok, err := src.Token(context.Background())
-			if err != nil {
-				t.Fatalf("Token() error = %v", err)
-			}
-			if tok.Value != "opaque-access-token" || !tok.Expiry.Equal(tezpayEpoch.Add(time.Hour)) {
-				t.Errorf("Token() = %q expiring at %v, want %q at %v", tok.Value, tok.Expiry, "opaque-access-token", tezpayEpoch.Add(time.Hour))
-			}
-			clk.Advance(30 * time.Second)
-			if _, err := src.Token(context.Background()); err != nil {
-				t.Fatalf("second Token() error = %v", err)
-			}
-
-			reqs := p.seen()
-			if len(reqs) != 2 {
-				t.Fatalf("endpoint got %d requests, want 2", len(reqs))
-			}
-			form := formOf(t, reqs[0].Body)
-			want := url.Values{
-				"grant_type": {"client_credentials"}, "client_id": {oauthID}, "scope": {"payments:write refunds"},
-				"audience": {"https://api.example.com"}, "client_assertion_type": {ClientAssertionType},
-				"client_assertion": form["client_assertion"],
-			}
-			if !maps.EqualFunc(form, want, slices.Equal) {
-				t.Errorf("request form = %v, want %v", form, want)
-			}
-			if len(params) != 1 {
-				t.Errorf("OAuth2Config.Params after two fetches = %v, want it unchanged", params)
-			}
-
-			// A fresh assertion for each request, dated by the source's clock.
-			claims := p.claims()
-			if len(claims) != 2 {
-				t.Fatalf("provider verified %d assertions, want 2", len(claims))
-			}
-			if claims[0]["jti"] == claims[1]["jti"] {
-				t.Errorf("both assertions have jti %q, want a new one for each request", claims[0]["jti"])
-			}
-			if iat0, iat1 := claims[0]["iat"], claims[1]["iat"]; iat1 != iat0.(float64)+30 {
-				t.Errorf("iat of the assertions = %v, %v; want 30 s apart", iat0, iat1)
-			}
 		})
 	}
 }
@@ -230,33 +230,34 @@ func TestOAuth2SourceClientAssertion(t *testing.T) {
 // TestOAuth2SourceClientAssertionConcurrent: fetches at once each get an
 // assertion of their own, and share nothing they change (run with -race).
 func TestOAuth2SourceClientAssertionConcurrent(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
-	key, _ := loadKey(t, pkcs1PEM(rsaTestKeys()[0]))
-	p := newAssertionProvider(t, clk, "RS256", &rsaTestKeys()[0].PublicKey, "")
-	src := newOAuth2TestSource(p.endpoint, clk, OAuth2Config{
-		Assertion: &ClientAssertion{Key: key},
-		Params:    url.Values{"resource": {"urn:checkout"}},
-	})
-	const n = 8
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			_, err := src.Token(context.Background())
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Errorf("Token() error = %v", err)
+	bubble(t, func(t *testing.T) {
+		key, _ := loadKey(t, pkcs1PEM(rsaTestKeys()[0]))
+		p := newAssertionProvider(t, "RS256", &rsaTestKeys()[0].PublicKey, "")
+		src := newOAuth2TestSource(p.endpoint, OAuth2Config{
+			Assertion: &ClientAssertion{Key: key},
+			Params:    url.Values{"resource": {"urn:checkout"}},
+		})
+		const n = 8
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				_, err := src.Token(context.Background())
+				errs <- err
+			}()
 		}
-	}
-	jtis := map[any]bool{}
-	for _, c := range p.claims() {
-		jtis[c["jti"]] = true
-	}
-	if len(jtis) != n {
-		t.Errorf("%d fetches sent %d distinct jti, want %d", n, len(jtis), n)
-	}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Errorf("Token() error = %v", err)
+			}
+		}
+		jtis := map[any]bool{}
+		for _, c := range p.claims() {
+			jtis[c["jti"]] = true
+		}
+		if len(jtis) != n {
+			t.Errorf("%d fetches sent %d distinct jti, want %d", n, len(jtis), n)
+		}
+	})
 }
 
 func TestOAuth2SourceClientAssertionRefusal(t *testing.T) {
@@ -284,22 +285,23 @@ func TestOAuth2SourceClientAssertionRefusal(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(tezpayEpoch)
-			key, _ := loadKey(t, sec1PEM(t, ecTestKey()))
-			p := newAssertionProvider(t, clk, "ES256", &ecTestKey().PublicKey, "")
-			p.setPassAnswer(tc.answer)
-			src := newOAuth2TestSource(p.endpoint, clk, OAuth2Config{Assertion: &ClientAssertion{Key: key, Alg: "ES256"}})
-			tok, err := src.Token(context.Background())
-			var re *RetrieveError
-			if !errors.As(err, &re) {
-				t.Fatalf("Token() = %v, %v; want a *RetrieveError", tok, err)
-			}
-			if *re != tc.want {
-				t.Errorf("Token() error = %+v, want %+v", *re, tc.want)
-			}
-			if len(p.claims()) != 1 {
-				t.Errorf("provider verified %d assertions, want 1: the refusal came after authentication", len(p.claims()))
-			}
+			bubble(t, func(t *testing.T) {
+				key, _ := loadKey(t, sec1PEM(t, ecTestKey()))
+				p := newAssertionProvider(t, "ES256", &ecTestKey().PublicKey, "")
+				p.setPassAnswer(tc.answer)
+				src := newOAuth2TestSource(p.endpoint, OAuth2Config{Assertion: &ClientAssertion{Key: key, Alg: "ES256"}})
+				tok, err := src.Token(context.Background())
+				var re *RetrieveError
+				if !errors.As(err, &re) {
+					t.Fatalf("Token() = %v, %v; want a *RetrieveError", tok, err)
+				}
+				if *re != tc.want {
+					t.Errorf("Token() error = %+v, want %+v", *re, tc.want)
+				}
+				if len(p.claims()) != 1 {
+					t.Errorf("provider verified %d assertions, want 1: the refusal came after authentication", len(p.claims()))
+				}
+			})
 		})
 	}
 }
@@ -307,53 +309,55 @@ func TestOAuth2SourceClientAssertionRefusal(t *testing.T) {
 // TestOAuth2SourceClientAssertionKeyRotation: a key file replaced in place
 // signs the next request.
 func TestOAuth2SourceClientAssertionKeyRotation(t *testing.T) {
-	oldKey, newKey := rsaTestKeys()[0], rsaTestKeys()[1]
-	clk := newFakeClock(tezpayEpoch)
-	key, path := loadKey(t, pkcs1PEM(oldKey))
-	p := newAssertionProvider(t, clk, "PS256", &newKey.PublicKey, "")
-	src := newOAuth2TestSource(p.endpoint, clk, OAuth2Config{Assertion: &ClientAssertion{Key: key, Alg: "PS256"}})
+	bubble(t, func(t *testing.T) {
+		oldKey, newKey := rsaTestKeys()[0], rsaTestKeys()[1]
+		key, path := loadKey(t, pkcs1PEM(oldKey))
+		p := newAssertionProvider(t, "PS256", &newKey.PublicKey, "")
+		src := newOAuth2TestSource(p.endpoint, OAuth2Config{Assertion: &ClientAssertion{Key: key, Alg: "PS256"}})
 
-	// The provider knows only the new key: the old one is refused.
-	var re *RetrieveError
-	if tok, err := src.Token(context.Background()); !errors.As(err, &re) || re.Code != "invalid_client" {
-		t.Fatalf("Token() signed with the old key = %v, %v; want an invalid_client refusal", tok, err)
-	}
+		// The provider knows only the new key: the old one is refused.
+		var re *RetrieveError
+		if tok, err := src.Token(context.Background()); !errors.As(err, &re) || re.Code != "invalid_client" {
+			t.Fatalf("Token() signed with the old key = %v, %v; want an invalid_client refusal", tok, err)
+		}
 
-	replaceFile(t, path, pkcs8PEM(t, newKey))
-	expireCheck(key) // as if a second had passed since the key file was last looked at
-	if _, err := src.Token(context.Background()); err != nil {
-		t.Fatalf("Token() after the rotation = %v, want the new key to be accepted", err)
-	}
-	p.setKey(&oldKey.PublicKey)
-	if tok, err := src.Token(context.Background()); !errors.As(err, &re) || re.Code != "invalid_client" {
-		t.Errorf("Token() after the rotation, provider knowing only the old key = %v, %v; want an invalid_client refusal", tok, err)
-	}
+		replaceFile(t, path, pkcs8PEM(t, newKey))
+		expireCheck(key) // as if a second had passed since the key file was last looked at
+		if _, err := src.Token(context.Background()); err != nil {
+			t.Fatalf("Token() after the rotation = %v, want the new key to be accepted", err)
+		}
+		p.setKey(&oldKey.PublicKey)
+		if tok, err := src.Token(context.Background()); !errors.As(err, &re) || re.Code != "invalid_client" {
+			t.Errorf("Token() after the rotation, provider knowing only the old key = %v, %v; want an invalid_client refusal", tok, err)
+		}
+	})
 }
 
 // TestOAuth2SourceClientAssertionCurveRotation: a KeyFile takes an ECDSA key
 // on another curve for a rotation; ES256 then refuses it, with no request.
 func TestOAuth2SourceClientAssertionCurveRotation(t *testing.T) {
-	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newFakeClock(tezpayEpoch)
-	key, path := loadKey(t, sec1PEM(t, ecTestKey()))
-	p := newAssertionProvider(t, clk, "ES256", &ecTestKey().PublicKey, "")
-	src := newOAuth2TestSource(p.endpoint, clk, OAuth2Config{Assertion: &ClientAssertion{Key: key, Alg: "ES256"}})
-	if _, err := src.Token(context.Background()); err != nil {
-		t.Fatalf("Token() error = %v", err)
-	}
+	bubble(t, func(t *testing.T) {
+		p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, path := loadKey(t, sec1PEM(t, ecTestKey()))
+		p := newAssertionProvider(t, "ES256", &ecTestKey().PublicKey, "")
+		src := newOAuth2TestSource(p.endpoint, OAuth2Config{Assertion: &ClientAssertion{Key: key, Alg: "ES256"}})
+		if _, err := src.Token(context.Background()); err != nil {
+			t.Fatalf("Token() error = %v", err)
+		}
 
-	replaceFile(t, path, sec1PEM(t, p384))
-	expireCheck(key)
-	want := "tokens: client assertion: ES256 needs an ECDSA P-256 key, the key file holds an ECDSA P-384 key"
-	if tok, err := src.Token(context.Background()); err == nil || err.Error() != want {
-		t.Errorf("Token() with a P-384 key = %v, %v; want %q", tok, err, want)
-	}
-	if n := p.count(); n != 1 {
-		t.Errorf("endpoint got %d requests, want 1 (none with an unusable key)", n)
-	}
+		replaceFile(t, path, sec1PEM(t, p384))
+		expireCheck(key)
+		want := "tokens: client assertion: ES256 needs an ECDSA P-256 key, the key file holds an ECDSA P-384 key"
+		if tok, err := src.Token(context.Background()); err == nil || err.Error() != want {
+			t.Errorf("Token() with a P-384 key = %v, %v; want %q", tok, err, want)
+		}
+		if n := p.count(); n != 1 {
+			t.Errorf("endpoint got %d requests, want 1 (none with an unusable key)", n)
+		}
+	})
 }
 
 // TestClientAssertionCheck: Check and Token refuse the same configurations,
@@ -408,9 +412,8 @@ func TestClientAssertionCheck(t *testing.T) {
 				t.Fatalf("Check() = %v, want %q", err, tc.wantErr)
 			}
 
-			clk := newFakeClock(tezpayEpoch)
 			e := newEndpoint(t, reply(200, oauthOK))
-			tok, err := newOAuth2TestSource(e, clk, OAuth2Config{Assertion: a}).Token(context.Background())
+			tok, err := newOAuth2TestSource(e, OAuth2Config{Assertion: a}).Token(context.Background())
 			if tc.wantErr == "" {
 				if err != nil || e.count() != 1 {
 					t.Errorf("Token() = %v, %v after %d requests; want a token after 1", tok, err, e.count())

@@ -50,8 +50,6 @@ type CacheOptions struct {
 	// handing out tokens that live a few milliseconds cannot cause a storm of
 	// renewals. Zero means 250ms.
 	MinRenewInterval time.Duration
-	// Clock tells the time. If nil, SystemClock is used.
-	Clock Clock
 	// Logger receives fetch results. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Observer receives events for metrics. If nil, none are sent.
@@ -122,7 +120,6 @@ func NewCache(src Source, o CacheOptions) *Cache {
 	if o.MinRenewInterval <= 0 {
 		o.MinRenewInterval = 250 * time.Millisecond
 	}
-	o.Clock = clockOr(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -136,14 +133,14 @@ func NewCache(src Source, o CacheOptions) *Cache {
 // renewal goroutine's next fetch, at most MaxWait or until ctx is done, and
 // fails at once with ErrNoToken when the next attempt is further away than that.
 func (c *Cache) Token(ctx context.Context) (*Token, error) {
-	if tok := c.valid(c.opts.Clock.Now()); tok != nil {
+	if tok := c.valid(time.Now()); tok != nil {
 		return tok, nil
 	}
 	return c.wait(ctx)
 }
 
 // Valid reports whether a valid token is held.
-func (c *Cache) Valid() bool { return c.valid(c.opts.Clock.Now()) != nil }
+func (c *Cache) Valid() bool { return c.valid(time.Now()) != nil }
 
 func (c *Cache) valid(now time.Time) *Token {
 	if e := c.cur.Load(); e != nil && now.Before(e.staleAt) {
@@ -153,13 +150,13 @@ func (c *Cache) valid(now time.Time) *Token {
 }
 
 func (c *Cache) wait(ctx context.Context) (*Token, error) {
-	deadline := c.opts.Clock.Now().Add(c.opts.MaxWait)
+	deadline := time.Now().Add(c.opts.MaxWait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	var timeout <-chan time.Time
 	for {
-		now := c.opts.Clock.Now()
+		now := time.Now()
 		c.mu.Lock()
 		if tok := c.valid(now); tok != nil {
 			c.mu.Unlock()
@@ -177,9 +174,9 @@ func (c *Cache) wait(ctx context.Context) (*Token, error) {
 		}
 		c.mu.Unlock()
 		if timeout == nil {
-			t := c.opts.Clock.NewTimer(deadline.Sub(now))
+			t := time.NewTimer(deadline.Sub(now))
 			defer t.Stop()
-			timeout = t.C()
+			timeout = t.C
 		}
 		select {
 		case <-fetched:
@@ -228,7 +225,7 @@ func (c *Cache) Invalidate(tok *Token) bool {
 	if e == nil || e.tok != tok {
 		return true // already replaced, or being replaced
 	}
-	now := c.opts.Clock.Now()
+	now := time.Now()
 	accepted := e.accepted.Load()
 	switch {
 	case accepted:
@@ -273,7 +270,7 @@ func (c *Cache) forcedWait() time.Duration {
 
 // kickLocked wakes the renewal goroutine for an immediate fetch.
 func (c *Cache) kickLocked() {
-	c.nextAttempt = c.opts.Clock.Now()
+	c.nextAttempt = time.Now()
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -292,7 +289,7 @@ func (c *Cache) Run(ctx context.Context) error {
 		forced := c.forced || changed
 		c.mu.Unlock()
 		if !forced && !lastOK.IsZero() {
-			if d := c.opts.MinRenewInterval - c.opts.Clock.Now().Sub(lastOK); d > 0 {
+			if d := c.opts.MinRenewInterval - time.Now().Sub(lastOK); d > 0 {
 				c.opts.Logger.Warn("tokens live too briefly: renewal delayed", "min_renew_interval", c.opts.MinRenewInterval.String())
 				if !c.sleep(ctx, d) {
 					c.publish(nil, ctx.Err(), 0)
@@ -308,13 +305,13 @@ func (c *Cache) Run(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 
-		start := c.opts.Clock.Now()
+		start := time.Now()
 		tok, err := c.fetch(ctx)
 		if ctx.Err() != nil {
 			c.publish(nil, ctx.Err(), 0)
 			return nil
 		}
-		now := c.opts.Clock.Now()
+		now := time.Now()
 		var wait time.Duration
 		if err != nil {
 			failures++
@@ -331,12 +328,12 @@ func (c *Cache) Run(ctx context.Context) error {
 		}
 		c.publish(tok, err, wait)
 
-		t := c.opts.Clock.NewTimer(wait)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
-		case <-t.C():
+		case <-t.C:
 		case <-c.kick:
 			t.Stop()
 		case <-c.opts.Changed:
@@ -347,14 +344,14 @@ func (c *Cache) Run(ctx context.Context) error {
 	}
 }
 
-// sleep waits d on the cache's clock; false if ctx was done first.
+// sleep waits d; false if ctx was done first.
 func (c *Cache) sleep(ctx context.Context, d time.Duration) bool {
-	t := c.opts.Clock.NewTimer(d)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C():
+	case <-t.C:
 		return true
 	}
 }
@@ -372,7 +369,7 @@ func (c *Cache) fetch(ctx context.Context) (*Token, error) {
 		case hasControl(tok.Value) || hasControl(tok.Label):
 			// No header could carry it: every request would fail until expiry.
 			tok, err = nil, errors.New("tokens: provider returned a token with control characters")
-		case !tok.Expiry.After(c.opts.Clock.Now()):
+		case !tok.Expiry.After(time.Now()):
 			tok, err = nil, fmt.Errorf("tokens: provider returned a token that expired at %s", tok.Expiry.UTC().Format(time.RFC3339))
 		}
 	}
@@ -382,7 +379,7 @@ func (c *Cache) fetch(ctx context.Context) (*Token, error) {
 
 // publish records a fetch's outcome and wakes every waiter.
 func (c *Cache) publish(tok *Token, err error, wait time.Duration) {
-	now := c.opts.Clock.Now()
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fetching = false
@@ -438,11 +435,6 @@ type nopObserver struct{}
 
 func (nopObserver) TokenFetched(time.Duration, *Token, error) {}
 func (nopObserver) TokenForcedRefresh()                       {}
-
-// hasControl reports whether s holds a control character other than tab.
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f })
-}
 
 // within reports whether t is set and less than d before now.
 func within(t, now time.Time, d time.Duration) bool {

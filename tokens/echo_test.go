@@ -119,17 +119,17 @@ func newJSONTestSource(f jsonFields) func(e *endpoint) Source {
 	return func(e *endpoint) Source {
 		return NewJSONSource(JSONConfig{
 			URL: e.url(), ClientID: Literal(tezpayID), ClientSecret: Literal(tezpaySecret),
-			TokenField: f.token, ExpiresInField: f.expiresIn, Client: e.srv.Client(),
+			TokenField: f.token, ExpiresInField: f.expiresIn, Client: e.client(),
 		})
 	}
 }
 
 func newOAuth2Test() func(e *endpoint) Source {
 	return func(e *endpoint) Source {
-		return newOAuth2TestSource(e, nil, OAuth2Config{AuthStyle: oauth2.AuthStyleInParams})
+		return newOAuth2TestSource(e, OAuth2Config{AuthStyle: oauth2.AuthStyleInParams})
 	}
 }
 
 func newRegisteredTest() func(e *endpoint) Source {
-	return func(e *endpoint) Source { return newRegisteredSource(e, nil, 0) }
+	return func(e *endpoint) Source { return newRegisteredSource(e, 0) }
 }

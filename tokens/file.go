@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -17,13 +16,10 @@ import (
 // FileConfig.PollInterval is zero.
 const defaultPollInterval = 5 * time.Second
 
-// maxTokenFile bounds how much of a token file is read.
-const maxTokenFile = 1 << 20
-
 // Errors of a token file's content. They never quote the content.
 var (
 	errFileEmpty   = errors.New("tokens: token file is empty")
-	errFileTooBig  = errors.New("tokens: token file is larger than 1 MiB")
+	errFileTooBig  = fmt.Errorf("tokens: token file is %w", errTooLarge)
 	errFileControl = errors.New("tokens: token file holds a control character inside the token")
 )
 
@@ -37,8 +33,6 @@ type FileConfig struct {
 	// DefaultTTL is the lifetime given to a token that is not a JWT with an
 	// exp claim. If zero, DefaultTTL is used.
 	DefaultTTL time.Duration
-	// Clock dates tokens and paces Watch's polling. If nil, SystemClock is used.
-	Clock Clock
 	// Logger receives Watch's events. If nil, nothing is logged.
 	Logger *slog.Logger
 	// PollInterval is how often Watch re-reads the file whatever inotify
@@ -71,7 +65,6 @@ func NewFileSource(c FileConfig) *FileSource {
 	if c.PollInterval <= 0 {
 		c.PollInterval = defaultPollInterval
 	}
-	c.Clock = clockOr(c.Clock)
 	log := c.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -118,12 +111,12 @@ func (s *FileSource) Watch(ctx context.Context) error {
 	}
 	s.check("start") // after the watch is set up, so that no change falls between
 	for {
-		t := s.c.Clock.NewTimer(s.c.PollInterval)
+		t := time.NewTimer(s.c.PollInterval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
-		case <-t.C():
+		case <-t.C:
 			s.check("poll")
 		}
 	}
@@ -136,28 +129,26 @@ func (s *FileSource) read() (*Token, error) {
 		return nil, fmt.Errorf("tokens: token file: %w", err)
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	raw, err := readLimited(f)
+	if errors.Is(err, errTooLarge) {
+		return nil, errFileTooBig
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tokens: token file: %w", err)
 	}
-	return parseFileToken(raw, s.c.Clock.Now(), s.c.DefaultTTL)
+	return parseFileToken(raw, time.Now(), s.c.DefaultTTL)
 }
 
 // parseFileToken reads a token from a token file's content, read at now.
 func parseFileToken(raw []byte, now time.Time, defaultTTL time.Duration) (*Token, error) {
-	if len(raw) > maxTokenFile {
-		return nil, errFileTooBig
-	}
 	value := strings.TrimSpace(string(raw))
 	if value == "" {
 		return nil, errFileEmpty
 	}
 	// No HTTP header can carry these; refuse them here rather than have every
 	// request fail.
-	for i := 0; i < len(value); i++ {
-		if b := value[i]; b < ' ' && b != '\t' || b == 0x7f {
-			return nil, errFileControl
-		}
+	if hasControl(value) {
+		return nil, errFileControl
 	}
 	return &Token{Value: value, Expiry: expiryOf(value, time.Time{}, now, defaultTTL)}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -165,14 +166,16 @@ func TestFileSourceToken(t *testing.T) {
 				} else {
 					path = newKubeletMount(t, tc.content).Path()
 				}
-				src := NewFileSource(FileConfig{Path: path, DefaultTTL: tc.defaultTTL, Clock: newFakeClock(now)})
-				tok := mustFileToken(t, src)
-				if tok.Value != tc.want {
-					t.Errorf("%s: Token() = %q, want %q", layout, tok.Value, tc.want)
-				}
-				if !tok.Expiry.Equal(tc.wantExpiry) {
-					t.Errorf("%s: Token().Expiry = %v, want %v", layout, tok.Expiry, tc.wantExpiry)
-				}
+				bubble(t, func(t *testing.T) { // read at tezpayEpoch
+					src := NewFileSource(FileConfig{Path: path, DefaultTTL: tc.defaultTTL})
+					tok := mustFileToken(t, src)
+					if tok.Value != tc.want {
+						t.Errorf("%s: Token() = %q, want %q", layout, tok.Value, tc.want)
+					}
+					if !tok.Expiry.Equal(tc.wantExpiry) {
+						t.Errorf("%s: Token().Expiry = %v, want %v", layout, tok.Expiry, tc.wantExpiry)
+					}
+				})
 			}
 		})
 	}
@@ -209,7 +212,7 @@ func TestFileSourceTokenErrors(t *testing.T) {
 		{"two lines", secret + "\n" + secret + "\n", false, context.Background(), errFileControl},
 		{"NUL inside", secret + "\x00" + secret, false, context.Background(), errFileControl},
 		{"DEL inside", secret + "\x7f", false, context.Background(), errFileControl},
-		{"too large", strings.Repeat(secret, maxTokenFile/len(secret)+1), false, context.Background(), errFileTooBig},
+		{"too large", strings.Repeat(secret, maxRead/len(secret)+1), false, context.Background(), errFileTooBig},
 		{"canceled", secret, false, canceled, context.Canceled},
 	}
 	for _, tc := range tests {
@@ -234,17 +237,18 @@ func TestFileSourceTokenErrors(t *testing.T) {
 }
 
 // TestFileSourceInotifyKubeletRotation: a kubelet rotation is signalled
-// through inotify alone (the poll timer is on a fake clock nobody moves), and
-// the watch survives the deletion of the directory it first read through.
+// through inotify alone (polls are an hour apart, and none runs), and the
+// watch survives the deletion of the directory it first read through. On
+// the real clock: inotify's descriptor is a real one.
 func TestFileSourceInotifyKubeletRotation(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
+	log, logs := fileDebugLog()
 	m := newKubeletMount(t, "first\n")
-	src := NewFileSource(FileConfig{Path: m.Path(), Clock: clk, PollInterval: time.Hour})
+	src := NewFileSource(FileConfig{Path: m.Path(), Logger: log, PollInterval: time.Hour})
 	if got := mustFileToken(t, src).Value; got != "first" {
 		t.Fatalf("Token() = %q, want %q", got, "first")
 	}
 	startWatch(t, src)
-	clk.BlockUntil(t, 1) // the watch is set up, the file checked
+	logs.waitCount(t, "trigger=start", 1) // the watch is set up, the file checked
 	notChanged(t, src, "Watch started on the token Token had read")
 
 	for _, next := range []string{"second", "third"} {
@@ -254,20 +258,20 @@ func TestFileSourceInotifyKubeletRotation(t *testing.T) {
 			t.Errorf("Token() after the rotation = %q, want %q", got, next)
 		}
 	}
-	if ws := clk.Waiting(); len(ws) != 1 || ws[0] != time.Hour {
-		t.Errorf("poll timers waiting = %v, want one of 1h: no poll ran", ws)
+	if strings.Contains(logs.String(), "trigger=poll") {
+		t.Errorf("a poll ran, want inotify alone; logs:\n%s", logs)
 	}
 }
 
 // TestFileSourceInotifyPlainFile: a plain file replaced by a rename, or
 // rewritten in place, is signalled through inotify.
 func TestFileSourceInotifyPlainFile(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
+	log, logs := fileDebugLog()
 	path := filepath.Join(t.TempDir(), "token")
 	writeFile(t, path, "first")
-	src := NewFileSource(FileConfig{Path: path, Clock: clk, PollInterval: time.Hour})
+	src := NewFileSource(FileConfig{Path: path, Logger: log, PollInterval: time.Hour})
 	startWatch(t, src)
-	clk.BlockUntil(t, 1)
+	logs.waitCount(t, "trigger=start", 1)
 
 	replaceFile(t, path, []byte("second"))
 	waitChanged(t, src, "a rename over the file")
@@ -282,31 +286,34 @@ func TestFileSourceInotifyPlainFile(t *testing.T) {
 // finds a replaced file at its next poll, not before.
 func TestFileSourcePolling(t *testing.T) {
 	noInotify(t)
-	clk := newFakeClock(tezpayEpoch)
-	log, logs := fileDebugLog()
-	path := filepath.Join(t.TempDir(), "token")
-	writeFile(t, path, "first")
-	src := NewFileSource(FileConfig{Path: path, Clock: clk, Logger: log, PollInterval: time.Minute})
-	startWatch(t, src)
-	clk.BlockUntil(t, 1)
+	bubble(t, func(t *testing.T) {
+		log, logs := fileDebugLog()
+		path := filepath.Join(t.TempDir(), "token")
+		writeFile(t, path, "first")
+		src := NewFileSource(FileConfig{Path: path, Logger: log, PollInterval: time.Minute})
+		startWatch(t, src)
+		synctest.Wait() // the file checked, the first poll a minute away
 
-	replaceFile(t, path, []byte("second"))
-	clk.Advance(time.Minute - time.Nanosecond)
-	notChanged(t, src, "a rename, before the poll")
-	clk.Advance(time.Nanosecond)
-	waitChanged(t, src, "a rename and a poll")
-	if got := mustFileToken(t, src).Value; got != "second" {
-		t.Errorf("Token() = %q, want %q", got, "second")
-	}
-	for range 3 {
-		clk.BlockUntil(t, 1)
-		clk.AdvanceToNext(t)
-	}
-	clk.BlockUntil(t, 1)
-	notChanged(t, src, "polls of the same file")
-	if n := strings.Count(logs.String(), "polling only"); n != 1 {
-		t.Errorf("logged %d times that inotify is unavailable, want once; logs:\n%s", n, logs)
-	}
+		replaceFile(t, path, []byte("second"))
+		time.Sleep(time.Minute - time.Nanosecond)
+		synctest.Wait()
+		notChanged(t, src, "a rename, before the poll")
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		waitChanged(t, src, "a rename and a poll")
+		if got := mustFileToken(t, src).Value; got != "second" {
+			t.Errorf("Token() = %q, want %q", got, "second")
+		}
+		time.Sleep(3 * time.Minute)
+		synctest.Wait()
+		if n := strings.Count(logs.String(), "trigger=poll changed="); n != 4 {
+			t.Errorf("%d polls in 4 minutes, want 4; logs:\n%s", n, logs)
+		}
+		notChanged(t, src, "polls of the same file")
+		if n := strings.Count(logs.String(), "polling only"); n != 1 {
+			t.Errorf("logged %d times that inotify is unavailable, want once; logs:\n%s", n, logs)
+		}
+	})
 }
 
 // TestFileSourcePollingRealClock: the polling fallback with a tiny interval
@@ -347,27 +354,28 @@ func TestFileSourceNoSignalWhenUnchanged(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			noInotify(t) // polls on the fake clock tell when each look is done
-			clk := newFakeClock(tezpayEpoch)
-			path := filepath.Join(t.TempDir(), "token")
-			writeFile(t, path, "same-token\n")
-			src := NewFileSource(FileConfig{Path: path, Clock: clk, PollInterval: time.Minute})
-			startWatch(t, src)
-			clk.BlockUntil(t, 1)
+			noInotify(t) // polls in a bubble tell when each look is done
+			bubble(t, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "token")
+				writeFile(t, path, "same-token\n")
+				src := NewFileSource(FileConfig{Path: path, PollInterval: time.Minute})
+				startWatch(t, src)
+				synctest.Wait()
 
-			tc.change(t, path)
-			clk.AdvanceToNext(t)
-			clk.BlockUntil(t, 1) // the poll's look is done
-			notChanged(t, src, tc.name)
+				tc.change(t, path)
+				time.Sleep(time.Minute)
+				synctest.Wait() // the poll's look is done
+				notChanged(t, src, tc.name)
 
-			replaceFile(t, path, []byte("same-token"))
-			clk.AdvanceToNext(t)
-			clk.BlockUntil(t, 1)
-			notChanged(t, src, "the same token back")
+				replaceFile(t, path, []byte("same-token"))
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				notChanged(t, src, "the same token back")
 
-			replaceFile(t, path, []byte("new-token")) // the check can fail
-			clk.AdvanceToNext(t)
-			waitChanged(t, src, "a new token")
+				replaceFile(t, path, []byte("new-token")) // the check can fail
+				time.Sleep(time.Minute)
+				waitChanged(t, src, "a new token")
+			})
 		})
 	}
 }
@@ -376,12 +384,11 @@ func TestFileSourceNoSignalWhenUnchanged(t *testing.T) {
 // through inotify (with the kubelet's layout) are not signalled: of a burst of
 // rotations ending with a new token, only that one is.
 func TestFileSourceNoSignalWhenUnchangedInotify(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
 	log, logs := fileDebugLog()
 	m := newKubeletMount(t, "same-token")
-	src := NewFileSource(FileConfig{Path: m.Path(), Clock: clk, Logger: log, PollInterval: time.Hour})
+	src := NewFileSource(FileConfig{Path: m.Path(), Logger: log, PollInterval: time.Hour})
 	startWatch(t, src)
-	clk.BlockUntil(t, 1)
+	logs.waitCount(t, "trigger=start", 1)
 
 	m.rotate(t, "same-token\n")
 	m.rotate(t, " same-token ")
@@ -415,7 +422,9 @@ func inotifyFDs(t *testing.T) int {
 
 // TestFileSourceWatchStops: Watch returns nil promptly when its context ends,
 // whether it was waiting on inotify or polling only, and closes its inotify
-// descriptor. goleak (TestMain) checks that its reader goroutine ended.
+// descriptor; no poll runs after it returned. goleak (TestMain) checks that
+// its reader goroutine ended. Polling only, it runs in a bubble; with an
+// inotify descriptor to read, on the real clock.
 func TestFileSourceWatchStops(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -432,37 +441,52 @@ func TestFileSourceWatchStops(t *testing.T) {
 			if !tc.inotify {
 				noInotify(t)
 			}
-			path := filepath.Join(t.TempDir(), "token")
-			if tc.noDir {
-				path = filepath.Join(t.TempDir(), "missing", "token")
-			} else {
-				writeFile(t, path, "tok")
-			}
-			clk := newFakeClock(tezpayEpoch)
-			src := NewFileSource(FileConfig{Path: path, Clock: clk})
-			before := inotifyFDs(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- src.Watch(ctx) }()
-			clk.BlockUntil(t, 1)
-			if got := inotifyFDs(t) - before; got != tc.wantWatch {
-				t.Errorf("inotify descriptors opened by Watch = %d, want %d", got, tc.wantWatch)
-			}
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Watch() = %v, want nil", err)
+			test := func(t *testing.T, inBubble bool) {
+				path := filepath.Join(t.TempDir(), "token")
+				if tc.noDir {
+					path = filepath.Join(t.TempDir(), "missing", "token")
+				} else {
+					writeFile(t, path, "tok")
 				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("Watch() did not return within 10s of its context's end")
+				log, logs := fileDebugLog()
+				src := NewFileSource(FileConfig{Path: path, Logger: log})
+				before := inotifyFDs(t)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- src.Watch(ctx) }()
+				if inBubble {
+					synctest.Wait()
+				} else {
+					logs.waitCount(t, "trigger=start", 1)
+				}
+				if got := inotifyFDs(t) - before; got != tc.wantWatch {
+					t.Errorf("inotify descriptors opened by Watch = %d, want %d", got, tc.wantWatch)
+				}
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("Watch() = %v, want nil", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("Watch() did not return within 10s of its context's end")
+				}
+				if got := inotifyFDs(t); got != before {
+					t.Errorf("inotify descriptors after Watch = %d, want %d", got, before)
+				}
+				if inBubble {
+					time.Sleep(2 * defaultPollInterval)
+					synctest.Wait()
+					if strings.Contains(logs.String(), "trigger=poll") {
+						t.Errorf("a poll ran after Watch returned; logs:\n%s", logs)
+					}
+				}
 			}
-			if got := inotifyFDs(t); got != before {
-				t.Errorf("inotify descriptors after Watch = %d, want %d", got, before)
+			if tc.inotify && !tc.noDir {
+				test(t, false)
+				return
 			}
-			if ws := clk.Waiting(); len(ws) != 0 {
-				t.Errorf("timers left waiting after Watch = %v, want none", ws)
-			}
+			bubble(t, func(t *testing.T) { test(t, true) })
 		})
 	}
 }
@@ -477,37 +501,28 @@ func TestFileSourceWatchNoPath(t *testing.T) {
 
 // TestFileSourceWithCache: a Cache fed by a FileSource and told by its
 // Changed serves a rotated token within seconds, long before its renewal.
+// On the real clock: inotify's descriptor is a real one.
 func TestFileSourceWithCache(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	first := signJWT(jwt.MapClaims{"exp": exp.Unix(), "jti": "first"})
 	second := signJWT(jwt.MapClaims{"exp": exp.Unix(), "jti": "second"})
 	m := newKubeletMount(t, first+"\n")
-	// The fake clock paces only the file source's polls, which it never
-	// fires; the JWTs' exp dates the tokens, and the cache uses the real time.
-	pollClock := newFakeClock(tezpayEpoch)
-	src := NewFileSource(FileConfig{Path: m.Path(), Clock: pollClock, PollInterval: time.Hour})
-	c := NewCache(src, CacheOptions{Changed: src.Changed()})
+	watchLog, watchLogs := fileDebugLog()
+	cacheLog, cacheLogs := fileDebugLog()
+	src := NewFileSource(FileConfig{Path: m.Path(), Logger: watchLog, PollInterval: time.Hour})
+	c := NewCache(src, CacheOptions{Changed: src.Changed(), Logger: cacheLog})
 	run(t, c)
 	startWatch(t, src)
 	if got := mustToken(t, c).Value; got != first {
 		t.Fatalf("Token() = %q, want the first token", got)
 	}
-	pollClock.BlockUntil(t, 1)
+	watchLogs.waitCount(t, "trigger=start", 1)
 
 	m.rotate(t, second+"\n")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := mustToken(t, c).Value
-		if got == second {
-			break
-		}
-		if got != first {
-			t.Fatalf("Token() = %q, want the first or second token", got)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Token() still the first token 5s after a rotation")
-		}
-		time.Sleep(10 * time.Millisecond)
+	cacheLogs.waitCount(t, "credential changed: fetching", 1)
+	cacheLogs.waitCount(t, "token fetched", 2)
+	if got := mustToken(t, c).Value; got != second {
+		t.Errorf("Token() after a rotation and the fetch it caused = %q, want the second token", got)
 	}
 }
 

@@ -101,9 +101,9 @@ func TestCacheTwoRevocationsCloseTogether(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
 				obs := &observer{}
-				src := &fakeSource{clk: SystemClock, answer: issue(time.Hour)}
+				src := &fakeSource{answer: issue(time.Hour)}
 				c := NewCache(src, CacheOptions{Observer: obs, ForcedRefreshInterval: tc.interval})
 				run(t, c)
 				u := &revokingUpstream{}
@@ -135,9 +135,9 @@ func TestCacheTwoRevocationsCloseTogether(t *testing.T) {
 // fetches: tokens never accepted are refreshed at most after a wait that
 // doubles from 1s.
 func TestCacheUpstreamRejectingEveryToken(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble(t, func(t *testing.T) {
 		obs := &observer{}
-		src := &fakeSource{clk: SystemClock, answer: issue(time.Hour)}
+		src := &fakeSource{answer: issue(time.Hour)}
 		c := NewCache(src, CacheOptions{Observer: obs})
 		run(t, c)
 		u := &revokingUpstream{rejectAll: true}
@@ -169,8 +169,8 @@ func TestCacheForcedRefreshBackoff(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				src := &fakeSource{clk: SystemClock, answer: issue(time.Hour)}
+			bubble(t, func(t *testing.T) {
+				src := &fakeSource{answer: issue(time.Hour)}
 				c := NewCache(src, CacheOptions{ForcedRefreshInterval: tc.interval})
 				run(t, c)
 				if !c.Invalidate(mustToken(t, c)) {
@@ -210,8 +210,8 @@ func TestCacheForcedRefreshBackoff(t *testing.T) {
 // TestCacheAccepted: Accepted marks only the current token; one reported
 // for a token already replaced changes nothing.
 func TestCacheAccepted(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		src := &fakeSource{clk: SystemClock, answer: issue(time.Hour)}
+	bubble(t, func(t *testing.T) {
+		src := &fakeSource{answer: issue(time.Hour)}
 		c := NewCache(src, CacheOptions{})
 		c.Accepted(&Token{Value: "none held"}) // no token yet: nothing to mark
 		run(t, c)

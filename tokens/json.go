@@ -6,15 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// maxResponse bounds how much of a token endpoint's answer is read.
-const maxResponse = 1 << 20
 
 // JSONConfig describes a JSON credential exchange, as TezPay documents it:
 // POST {"client_id":…,"client_secret":…} and read the token and its lifetime
@@ -39,8 +35,6 @@ type JSONConfig struct {
 	DefaultTTL time.Duration
 	// Client makes the request. If nil, http.DefaultClient is used.
 	Client *http.Client
-	// Clock dates the token. If nil, SystemClock is used.
-	Clock Clock
 }
 
 // NewJSONSource returns a Source that performs the exchange described by c.
@@ -54,7 +48,6 @@ func NewJSONSource(c JSONConfig) Source {
 	if c.Client == nil {
 		c.Client = http.DefaultClient
 	}
-	c.Clock = clockOr(c.Clock)
 	return &jsonSource{c: c}
 }
 
@@ -84,14 +77,14 @@ func (s *jsonSource) Token(ctx context.Context) (*Token, error) {
 		return nil, newRequestError("tokens: token request", err, secret)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	raw, err := readLimited(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: read token response: %w", err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, refusal(resp, raw, secret)
 	}
-	return parseJSONFields(raw, jsonFields{s.c.TokenField, s.c.ExpiresInField, s.c.ExpiresAtField}, s.c.Clock.Now(), s.c.DefaultTTL, secret)
+	return parseJSONFields(raw, jsonFields{s.c.TokenField, s.c.ExpiresInField, s.c.ExpiresAtField}, time.Now(), s.c.DefaultTTL, secret)
 }
 
 // jsonFields are the dotted paths read from a token endpoint's answer.

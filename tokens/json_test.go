@@ -1,197 +1,57 @@
 package tokens
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// answer writes the fake endpoint's reply to the n-th request (from 1).
-type answer func(w http.ResponseWriter, r *http.Request, n int)
-
-// seen is what one request to the fake endpoint carried.
-type seen struct {
-	Method, Path, ContentType, Accept, Authorization string
-	Body                                             []byte
-}
-
-// endpoint is a fake token endpoint: it records every request and replies
-// with an answer that tests may change between fetches.
-type endpoint struct {
-	srv     *httptest.Server
-	release chan struct{} // closed at cleanup, to free hanging handlers
-
-	mu       sync.Mutex
-	requests []seen
-	answer   answer
-}
-
-func newEndpoint(t *testing.T, a answer) *endpoint {
-	t.Helper()
-	e := &endpoint{answer: a, release: make(chan struct{})}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			t.Errorf("fake endpoint: reading request body: %v", err)
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		e.mu.Lock()
-		e.requests = append(e.requests, seen{
-			Method: r.Method, Path: r.URL.Path, Body: body,
-			ContentType: r.Header.Get("Content-Type"), Accept: r.Header.Get("Accept"),
-			Authorization: r.Header.Get("Authorization"),
-		})
-		n, a := len(e.requests), e.answer
-		e.mu.Unlock()
-		a(w, r, n)
-	}))
-	t.Cleanup(e.srv.Close)
-	t.Cleanup(func() { close(e.release) }) // runs first: frees handlers so Close can return
-	return e
-}
-
-func (e *endpoint) setAnswer(a answer) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.answer = a
-}
-
-func (e *endpoint) seen() []seen {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]seen(nil), e.requests...)
-}
-
-func (e *endpoint) count() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.requests)
-}
-
-func (e *endpoint) url() string { return e.srv.URL + "/api/v1/tezpay/authenticate" }
-
-// reply answers every request with status and body, as JSON unless a
-// Content-Type is among the header pairs.
-func reply(status int, body string, header ...string) answer {
-	return func(w http.ResponseWriter, r *http.Request, n int) {
-		w.Header().Set("Content-Type", "application/json")
-		for i := 0; i+1 < len(header); i += 2 {
-			w.Header().Set(header[i], header[i+1])
-		}
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
-
-// hang answers nothing until the client gives up (or the test ends).
-func (e *endpoint) hang() answer {
-	return func(w http.ResponseWriter, r *http.Request, n int) {
-		select {
-		case <-r.Context().Done():
-		case <-e.release:
-		}
-	}
-}
-
-// dropConnection closes the connection without answering: a network error.
-func dropConnection(w http.ResponseWriter, r *http.Request, n int) {
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		panic(err)
-	}
-	conn.Close()
-}
-
-const (
-	tezpayID     = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
-	tezpaySecret = "example_client_secret_key_123456789abcdef"
-)
-
-// tezpay answers as TezPay documents it: a 12-hour JWT for the right
-// credentials ("tok-n" in a claim, so each differs), 401 otherwise.
-func tezpay(clk Clock, secret string) answer {
-	return func(w http.ResponseWriter, r *http.Request, n int) {
-		var creds struct {
-			ClientID     string `json:"client_id"`
-			ClientSecret string `json:"client_secret"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&creds); err != nil || creds.ClientID != tezpayID || creds.ClientSecret != secret {
-			reply(http.StatusUnauthorized, `{"detail":"Invalid credentials"}`)(w, r, n)
-			return
-		}
-		now := clk.Now()
-		tok := signJWT(jwt.MapClaims{"client_id": tezpayID, "jti": fmt.Sprint(n), "iat": now.Unix(), "exp": now.Add(12 * time.Hour).Unix()})
-		body, _ := json.Marshal(map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": 43200, "client_id": tezpayID})
-		reply(http.StatusOK, string(body))(w, r, n)
-	}
-}
-
-// signJWT returns an HS256 JWT of claims; the sidecar never checks signatures.
-func signJWT(claims jwt.MapClaims) string {
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("JWT_SECRET_KEY"))
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
-
-func newTezPaySource(e *endpoint, clk Clock) Source {
-	return NewJSONSource(JSONConfig{
-		URL: e.url(), ClientID: Literal(tezpayID), ClientSecret: Literal(tezpaySecret),
-		Client: e.srv.Client(), Clock: clk,
-	})
-}
-
 func TestJSONSourceTezPay(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
-	e := newEndpoint(t, tezpay(clk, tezpaySecret))
-	tok, err := newTezPaySource(e, clk).Token(context.Background())
-	if err != nil {
-		t.Fatalf("Token() error = %v", err)
-	}
-	if exp, ok := jwtExpiry(tok.Value); !ok || !exp.Equal(tezpayEpoch.Add(12*time.Hour)) {
-		t.Errorf("Token().Value is not the JWT TezPay issued: exp = %v, %v", exp, ok)
-	}
-	if want := tezpayEpoch.Add(43200 * time.Second); !tok.Expiry.Equal(want) {
-		t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, want)
-	}
+	bubble(t, func(t *testing.T) {
+		e := newEndpoint(t, tezpay(tezpaySecret))
+		tok, err := newTezPaySource(e).Token(context.Background())
+		if err != nil {
+			t.Fatalf("Token() error = %v", err)
+		}
+		if exp, ok := jwtExpiry(tok.Value); !ok || !exp.Equal(tezpayEpoch.Add(12*time.Hour)) {
+			t.Errorf("Token().Value is not the JWT TezPay issued: exp = %v, %v", exp, ok)
+		}
+		if want := tezpayEpoch.Add(43200 * time.Second); !tok.Expiry.Equal(want) {
+			t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, want)
+		}
 
-	reqs := e.seen()
-	if len(reqs) != 1 {
-		t.Fatalf("endpoint got %d requests, want 1", len(reqs))
-	}
-	r := reqs[0]
-	if r.Method != http.MethodPost || r.Path != "/api/v1/tezpay/authenticate" {
-		t.Errorf("request = %s %s, want POST /api/v1/tezpay/authenticate", r.Method, r.Path)
-	}
-	if r.ContentType != "application/json" {
-		t.Errorf("request Content-Type = %q, want %q", r.ContentType, "application/json")
-	}
-	if r.Accept != "application/json" {
-		t.Errorf("request Accept = %q, want %q", r.Accept, "application/json")
-	}
-	var body map[string]any
-	if err := json.Unmarshal(r.Body, &body); err != nil {
-		t.Fatalf("request body %q is not JSON: %v", r.Body, err)
-	}
-	want := map[string]any{"client_id": tezpayID, "client_secret": tezpaySecret}
-	if len(body) != len(want) || body["client_id"] != want["client_id"] || body["client_secret"] != want["client_secret"] {
-		t.Errorf("request body = %v, want %v", body, want)
-	}
+		reqs := e.seen()
+		if len(reqs) != 1 {
+			t.Fatalf("endpoint got %d requests, want 1", len(reqs))
+		}
+		r := reqs[0]
+		if r.Method != http.MethodPost || r.Path != "/api/v1/tezpay/authenticate" {
+			t.Errorf("request = %s %s, want POST /api/v1/tezpay/authenticate", r.Method, r.Path)
+		}
+		if r.ContentType != "application/json" {
+			t.Errorf("request Content-Type = %q, want %q", r.ContentType, "application/json")
+		}
+		if r.Accept != "application/json" {
+			t.Errorf("request Accept = %q, want %q", r.Accept, "application/json")
+		}
+		var body map[string]any
+		if err := json.Unmarshal(r.Body, &body); err != nil {
+			t.Fatalf("request body %q is not JSON: %v", r.Body, err)
+		}
+		want := map[string]any{"client_id": tezpayID, "client_secret": tezpaySecret}
+		if len(body) != len(want) || body["client_id"] != want["client_id"] || body["client_secret"] != want["client_secret"] {
+			t.Errorf("request body = %v, want %v", body, want)
+		}
+	})
 }
 
 func TestJSONSourceExpiry(t *testing.T) {
@@ -223,23 +83,24 @@ func TestJSONSourceExpiry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(tezpayEpoch)
-			e := newEndpoint(t, reply(http.StatusOK, tc.body))
-			src := NewJSONSource(JSONConfig{
-				URL: e.url(), ClientID: Literal(tezpayID), ClientSecret: Literal(tezpaySecret),
-				TokenField: tc.tokenField, ExpiresInField: tc.expiresIn, DefaultTTL: tc.defaultTTL,
-				Client: e.srv.Client(), Clock: clk,
+			bubble(t, func(t *testing.T) {
+				e := newEndpoint(t, reply(http.StatusOK, tc.body))
+				src := NewJSONSource(JSONConfig{
+					URL: e.url(), ClientID: Literal(tezpayID), ClientSecret: Literal(tezpaySecret),
+					TokenField: tc.tokenField, ExpiresInField: tc.expiresIn, DefaultTTL: tc.defaultTTL,
+					Client: e.client(),
+				})
+				tok, err := src.Token(context.Background())
+				if err != nil {
+					t.Fatalf("Token() error = %v", err)
+				}
+				if tok.Value != tc.wantValue {
+					t.Errorf("Token().Value = %q, want %q", tok.Value, tc.wantValue)
+				}
+				if got := tok.Expiry.Sub(tezpayEpoch); got != tc.wantLife {
+					t.Errorf("Token().Expiry = now+%v, want now+%v", got, tc.wantLife)
+				}
 			})
-			tok, err := src.Token(context.Background())
-			if err != nil {
-				t.Fatalf("Token() error = %v", err)
-			}
-			if tok.Value != tc.wantValue {
-				t.Errorf("Token().Value = %q, want %q", tok.Value, tc.wantValue)
-			}
-			if got := tok.Expiry.Sub(tezpayEpoch); got != tc.wantLife {
-				t.Errorf("Token().Expiry = now+%v, want now+%v", got, tc.wantLife)
-			}
 		})
 	}
 }
@@ -264,24 +125,26 @@ func TestJSONSourceExpiresAt(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEndpoint(t, reply(http.StatusOK, tc.body))
-			src := NewJSONSource(JSONConfig{
-				URL: e.url(), TokenField: "juspay.client_auth_token", ExpiresAtField: "juspay.client_auth_token_expiry",
-				Client: e.srv.Client(), Clock: newFakeClock(tezpayEpoch),
-			})
-			tok, err := src.Token(context.Background())
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Errorf("Token() = %v, %v; want an error containing %q", tok, err, tc.wantErr)
+			bubble(t, func(t *testing.T) {
+				e := newEndpoint(t, reply(http.StatusOK, tc.body))
+				src := NewJSONSource(JSONConfig{
+					URL: e.url(), TokenField: "juspay.client_auth_token", ExpiresAtField: "juspay.client_auth_token_expiry",
+					Client: e.client(),
+				})
+				tok, err := src.Token(context.Background())
+				if tc.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+						t.Errorf("Token() = %v, %v; want an error containing %q", tok, err, tc.wantErr)
+					}
+					return
 				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Token() error = %v", err)
-			}
-			if tok.Value != "tkn_1" || !tok.Expiry.Equal(tc.want) {
-				t.Errorf("Token() = %q expiring %v, want %q expiring %v", tok.Value, tok.Expiry, "tkn_1", tc.want)
-			}
+				if err != nil {
+					t.Fatalf("Token() error = %v", err)
+				}
+				if tok.Value != "tkn_1" || !tok.Expiry.Equal(tc.want) {
+					t.Errorf("Token() = %q expiring %v, want %q expiring %v", tok.Value, tok.Expiry, "tkn_1", tc.want)
+				}
+			})
 		})
 	}
 }
@@ -311,25 +174,27 @@ func TestJSONSourceBadAnswers(t *testing.T) {
 		{"expires_in infinite", 200, `{"access_token":"x","expires_in":"Inf"}`, `"expires_in"`},
 		// NaN parses as a float and passes both "f <= 0" and "f > 10y".
 		{"expires_in NaN", 200, `{"access_token":"x","expires_in":"NaN"}`, `"expires_in"`},
+		{"over 1 MiB", 200, `{"access_token":"x","pad":"` + strings.Repeat("x", maxRead) + `"}`, "larger than 1048576 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(tezpayEpoch)
-			e := newEndpoint(t, reply(tc.status, tc.body))
-			tok, err := newTezPaySource(e, clk).Token(context.Background())
-			if err == nil {
-				t.Fatalf("Token() = %v (expiry %v), want an error containing %q", tok, tok.Expiry, tc.wantErr)
-			}
-			if tok != nil {
-				t.Errorf("Token() = %v with error %v, want nil", tok, err)
-			}
-			if !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "tokens: ") {
-				t.Errorf("Token() error = %q, want a tokens: error containing %q", err, tc.wantErr)
-			}
-			var re *RetrieveError
-			if errors.As(err, &re) {
-				t.Errorf("Token() error is a *RetrieveError (%v) for a 2xx answer", re)
-			}
+			bubble(t, func(t *testing.T) {
+				e := newEndpoint(t, reply(tc.status, tc.body))
+				tok, err := newTezPaySource(e).Token(context.Background())
+				if err == nil {
+					t.Fatalf("Token() = %v (expiry %v), want an error containing %q", tok, tok.Expiry, tc.wantErr)
+				}
+				if tok != nil {
+					t.Errorf("Token() = %v with error %v, want nil", tok, err)
+				}
+				if !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "tokens: ") {
+					t.Errorf("Token() error = %q, want a tokens: error containing %q", err, tc.wantErr)
+				}
+				var re *RetrieveError
+				if errors.As(err, &re) {
+					t.Errorf("Token() error is a *RetrieveError (%v) for a 2xx answer", re)
+				}
+			})
 		})
 	}
 }
@@ -371,7 +236,7 @@ func TestJSONSourceRefusal(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEndpoint(t, tc.answer)
-			tok, err := newTezPaySource(e, newFakeClock(tezpayEpoch)).Token(context.Background())
+			tok, err := newTezPaySource(e).Token(context.Background())
 			var re *RetrieveError
 			if !errors.As(err, &re) {
 				t.Fatalf("Token() = %v, %v; want a *RetrieveError", tok, err)
@@ -391,23 +256,25 @@ func TestJSONSourceRefusal(t *testing.T) {
 }
 
 func TestJSONSourceHangingEndpoint(t *testing.T) {
-	e := newEndpoint(t, nil)
-	e.setAnswer(e.hang())
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	tok, err := newTezPaySource(e, newFakeClock(tezpayEpoch)).Token(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Token() = %v, %v; want an error wrapping context.DeadlineExceeded", tok, err)
-	}
-	if elapsed := time.Since(start); elapsed > 5*time.Second {
-		t.Errorf("Token() returned after %v, want about 100ms", elapsed)
-	}
+	bubble(t, func(t *testing.T) {
+		e := newEndpoint(t, nil)
+		e.setAnswer(e.hang())
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		tok, err := newTezPaySource(e).Token(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Token() = %v, %v; want an error wrapping context.DeadlineExceeded", tok, err)
+		}
+		if elapsed := time.Since(start); elapsed != 100*time.Millisecond {
+			t.Errorf("Token() returned after %v, want 100ms", elapsed)
+		}
+	})
 }
 
 func TestJSONSourceNetworkError(t *testing.T) {
 	e := newEndpoint(t, dropConnection)
-	tok, err := newTezPaySource(e, newFakeClock(tezpayEpoch)).Token(context.Background())
+	tok, err := newTezPaySource(e).Token(context.Background())
 	var re *RetrieveError
 	if err == nil || errors.As(err, &re) {
 		t.Fatalf("Token() = %v, %v; want a network error, not a refusal", tok, err)
@@ -416,7 +283,7 @@ func TestJSONSourceNetworkError(t *testing.T) {
 		t.Errorf("Token() error = %q, want it to start with %q", err, "tokens: token request: ")
 	}
 
-	src := NewJSONSource(JSONConfig{URL: "http://example.invalid\x7f/", Clock: newFakeClock(tezpayEpoch)})
+	src := NewJSONSource(JSONConfig{URL: "http://example.invalid\x7f/"})
 	if _, err := src.Token(context.Background()); err == nil || !strings.Contains(err.Error(), "build request") {
 		t.Errorf("Token() with a bad URL: error = %v, want a build request error", err)
 	}
@@ -430,9 +297,8 @@ func TestJSONSourceSecretFile(t *testing.T) {
 	writeFile(t, idFile, tezpayID+"\n")
 	writeFile(t, secretFile, "  old-secret\n")
 
-	clk := newFakeClock(tezpayEpoch)
 	e := newEndpoint(t, reply(200, `{"access_token":"tok","expires_in":60}`))
-	src := NewJSONSource(JSONConfig{URL: e.url(), ClientID: File(idFile), ClientSecret: File(secretFile), Client: e.srv.Client(), Clock: clk})
+	src := NewJSONSource(JSONConfig{URL: e.url(), ClientID: File(idFile), ClientSecret: File(secretFile), Client: e.client()})
 	if _, err := src.Token(context.Background()); err != nil {
 		t.Fatalf("first Token() error = %v", err)
 	}
@@ -469,10 +335,10 @@ func TestJSONSourceSecretFile(t *testing.T) {
 	}
 }
 
-// TestJSONSourceDefaults: a nil Client means http.DefaultClient and a nil
-// Clock the system clock.
+// TestJSONSourceDefaults: a nil Client means http.DefaultClient, and the
+// token is dated by the system clock.
 func TestJSONSourceDefaults(t *testing.T) {
-	e := newEndpoint(t, reply(200, `{"access_token":"tok","expires_in":60}`))
+	e := newTCPEndpoint(t, reply(200, `{"access_token":"tok","expires_in":60}`))
 	before := time.Now()
 	tok, err := NewJSONSource(JSONConfig{URL: e.url()}).Token(context.Background())
 	if err != nil {

@@ -45,9 +45,6 @@ type OAuth2Config struct {
 	DefaultTTL time.Duration
 	// Client makes the request. If nil, http.DefaultClient is used.
 	Client *http.Client
-	// Clock dates the token, and the assertion's iat and exp. If nil,
-	// SystemClock is used.
-	Clock Clock
 }
 
 // ClientAssertionType is the client_assertion_type of an RFC 7523 JWT
@@ -167,7 +164,6 @@ func NewOAuth2Source(c OAuth2Config) Source {
 	if c.Client == nil {
 		c.Client = http.DefaultClient
 	}
-	c.Clock = clockOr(c.Clock)
 	return &oauth2Source{c: c}
 }
 
@@ -221,7 +217,7 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 		secrets []string // what a provider may echo back, to be removed from its messages
 	)
 	if a := s.c.Assertion; a != nil {
-		assertion, err := a.sign(id, s.c.TokenURL, s.c.Clock.Now())
+		assertion, err := a.sign(id, s.c.TokenURL, time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -265,14 +261,14 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 	if strings.TrimSpace(t.AccessToken) == "" {
 		return nil, errNoValue
 	}
-	now := s.c.Clock.Now()
-	// x/oauth2 dates Expiry by the system clock, and clientcredentials drops
-	// ExpiresIn: read expires_in from the answer, to date it by our clock.
+	now := time.Now()
+	// clientcredentials drops ExpiresIn, and x/oauth2 reads only an integer
+	// expires_in: read it from the answer, as the JSON source does.
 	var given time.Time
 	if d, err := seconds(t.Extra("expires_in")); err == nil {
 		given = now.Add(d)
 	} else if !t.Expiry.IsZero() {
-		given = now.Add(time.Until(t.Expiry))
+		given = t.Expiry
 	}
 	return &Token{Value: t.AccessToken, Expiry: expiryOf(t.AccessToken, given, now, s.c.DefaultTTL)}, nil
 }

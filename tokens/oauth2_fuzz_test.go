@@ -56,70 +56,72 @@ func FuzzOAuth2Response(f *testing.F) {
 
 	now := tezpayEpoch
 	f.Fuzz(func(t *testing.T, status int, contentType string, body []byte) {
-		if status < 100 || status > 999 {
-			status = 100 + (status%900+900)%900
-		}
-		rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if r.Body != nil {
-				io.Copy(io.Discard, r.Body)
-				r.Body.Close()
+		bubble(t, func(t *testing.T) { // the source dates the token at tezpayEpoch
+			if status < 100 || status > 999 {
+				status = 100 + (status%900+900)%900
 			}
-			h := http.Header{}
-			if contentType != "" {
-				h.Set("Content-Type", contentType)
+			rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.Body != nil {
+					io.Copy(io.Discard, r.Body)
+					r.Body.Close()
+				}
+				h := http.Header{}
+				if contentType != "" {
+					h.Set("Content-Type", contentType)
+				}
+				return &http.Response{
+					StatusCode: status, Header: h, Request: r,
+					Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+				}, nil
+			})
+			src := NewOAuth2Source(OAuth2Config{
+				TokenURL: "https://idp.test/token", ClientID: Literal(id), ClientSecret: Literal(secret),
+				DefaultTTL: time.Minute,
+				Client:     &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+			})
+			tok, err := src.Token(context.Background())
+			if err != nil {
+				if tok != nil {
+					t.Errorf("Token() = %v with error %v, want nil", tok, err)
+				}
+				if !strings.HasPrefix(err.Error(), "tokens: ") {
+					t.Errorf("Token() error = %q, want a tokens: error", err)
+				}
+				basic := base64.StdEncoding.EncodeToString([]byte(id + ":" + secret))
+				for _, s := range []string{secret, basic} {
+					if strings.Contains(err.Error(), s) {
+						t.Errorf("Token() error = %q, which shows the client secret", err)
+					}
+				}
+				var re *RetrieveError
+				if errors.As(err, &re) && re.Status != status {
+					t.Errorf("Token() refusal Status = %d, want %d", re.Status, status)
+				}
+				return
 			}
-			return &http.Response{
-				StatusCode: status, Header: h, Request: r,
-				Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
-			}, nil
-		})
-		src := NewOAuth2Source(OAuth2Config{
-			TokenURL: "https://idp.test/token", ClientID: Literal(id), ClientSecret: Literal(secret),
-			DefaultTTL: time.Minute, Clock: newFakeClock(now),
-			Client: &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		})
-		tok, err := src.Token(context.Background())
-		if err != nil {
-			if tok != nil {
-				t.Errorf("Token() = %v with error %v, want nil", tok, err)
+			if status < 200 || status > 299 {
+				t.Fatalf("Token() = a token from a %d answer %q", status, body)
 			}
-			if !strings.HasPrefix(err.Error(), "tokens: ") {
-				t.Errorf("Token() error = %q, want a tokens: error", err)
+			access, expiresIn := oauth2Fields(contentType, body)
+			if tok.Value != access {
+				t.Errorf("Token().Value = %q, want the answer's access_token %q", tok.Value, access)
 			}
-			basic := base64.StdEncoding.EncodeToString([]byte(id + ":" + secret))
-			for _, s := range []string{secret, basic} {
-				if strings.Contains(err.Error(), s) {
-					t.Errorf("Token() error = %q, which shows the client secret", err)
+			if strings.TrimSpace(tok.Value) == "" {
+				t.Errorf("Token().Value = %q from %q: a blank token, which no request can carry", tok.Value, body)
+			}
+			if exp, ok := jwtExpiry(tok.Value); tok.Expiry.IsZero() && !(ok && exp.IsZero()) {
+				t.Errorf("Token().Expiry is zero")
+			}
+			if d, err := seconds(expiresIn); err == nil {
+				want := now.Add(d)
+				if exp, ok := jwtExpiry(tok.Value); ok && exp.Before(want) {
+					want = exp
+				}
+				if !tok.Expiry.Equal(want) {
+					t.Errorf("Token().Expiry = %v, want %v: expires_in %q dated by the source's clock (body %q)", tok.Expiry, want, expiresIn, body)
 				}
 			}
-			var re *RetrieveError
-			if errors.As(err, &re) && re.Status != status {
-				t.Errorf("Token() refusal Status = %d, want %d", re.Status, status)
-			}
-			return
-		}
-		if status < 200 || status > 299 {
-			t.Fatalf("Token() = a token from a %d answer %q", status, body)
-		}
-		access, expiresIn := oauth2Fields(contentType, body)
-		if tok.Value != access {
-			t.Errorf("Token().Value = %q, want the answer's access_token %q", tok.Value, access)
-		}
-		if strings.TrimSpace(tok.Value) == "" {
-			t.Errorf("Token().Value = %q from %q: a blank token, which no request can carry", tok.Value, body)
-		}
-		if exp, ok := jwtExpiry(tok.Value); tok.Expiry.IsZero() && !(ok && exp.IsZero()) {
-			t.Errorf("Token().Expiry is zero")
-		}
-		if d, err := seconds(expiresIn); err == nil {
-			want := now.Add(d)
-			if exp, ok := jwtExpiry(tok.Value); ok && exp.Before(want) && exp.After(now) {
-				want = exp
-			}
-			if !tok.Expiry.Equal(want) {
-				t.Errorf("Token().Expiry = %v, want %v: expires_in %q dated by the source's clock (body %q)", tok.Expiry, want, expiresIn, body)
-			}
-		}
+		})
 	})
 }
 

@@ -23,10 +23,10 @@ const (
 	oauthOK     = `{"access_token":"opaque-access-token","token_type":"bearer","expires_in":3600}`
 )
 
-func newOAuth2TestSource(e *endpoint, clk Clock, c OAuth2Config) Source {
-	c.TokenURL = e.srv.URL + "/oauth/token"
+func newOAuth2TestSource(e *endpoint, c OAuth2Config) Source {
+	c.TokenURL = e.base + "/oauth/token"
 	c.ClientID, c.ClientSecret = Literal(oauthID), Literal(oauthSecret)
-	c.Client, c.Clock = e.srv.Client(), clk
+	c.Client = e.client()
 	if c.AuthStyle == oauth2.AuthStyleAutoDetect {
 		c.AuthStyle = oauth2.AuthStyleInParams
 	}
@@ -78,7 +78,7 @@ func TestOAuth2SourceRequest(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEndpoint(t, reply(200, oauthOK))
-			tok, err := newOAuth2TestSource(e, newFakeClock(tezpayEpoch), tc.cfg).Token(context.Background())
+			tok, err := newOAuth2TestSource(e, tc.cfg).Token(context.Background())
 			if err != nil {
 				t.Fatalf("Token() error = %v", err)
 			}
@@ -116,7 +116,7 @@ func TestOAuth2SourceAutoDetect(t *testing.T) {
 		}
 		reply(200, oauthOK)(w, r, n)
 	})
-	src := NewOAuth2Source(OAuth2Config{TokenURL: e.srv.URL, ClientID: Literal(oauthID), ClientSecret: Literal(oauthSecret), Client: e.srv.Client()})
+	src := NewOAuth2Source(OAuth2Config{TokenURL: e.base, ClientID: Literal(oauthID), ClientSecret: Literal(oauthSecret), Client: e.client()})
 	if _, err := src.Token(context.Background()); err != nil {
 		t.Fatalf("Token() error = %v", err)
 	}
@@ -155,8 +155,6 @@ func TestOAuth2SourceExpiry(t *testing.T) {
 		defaultTTL time.Duration
 		wantLife   time.Duration
 	}{
-		// The config says "Clock dates the token"; x/oauth2 dates expires_in
-		// with time.Now instead, so this fails with a fake clock.
 		{name: "expires_in", body: oauthOK, wantLife: time.Hour},
 		{name: "JWT exp without expires_in", body: `{"access_token":"` + withExp + `","token_type":"bearer"}`, wantLife: 3 * time.Hour},
 		{name: "JWT exp earlier than expires_in", body: `{"access_token":"` + withExp + `","token_type":"bearer","expires_in":43200}`, wantLife: 3 * time.Hour},
@@ -166,23 +164,25 @@ func TestOAuth2SourceExpiry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEndpoint(t, reply(200, tc.body))
-			tok, err := newOAuth2TestSource(e, newFakeClock(tezpayEpoch), OAuth2Config{DefaultTTL: tc.defaultTTL}).Token(context.Background())
-			if err != nil {
-				t.Fatalf("Token() error = %v", err)
-			}
-			if got := tok.Expiry.Sub(tezpayEpoch); got != tc.wantLife {
-				t.Errorf("Token().Expiry = now+%v, want now+%v", got, tc.wantLife)
-			}
+			bubble(t, func(t *testing.T) {
+				e := newEndpoint(t, reply(200, tc.body))
+				tok, err := newOAuth2TestSource(e, OAuth2Config{DefaultTTL: tc.defaultTTL}).Token(context.Background())
+				if err != nil {
+					t.Fatalf("Token() error = %v", err)
+				}
+				if got := tok.Expiry.Sub(tezpayEpoch); got != tc.wantLife {
+					t.Errorf("Token().Expiry = now+%v, want now+%v", got, tc.wantLife)
+				}
+			})
 		})
 	}
 
-	// With the system clock, expires_in is used, and wins over the JWT's
-	// later exp.
+	// On the real clock, outside a bubble, expires_in is used too, and wins
+	// over the JWT's later exp.
 	laterExp := signJWT(jwt.MapClaims{"exp": time.Now().Add(24 * time.Hour).Unix()})
 	e := newEndpoint(t, reply(200, `{"access_token":"`+laterExp+`","token_type":"bearer","expires_in":600}`))
 	before := time.Now()
-	tok, err := newOAuth2TestSource(e, nil, OAuth2Config{}).Token(context.Background())
+	tok, err := newOAuth2TestSource(e, OAuth2Config{}).Token(context.Background())
 	if err != nil {
 		t.Fatalf("Token() error = %v", err)
 	}
@@ -217,7 +217,7 @@ func TestOAuth2SourceRefusal(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEndpoint(t, tc.answer)
-			tok, err := newOAuth2TestSource(e, newFakeClock(tezpayEpoch), OAuth2Config{}).Token(context.Background())
+			tok, err := newOAuth2TestSource(e, OAuth2Config{}).Token(context.Background())
 			var re *RetrieveError
 			if !errors.As(err, &re) {
 				t.Fatalf("Token() = %v, %v; want a *RetrieveError", tok, err)
@@ -245,7 +245,7 @@ func TestOAuth2SourceBadAnswers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEndpoint(t, reply(200, tc.body))
-			tok, err := newOAuth2TestSource(e, newFakeClock(tezpayEpoch), OAuth2Config{}).Token(context.Background())
+			tok, err := newOAuth2TestSource(e, OAuth2Config{}).Token(context.Background())
 			var re *RetrieveError
 			if err == nil || errors.As(err, &re) {
 				t.Fatalf("Token() = %v, %v; want an error that is not a refusal", tok, err)
@@ -258,14 +258,16 @@ func TestOAuth2SourceBadAnswers(t *testing.T) {
 }
 
 func TestOAuth2SourceHangingEndpoint(t *testing.T) {
-	e := newEndpoint(t, nil)
-	e.setAnswer(e.hang())
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	tok, err := newOAuth2TestSource(e, newFakeClock(tezpayEpoch), OAuth2Config{}).Token(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Token() = %v, %v; want an error wrapping context.DeadlineExceeded", tok, err)
-	}
+	bubble(t, func(t *testing.T) {
+		e := newEndpoint(t, nil)
+		e.setAnswer(e.hang())
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		tok, err := newOAuth2TestSource(e, OAuth2Config{}).Token(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Token() = %v, %v; want an error wrapping context.DeadlineExceeded", tok, err)
+		}
+	})
 }
 
 func TestOAuth2SourceSecretFile(t *testing.T) {
@@ -273,8 +275,8 @@ func TestOAuth2SourceSecretFile(t *testing.T) {
 	writeFile(t, secretFile, "old-secret\n")
 	e := newEndpoint(t, reply(200, oauthOK))
 	src := NewOAuth2Source(OAuth2Config{
-		TokenURL: e.srv.URL, ClientID: Literal(oauthID), ClientSecret: File(secretFile),
-		AuthStyle: oauth2.AuthStyleInParams, Client: e.srv.Client(),
+		TokenURL: e.base, ClientID: Literal(oauthID), ClientSecret: File(secretFile),
+		AuthStyle: oauth2.AuthStyleInParams, Client: e.client(),
 	})
 	if _, err := src.Token(context.Background()); err != nil {
 		t.Fatalf("first Token() error = %v", err)
@@ -291,7 +293,7 @@ func TestOAuth2SourceSecretFile(t *testing.T) {
 		t.Errorf("client_secret sent = %q, want %q", got, want)
 	}
 
-	src = NewOAuth2Source(OAuth2Config{TokenURL: e.srv.URL, ClientID: File(filepath.Join(t.TempDir(), "missing")), Client: e.srv.Client()})
+	src = NewOAuth2Source(OAuth2Config{TokenURL: e.base, ClientID: File(filepath.Join(t.TempDir(), "missing")), Client: e.client()})
 	if tok, err := src.Token(context.Background()); err == nil || !strings.Contains(err.Error(), "read secret file") {
 		t.Errorf("Token() with no client id file = %v, %v; want a read secret file error", tok, err)
 	}
@@ -301,8 +303,8 @@ func TestOAuth2SourceSecretFile(t *testing.T) {
 }
 
 func TestOAuth2SourceDefaultClient(t *testing.T) {
-	e := newEndpoint(t, reply(200, oauthOK))
-	src := NewOAuth2Source(OAuth2Config{TokenURL: e.srv.URL, ClientID: Literal(oauthID), ClientSecret: Literal(oauthSecret)})
+	e := newTCPEndpoint(t, reply(200, oauthOK))
+	src := NewOAuth2Source(OAuth2Config{TokenURL: e.base, ClientID: Literal(oauthID), ClientSecret: Literal(oauthSecret)})
 	tok, err := src.Token(context.Background())
 	if err != nil || tok.Value != "opaque-access-token" {
 		t.Fatalf("Token() = %v, %v; want the token with http.DefaultClient", tok, err)

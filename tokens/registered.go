@@ -52,8 +52,6 @@ type RegisteredConfig struct {
 	Encoder RegistrationEncoder
 	// Client makes the request. If nil, http.DefaultClient is used.
 	Client *http.Client
-	// Clock dates the ExpiryDate requested. If nil, SystemClock is used.
-	Clock Clock
 }
 
 // Registration is what is sent to register one token. ExpiryDate is the end
@@ -187,7 +185,6 @@ func NewRegisteredSource(c RegisteredConfig) Source {
 	if c.Client == nil {
 		c.Client = http.DefaultClient
 	}
-	c.Clock = clockOr(c.Clock)
 	return &registeredSource{c: c}
 }
 
@@ -195,7 +192,7 @@ type registeredSource struct{ c RegisteredConfig }
 
 func (s *registeredSource) Token(ctx context.Context) (*Token, error) {
 	// Truncated, not rounded: the expiry asked for is never past now+TTL.
-	requested := s.c.Clock.Now().Add(s.c.TTL).UTC().Truncate(time.Second)
+	requested := time.Now().Add(s.c.TTL).UTC().Truncate(time.Second)
 	reg := Registration{
 		MerchantID: s.c.MerchantID,
 		AuthToken:  randomAlnum(authTokenLen),
@@ -216,14 +213,11 @@ func (s *registeredSource) Token(ctx context.Context) (*Token, error) {
 		return nil, newRequestError("tokens: registration request", err, reg.AuthToken, reg.AuthLabel)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	raw, err := readLimited(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: read registration answer: %w", err)
 	}
-	if len(raw) > maxResponse {
-		return nil, fmt.Errorf("tokens: registration answer is larger than %d bytes", maxResponse)
-	}
-	return s.answer(resp.StatusCode, resp.Header, raw, reg, requested, s.c.Clock.Now())
+	return s.answer(resp.StatusCode, resp.Header, raw, reg, requested, time.Now())
 }
 
 // answer reads the platform's answer to reg, made at requested's request, at

@@ -20,21 +20,20 @@ import (
 // axeptaMID is the merchant the fake Axepta knows.
 const axeptaMID = "sidecar-test-merchant"
 
-// newAxepta starts the fake Axepta platform on clk, knowing axeptaMID, behind
-// a recording endpoint.
-func newAxepta(t *testing.T, clk *fakeClock) (*fake.Axepta, *endpoint) {
+// newAxepta starts the fake Axepta platform, knowing axeptaMID, behind a
+// recording endpoint.
+func newAxepta(t *testing.T) (*fake.Axepta, *endpoint) {
 	t.Helper()
 	ax := fake.NewAxepta(axeptaMID)
-	ax.SetClock(clk.Now)
 	h := ax.Handler()
 	return ax, newEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) { h.ServeHTTP(w, r) })
 }
 
-func registerURL(e *endpoint) string { return e.srv.URL + fake.AxeptaRegisterPath }
+func registerURL(e *endpoint) string { return e.base + fake.AxeptaRegisterPath }
 
-func newRegisteredSource(e *endpoint, clk Clock, ttl time.Duration) Source {
+func newRegisteredSource(e *endpoint, ttl time.Duration) Source {
 	return NewRegisteredSource(RegisteredConfig{
-		URL: registerURL(e), MerchantID: axeptaMID, TTL: ttl, Client: e.srv.Client(), Clock: clk,
+		URL: registerURL(e), MerchantID: axeptaMID, TTL: ttl, Client: e.client(),
 	})
 }
 
@@ -83,40 +82,41 @@ func registrationAnswer(status int, fn func(reg Registration) map[string]any) an
 // checks the request against the document: a JSON POST of exactly
 // MerchantID, AuthToken, AuthLabel and ExpiryDate.
 func TestRegisteredSourceAxepta(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
-	ax, e := newAxepta(t, clk)
-	tok, err := newRegisteredSource(e, clk, 0).Token(context.Background())
-	if err != nil {
-		t.Fatalf("Token() error = %v", err)
-	}
-	if want := tezpayEpoch.Add(15 * time.Minute); !tok.Expiry.Equal(want) {
-		t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, want)
-	}
-	label, expiry, ok := ax.Registered(tok.Value)
-	if !ok || label != tok.Label || !expiry.Equal(tok.Expiry) {
-		t.Errorf("platform has Registered(Token().Value) = %q, %v, %v; want Token().Label, Token().Expiry, true", label, expiry, ok)
-	}
-	if n, refused := ax.Registrations(), ax.Refused(); n != 1 || refused != 0 {
-		t.Errorf("platform registered %d and refused %d, want 1 and 0", n, refused)
-	}
-
-	reqs := e.seen()
-	if len(reqs) != 1 {
-		t.Fatalf("endpoint got %d requests, want 1", len(reqs))
-	}
-	if r := reqs[0]; r.Method != http.MethodPost || r.Path != fake.AxeptaRegisterPath || r.ContentType != "application/json" {
-		t.Errorf("request = %s %s (Content-Type %q), want POST %s (application/json)", r.Method, r.Path, r.ContentType, fake.AxeptaRegisterPath)
-	}
-	got := sent(t, e)[0]
-	want := map[string]any{"MerchantID": axeptaMID, "AuthToken": tok.Value, "AuthLabel": tok.Label, "ExpiryDate": "2025-09-17T20:55:44"}
-	if len(got) != len(want) {
-		t.Errorf("request parameters = %v, want %v", got, want)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("request %s = %v, want %v", k, got[k], v)
+	bubble(t, func(t *testing.T) {
+		ax, e := newAxepta(t)
+		tok, err := newRegisteredSource(e, 0).Token(context.Background())
+		if err != nil {
+			t.Fatalf("Token() error = %v", err)
 		}
-	}
+		if want := tezpayEpoch.Add(15 * time.Minute); !tok.Expiry.Equal(want) {
+			t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, want)
+		}
+		label, expiry, ok := ax.Registered(tok.Value)
+		if !ok || label != tok.Label || !expiry.Equal(tok.Expiry) {
+			t.Errorf("platform has Registered(Token().Value) = %q, %v, %v; want Token().Label, Token().Expiry, true", label, expiry, ok)
+		}
+		if n, refused := ax.Registrations(), ax.Refused(); n != 1 || refused != 0 {
+			t.Errorf("platform registered %d and refused %d, want 1 and 0", n, refused)
+		}
+
+		reqs := e.seen()
+		if len(reqs) != 1 {
+			t.Fatalf("endpoint got %d requests, want 1", len(reqs))
+		}
+		if r := reqs[0]; r.Method != http.MethodPost || r.Path != fake.AxeptaRegisterPath || r.ContentType != "application/json" {
+			t.Errorf("request = %s %s (Content-Type %q), want POST %s (application/json)", r.Method, r.Path, r.ContentType, fake.AxeptaRegisterPath)
+		}
+		got := sent(t, e)[0]
+		want := map[string]any{"MerchantID": axeptaMID, "AuthToken": tok.Value, "AuthLabel": tok.Label, "ExpiryDate": "2025-09-17T20:55:44"}
+		if len(got) != len(want) {
+			t.Errorf("request parameters = %v, want %v", got, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("request %s = %v, want %v", k, got[k], v)
+			}
+		}
+	})
 }
 
 // TestRegisteredSourceTTL: the ExpiryDate asked for is now+TTL in UTC, to the
@@ -141,21 +141,30 @@ func TestRegisteredSourceTTL(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(tc.start)
-			ax, e := newAxepta(t, clk)
-			tok, err := newRegisteredSource(e, clk, tc.ttl).Token(context.Background())
-			if err != nil {
-				t.Fatalf("Token() error = %v", err)
+			if loc := tc.start.Location(); loc != time.UTC {
+				// time.Now reads in time.Local: set while no goroutine of
+				// the test runs, put back once the bubble's have all ended.
+				old := time.Local
+				time.Local = loc
+				t.Cleanup(func() { time.Local = old })
 			}
-			if got := sent(t, e)[0]["ExpiryDate"]; got != tc.wantDate {
-				t.Errorf("request ExpiryDate = %v, want %q", got, tc.wantDate)
-			}
-			if !tok.Expiry.Equal(tc.wantExpiry) {
-				t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, tc.wantExpiry)
-			}
-			if _, expiry, ok := ax.Registered(tok.Value); !ok || !expiry.Equal(tc.wantExpiry) {
-				t.Errorf("platform has the token expiring %v (registered %v), want %v", expiry, ok, tc.wantExpiry)
-			}
+			bubble(t, func(t *testing.T) {
+				time.Sleep(time.Until(tc.start))
+				ax, e := newAxepta(t)
+				tok, err := newRegisteredSource(e, tc.ttl).Token(context.Background())
+				if err != nil {
+					t.Fatalf("Token() error = %v", err)
+				}
+				if got := sent(t, e)[0]["ExpiryDate"]; got != tc.wantDate {
+					t.Errorf("request ExpiryDate = %v, want %q", got, tc.wantDate)
+				}
+				if !tok.Expiry.Equal(tc.wantExpiry) {
+					t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, tc.wantExpiry)
+				}
+				if _, expiry, ok := ax.Registered(tok.Value); !ok || !expiry.Equal(tc.wantExpiry) {
+					t.Errorf("platform has the token expiring %v (registered %v), want %v", expiry, ok, tc.wantExpiry)
+				}
+			})
 		})
 	}
 }
@@ -169,49 +178,50 @@ var (
 // and AuthLabel is alphanumeric of the length chosen, within the document's
 // an16..56 and an32..64, and none repeats.
 func TestRegisteredSourceMintedValues(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
-	ax, e := newAxepta(t, clk)
-	src := newRegisteredSource(e, clk, time.Hour)
-	const workers, calls = 8, 25
-	toks := make([]*Token, workers*calls)
-	errs := make([]error, workers*calls)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := range calls {
-				toks[w*calls+i], errs[w*calls+i] = src.Token(context.Background())
+	bubble(t, func(t *testing.T) {
+		ax, e := newAxepta(t)
+		src := newRegisteredSource(e, time.Hour)
+		const workers, calls = 8, 25
+		toks := make([]*Token, workers*calls)
+		errs := make([]error, workers*calls)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := range calls {
+					toks[w*calls+i], errs[w*calls+i] = src.Token(context.Background())
+				}
+			})
+		}
+		wg.Wait()
+		seen := map[string]bool{}
+		used := map[rune]bool{}
+		for i, tok := range toks {
+			if errs[i] != nil {
+				t.Fatalf("Token() error = %v", errs[i])
 			}
-		})
-	}
-	wg.Wait()
-	seen := map[string]bool{}
-	used := map[rune]bool{}
-	for i, tok := range toks {
-		if errs[i] != nil {
-			t.Fatalf("Token() error = %v", errs[i])
-		}
-		if len(tok.Value) != authTokenLen || !authTokenRE.MatchString(tok.Value) {
-			t.Errorf("Token().Value = %q, want %d alphanumeric characters", tok.Value, authTokenLen)
-		}
-		if len(tok.Label) != authLabelLen || !authLabelRE.MatchString(tok.Label) {
-			t.Errorf("Token().Label = %q, want %d alphanumeric characters", tok.Label, authLabelLen)
-		}
-		for _, v := range []string{tok.Value, tok.Label} {
-			if seen[v] {
-				t.Errorf("value %q minted twice", v)
+			if len(tok.Value) != authTokenLen || !authTokenRE.MatchString(tok.Value) {
+				t.Errorf("Token().Value = %q, want %d alphanumeric characters", tok.Value, authTokenLen)
 			}
-			seen[v] = true
-			for _, c := range v {
-				used[c] = true
+			if len(tok.Label) != authLabelLen || !authLabelRE.MatchString(tok.Label) {
+				t.Errorf("Token().Label = %q, want %d alphanumeric characters", tok.Label, authLabelLen)
+			}
+			for _, v := range []string{tok.Value, tok.Label} {
+				if seen[v] {
+					t.Errorf("value %q minted twice", v)
+				}
+				seen[v] = true
+				for _, c := range v {
+					used[c] = true
+				}
 			}
 		}
-	}
-	if len(used) != len(alnum) {
-		t.Errorf("minted values use %d characters, want all %d of %q", len(used), len(alnum), alnum)
-	}
-	if n, refused := ax.Registrations(), ax.Refused(); n != len(toks) || refused != 0 {
-		t.Errorf("platform registered %d and refused %d, want %d and 0", n, refused, len(toks))
-	}
+		if len(used) != len(alnum) {
+			t.Errorf("minted values use %d characters, want all %d of %q", len(used), len(alnum), alnum)
+		}
+		if n, refused := ax.Registrations(), ax.Refused(); n != len(toks) || refused != 0 {
+			t.Errorf("platform registered %d and refused %d, want %d and 0", n, refused, len(toks))
+		}
+	})
 }
 
 // TestRandomAlnumUniform: each of the 62 characters is drawn about equally
@@ -270,19 +280,20 @@ func TestRegisteredSourceAnswers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(tezpayEpoch)
-			e := newEndpoint(t, reply(http.StatusOK, tc.body))
-			tok, err := newRegisteredSource(e, clk, 15*time.Minute).Token(context.Background())
-			if err != nil {
-				t.Fatalf("Token() error = %v", err)
-			}
-			if !tok.Expiry.Equal(tc.want) {
-				t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, tc.want)
-			}
-			p := sent(t, e)[0]
-			if tok.Value != p["AuthToken"] || tok.Label != p["AuthLabel"] {
-				t.Errorf("Token() = %q/%q, want the AuthToken/AuthLabel registered, %v/%v", tok.Value, tok.Label, p["AuthToken"], p["AuthLabel"])
-			}
+			bubble(t, func(t *testing.T) {
+				e := newEndpoint(t, reply(http.StatusOK, tc.body))
+				tok, err := newRegisteredSource(e, 15*time.Minute).Token(context.Background())
+				if err != nil {
+					t.Fatalf("Token() error = %v", err)
+				}
+				if !tok.Expiry.Equal(tc.want) {
+					t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, tc.want)
+				}
+				p := sent(t, e)[0]
+				if tok.Value != p["AuthToken"] || tok.Label != p["AuthLabel"] {
+					t.Errorf("Token() = %q/%q, want the AuthToken/AuthLabel registered, %v/%v", tok.Value, tok.Label, p["AuthToken"], p["AuthLabel"])
+				}
+			})
 		})
 	}
 }
@@ -331,32 +342,33 @@ func TestRegisteredSourceRefusal(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock(tezpayEpoch)
-			ax, e := newAxepta(t, clk)
-			ax.SetDown(tc.down)
-			if tc.answer != nil {
-				e.setAnswer(tc.answer)
-			}
-			merchant := axeptaMID
-			if tc.merchant != "" {
-				merchant = tc.merchant
-			}
-			src := NewRegisteredSource(RegisteredConfig{URL: registerURL(e), MerchantID: merchant, Client: e.srv.Client(), Clock: clk})
-			tok, err := src.Token(context.Background())
-			var re *RetrieveError
-			if !errors.As(err, &re) {
-				t.Fatalf("Token() = %v, %v; want a *RetrieveError", tok, err)
-			}
-			if tok != nil {
-				t.Errorf("Token() = %v with error %v, want nil", tok, err)
-			}
-			if re.Status != tc.want.Status || re.Code != tc.want.Code || re.Description != tc.want.Description || re.RetryAfter != tc.want.RetryAfter {
-				t.Errorf("Token() error = %+v, want %+v", *re, tc.want)
-			}
-			checkNoMinted(t, err, e)
-			if ax.Registrations() != 0 {
-				t.Errorf("platform registered %d tokens, want 0", ax.Registrations())
-			}
+			bubble(t, func(t *testing.T) {
+				ax, e := newAxepta(t)
+				ax.SetDown(tc.down)
+				if tc.answer != nil {
+					e.setAnswer(tc.answer)
+				}
+				merchant := axeptaMID
+				if tc.merchant != "" {
+					merchant = tc.merchant
+				}
+				src := NewRegisteredSource(RegisteredConfig{URL: registerURL(e), MerchantID: merchant, Client: e.client()})
+				tok, err := src.Token(context.Background())
+				var re *RetrieveError
+				if !errors.As(err, &re) {
+					t.Fatalf("Token() = %v, %v; want a *RetrieveError", tok, err)
+				}
+				if tok != nil {
+					t.Errorf("Token() = %v with error %v, want nil", tok, err)
+				}
+				if re.Status != tc.want.Status || re.Code != tc.want.Code || re.Description != tc.want.Description || re.RetryAfter != tc.want.RetryAfter {
+					t.Errorf("Token() error = %+v, want %+v", *re, tc.want)
+				}
+				checkNoMinted(t, err, e)
+				if ax.Registrations() != 0 {
+					t.Errorf("platform registered %d tokens, want 0", ax.Registrations())
+				}
+			})
 		})
 	}
 }
@@ -390,26 +402,28 @@ func TestRegisteredSourceBadAnswers(t *testing.T) {
 		{"expiry past", reply(200, `{`+ok+`,"expirydate":"2025-09-17T20:40:43"}`), "ExpiryDate 2025-09-17T20:40:43Z is not in the future"},
 		{"expiry now", reply(200, `{`+ok+`,"expirydate":"2025-09-17T20:40:44"}`), "is not in the future"},
 		{"expiry past by its offset", reply(200, `{`+ok+`,"expirydate":"2025-09-17T21:40:44+02:00"}`), "is not in the future"},
-		{"over 1 MiB", reply(200, `{`+ok+`,"pad":"`+strings.Repeat("x", maxResponse)+`"}`), "larger than 1048576 bytes"},
+		{"over 1 MiB", reply(200, `{`+ok+`,"pad":"`+strings.Repeat("x", maxRead)+`"}`), "larger than 1048576 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEndpoint(t, tc.answer)
-			tok, err := newRegisteredSource(e, newFakeClock(tezpayEpoch), 0).Token(context.Background())
-			if err == nil {
-				t.Fatalf("Token() = %v (expiry %v), want an error containing %q", tok, tok.Expiry, tc.wantErr)
-			}
-			if tok != nil {
-				t.Errorf("Token() = %v with error %v, want nil", tok, err)
-			}
-			if !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "tokens: ") {
-				t.Errorf("Token() error = %q, want a tokens: error containing %q", err, tc.wantErr)
-			}
-			var re *RetrieveError
-			if errors.As(err, &re) {
-				t.Errorf("Token() error is a *RetrieveError (%v), want a malformed answer", re)
-			}
-			checkNoMinted(t, err, e)
+			bubble(t, func(t *testing.T) {
+				e := newEndpoint(t, tc.answer)
+				tok, err := newRegisteredSource(e, 0).Token(context.Background())
+				if err == nil {
+					t.Fatalf("Token() = %v (expiry %v), want an error containing %q", tok, tok.Expiry, tc.wantErr)
+				}
+				if tok != nil {
+					t.Errorf("Token() = %v with error %v, want nil", tok, err)
+				}
+				if !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "tokens: ") {
+					t.Errorf("Token() error = %q, want a tokens: error containing %q", err, tc.wantErr)
+				}
+				var re *RetrieveError
+				if errors.As(err, &re) {
+					t.Errorf("Token() error is a *RetrieveError (%v), want a malformed answer", re)
+				}
+				checkNoMinted(t, err, e)
+			})
 		})
 	}
 }
@@ -466,63 +480,66 @@ func (formEncoder) Decode(body []byte) (RegistrationResult, error) {
 // TestRegisteredSourceEncoder: another Encoder changes the wire format and
 // nothing else.
 func TestRegisteredSourceEncoder(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
-	e := newEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		r.ParseForm()
-		status := "OK"
-		if n > 1 {
-			status = "FAILED"
+	bubble(t, func(t *testing.T) {
+		e := newEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			r.ParseForm()
+			status := "OK"
+			if n > 1 {
+				status = "FAILED"
+			}
+			w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
+			io.WriteString(w, url.Values{"MID": {r.PostForm.Get("MerchantID")}, "Status": {status}, "Code": {"21500985"}, "ExpiryDate": {"2025-09-17T20:45:44"}}.Encode())
+		})
+		src := NewRegisteredSource(RegisteredConfig{URL: registerURL(e), MerchantID: axeptaMID, Encoder: formEncoder{}, Client: e.client()})
+		tok, err := src.Token(context.Background())
+		if err != nil {
+			t.Fatalf("Token() error = %v", err)
 		}
-		w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
-		io.WriteString(w, url.Values{"MID": {r.PostForm.Get("MerchantID")}, "Status": {status}, "Code": {"21500985"}, "ExpiryDate": {"2025-09-17T20:45:44"}}.Encode())
-	})
-	src := NewRegisteredSource(RegisteredConfig{URL: registerURL(e), MerchantID: axeptaMID, Encoder: formEncoder{}, Client: e.srv.Client(), Clock: clk})
-	tok, err := src.Token(context.Background())
-	if err != nil {
-		t.Fatalf("Token() error = %v", err)
-	}
-	r := e.seen()[0]
-	q, _ := url.ParseQuery(string(r.Body))
-	if r.ContentType != "application/x-www-form-urlencoded" || q.Get("AuthToken") != tok.Value || q.Get("AuthLabel") != tok.Label || q.Get("ExpiryDate") != "2025-09-17T20:55:44" {
-		t.Errorf("request = %q (%s), want the form of Token()'s value and label, expiring 2025-09-17T20:55:44", r.Body, r.ContentType)
-	}
-	if want := tezpayEpoch.Add(5 * time.Minute); !tok.Expiry.Equal(want) {
-		t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, want)
-	}
-	var re *RetrieveError
-	if _, err := src.Token(context.Background()); !errors.As(err, &re) || re.Code != "21500985" {
-		t.Errorf("Token() of a FAILED form answer: error = %v, want a *RetrieveError with Code 21500985", err)
-	}
+		r := e.seen()[0]
+		q, _ := url.ParseQuery(string(r.Body))
+		if r.ContentType != "application/x-www-form-urlencoded" || q.Get("AuthToken") != tok.Value || q.Get("AuthLabel") != tok.Label || q.Get("ExpiryDate") != "2025-09-17T20:55:44" {
+			t.Errorf("request = %q (%s), want the form of Token()'s value and label, expiring 2025-09-17T20:55:44", r.Body, r.ContentType)
+		}
+		if want := tezpayEpoch.Add(5 * time.Minute); !tok.Expiry.Equal(want) {
+			t.Errorf("Token().Expiry = %v, want %v", tok.Expiry, want)
+		}
+		var re *RetrieveError
+		if _, err := src.Token(context.Background()); !errors.As(err, &re) || re.Code != "21500985" {
+			t.Errorf("Token() of a FAILED form answer: error = %v, want a *RetrieveError with Code 21500985", err)
+		}
 
-	encErr := errors.New("tokens: cannot encrypt")
-	src = NewRegisteredSource(RegisteredConfig{URL: registerURL(e), MerchantID: axeptaMID, Encoder: formEncoder{err: encErr}, Client: e.srv.Client(), Clock: clk})
-	if _, err := src.Token(context.Background()); !errors.Is(err, encErr) {
-		t.Errorf("Token() with a failing Encode: error = %v, want %v", err, encErr)
-	}
-	if n := e.count(); n != 2 {
-		t.Errorf("endpoint got %d requests, want 2 (none when Encode fails)", n)
-	}
+		encErr := errors.New("tokens: cannot encrypt")
+		src = NewRegisteredSource(RegisteredConfig{URL: registerURL(e), MerchantID: axeptaMID, Encoder: formEncoder{err: encErr}, Client: e.client()})
+		if _, err := src.Token(context.Background()); !errors.Is(err, encErr) {
+			t.Errorf("Token() with a failing Encode: error = %v, want %v", err, encErr)
+		}
+		if n := e.count(); n != 2 {
+			t.Errorf("endpoint got %d requests, want 2 (none when Encode fails)", n)
+		}
+	})
 }
 
 func TestRegisteredSourceHangingEndpoint(t *testing.T) {
-	e := newEndpoint(t, nil)
-	e.setAnswer(e.hang())
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	tok, err := newRegisteredSource(e, newFakeClock(tezpayEpoch), 0).Token(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Token() = %v, %v; want an error wrapping context.DeadlineExceeded", tok, err)
-	}
-	if elapsed := time.Since(start); elapsed > 5*time.Second {
-		t.Errorf("Token() returned after %v, want about 100ms", elapsed)
-	}
-	checkNoMinted(t, err, e)
+	bubble(t, func(t *testing.T) {
+		e := newEndpoint(t, nil)
+		e.setAnswer(e.hang())
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		tok, err := newRegisteredSource(e, 0).Token(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Token() = %v, %v; want an error wrapping context.DeadlineExceeded", tok, err)
+		}
+		if elapsed := time.Since(start); elapsed > 5*time.Second {
+			t.Errorf("Token() returned after %v, want about 100ms", elapsed)
+		}
+		checkNoMinted(t, err, e)
+	})
 }
 
 func TestRegisteredSourceNetworkError(t *testing.T) {
 	e := newEndpoint(t, dropConnection)
-	tok, err := newRegisteredSource(e, newFakeClock(tezpayEpoch), 0).Token(context.Background())
+	tok, err := newRegisteredSource(e, 0).Token(context.Background())
 	var re *RetrieveError
 	if err == nil || errors.As(err, &re) {
 		t.Fatalf("Token() = %v, %v; want a network error, not a refusal", tok, err)
@@ -532,18 +549,18 @@ func TestRegisteredSourceNetworkError(t *testing.T) {
 	}
 	checkNoMinted(t, err, e)
 
-	src := NewRegisteredSource(RegisteredConfig{URL: "http://example.invalid\x7f/", MerchantID: axeptaMID, Clock: newFakeClock(tezpayEpoch)})
+	src := NewRegisteredSource(RegisteredConfig{URL: "http://example.invalid\x7f/", MerchantID: axeptaMID})
 	if _, err := src.Token(context.Background()); err == nil || !strings.Contains(err.Error(), "build request") {
 		t.Errorf("Token() with a bad URL: error = %v, want a build request error", err)
 	}
 }
 
-// TestRegisteredSourceDefaults: a nil Client means http.DefaultClient, a nil
-// Clock the system clock and a nil Encoder JSON.
+// TestRegisteredSourceDefaults: a nil Client means http.DefaultClient, and a
+// nil Encoder JSON; the ExpiryDate is dated by the system clock.
 func TestRegisteredSourceDefaults(t *testing.T) {
 	ax := fake.NewAxepta(axeptaMID) // on the real clock
 	h := ax.Handler()
-	e := newEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) { h.ServeHTTP(w, r) })
+	e := newTCPEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) { h.ServeHTTP(w, r) })
 	before := time.Now().Add(15 * time.Minute).Truncate(time.Second)
 	tok, err := NewRegisteredSource(RegisteredConfig{URL: registerURL(e), MerchantID: axeptaMID}).Token(context.Background())
 	if err != nil {
@@ -612,78 +629,84 @@ func TestAxeptaFake(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ax, e := newAxepta(t, newFakeClock(tezpayEpoch))
-			resp, err := e.srv.Client().Post(registerURL(e), tc.contentType, strings.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var got map[string]string
-			if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
-				t.Fatalf("answer is not a JSON object of strings: %v", err)
-			}
-			for k := range got {
-				if k != strings.ToLower(k) {
-					t.Errorf("answer key %q is not lower case", k)
+			bubble(t, func(t *testing.T) {
+				ax, e := newAxepta(t)
+				resp, err := e.client().Post(registerURL(e), tc.contentType, strings.NewReader(tc.body))
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if resp.StatusCode != tc.wantHTTP || got["status"] != tc.wantStatus || got["code"] != tc.wantCode || got["expirydate"] != tc.wantExpiry {
-				t.Errorf("answer = %d %v, want %d status %s code %s expirydate %q", resp.StatusCode, got, tc.wantHTTP, tc.wantStatus, tc.wantCode, tc.wantExpiry)
-			}
-			if len(got["code"]) != 8 || got["description"] == "" {
-				t.Errorf("answer = %v, want an 8-digit code and a description", got)
-			}
-			var m map[string]string
-			json.Unmarshal([]byte(tc.body), &m)
-			_, _, registered := ax.Registered(m["AuthToken"])
-			if registered != (tc.wantStatus == "OK") || ax.Refused() != map[bool]int{true: 0, false: 1}[tc.wantStatus == "OK"] {
-				t.Errorf("Registered() = %v, Refused() = %d after status %s", registered, ax.Refused(), got["status"])
-			}
-			if tc.wantStatus == "OK" && got["mid"] != axeptaMID {
-				t.Errorf("answer mid = %q, want %q", got["mid"], axeptaMID)
-			}
+				defer resp.Body.Close()
+				var got map[string]string
+				if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+					t.Fatalf("answer is not a JSON object of strings: %v", err)
+				}
+				for k := range got {
+					if k != strings.ToLower(k) {
+						t.Errorf("answer key %q is not lower case", k)
+					}
+				}
+				if resp.StatusCode != tc.wantHTTP || got["status"] != tc.wantStatus || got["code"] != tc.wantCode || got["expirydate"] != tc.wantExpiry {
+					t.Errorf("answer = %d %v, want %d status %s code %s expirydate %q", resp.StatusCode, got, tc.wantHTTP, tc.wantStatus, tc.wantCode, tc.wantExpiry)
+				}
+				if len(got["code"]) != 8 || got["description"] == "" {
+					t.Errorf("answer = %v, want an 8-digit code and a description", got)
+				}
+				var m map[string]string
+				json.Unmarshal([]byte(tc.body), &m)
+				_, _, registered := ax.Registered(m["AuthToken"])
+				if registered != (tc.wantStatus == "OK") || ax.Refused() != map[bool]int{true: 0, false: 1}[tc.wantStatus == "OK"] {
+					t.Errorf("Registered() = %v, Refused() = %d after status %s", registered, ax.Refused(), got["status"])
+				}
+				if tc.wantStatus == "OK" && got["mid"] != axeptaMID {
+					t.Errorf("answer mid = %q, want %q", got["mid"], axeptaMID)
+				}
+			})
 		})
 	}
 
 	t.Run("token registered twice", func(t *testing.T) {
-		ax, e := newAxepta(t, newFakeClock(tezpayEpoch))
-		for i, want := range []string{"OK", "FAILED"} {
-			resp, err := e.srv.Client().Post(registerURL(e), "application/json", strings.NewReader(params("AuthLabel", label[:40]+fmt.Sprint(10000000+i))))
-			if err != nil {
-				t.Fatal(err)
+		bubble(t, func(t *testing.T) {
+			ax, e := newAxepta(t)
+			for i, want := range []string{"OK", "FAILED"} {
+				resp, err := e.client().Post(registerURL(e), "application/json", strings.NewReader(params("AuthLabel", label[:40]+fmt.Sprint(10000000+i))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got map[string]string
+				json.NewDecoder(resp.Body).Decode(&got)
+				resp.Body.Close()
+				if got["status"] != want {
+					t.Errorf("registration %d: status %q, want %q (%v)", i+1, got["status"], want, got)
+				}
 			}
-			var got map[string]string
-			json.NewDecoder(resp.Body).Decode(&got)
-			resp.Body.Close()
-			if got["status"] != want {
-				t.Errorf("registration %d: status %q, want %q (%v)", i+1, got["status"], want, got)
+			if got, _, _ := ax.Registered(token); got != label[:40]+"10000000" || ax.Registrations() != 1 {
+				t.Errorf("Registered() label = %q with %d registrations, want the first registration's only", got, ax.Registrations())
 			}
-		}
-		if got, _, _ := ax.Registered(token); got != label[:40]+"10000000" || ax.Registrations() != 1 {
-			t.Errorf("Registered() label = %q with %d registrations, want the first registration's only", got, ax.Registrations())
-		}
+		})
 	})
 
 	t.Run("down", func(t *testing.T) {
-		ax, e := newAxepta(t, newFakeClock(tezpayEpoch))
-		ax.SetDown(true)
-		resp, err := e.srv.Client().Post(registerURL(e), "application/json", strings.NewReader(params()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable {
-			t.Errorf("answer while down = %d, want 503", resp.StatusCode)
-		}
-		ax.SetDown(false)
-		resp, err = e.srv.Client().Post(registerURL(e), "application/json", strings.NewReader(params()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if _, _, ok := ax.Registered(token); resp.StatusCode != 200 || !ok {
-			t.Errorf("answer once up = %d (registered %v), want 200 and the token registered", resp.StatusCode, ok)
-		}
+		bubble(t, func(t *testing.T) {
+			ax, e := newAxepta(t)
+			ax.SetDown(true)
+			resp, err := e.client().Post(registerURL(e), "application/json", strings.NewReader(params()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("answer while down = %d, want 503", resp.StatusCode)
+			}
+			ax.SetDown(false)
+			resp, err = e.client().Post(registerURL(e), "application/json", strings.NewReader(params()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if _, _, ok := ax.Registered(token); resp.StatusCode != 200 || !ok {
+				t.Errorf("answer once up = %d (registered %v), want 200 and the token registered", resp.StatusCode, ok)
+			}
+		})
 	})
 }
 
@@ -692,53 +715,54 @@ func TestAxeptaFake(t *testing.T) {
 // second: every token handed out is registered at the platform, with its
 // label and expiry, and unexpired at the moment it is handed out.
 func TestRegisteredSourceWithCache(t *testing.T) {
-	clk := newFakeClock(tezpayEpoch)
-	ax, e := newAxepta(t, clk)
-	c := NewCache(newRegisteredSource(e, clk, 5*time.Second), CacheOptions{Clock: clk})
-	run(t, c)
-	const (
-		step    = 100 * time.Millisecond
-		steps   = 1200
-		callers = 8
-	)
-	handed := map[string]bool{}
-	for range steps {
-		now := clk.Now()
-		toks := make([]*Token, callers)
-		errs := make([]error, callers)
-		var wg sync.WaitGroup
-		for i := range callers {
-			wg.Go(func() { toks[i], errs[i] = tokenWithin(c) })
-		}
-		wg.Wait()
-		for i, tok := range toks {
-			if errs[i] != nil {
-				t.Fatalf("at %v: Token() error = %v", now.Sub(tezpayEpoch), errs[i])
+	bubble(t, func(t *testing.T) {
+		ax, e := newAxepta(t)
+		c := NewCache(newRegisteredSource(e, 5*time.Second), CacheOptions{})
+		run(t, c)
+		const (
+			step    = 100 * time.Millisecond
+			steps   = 1200
+			callers = 8
+		)
+		handed := map[string]bool{}
+		for range steps {
+			now := time.Now()
+			toks := make([]*Token, callers)
+			errs := make([]error, callers)
+			var wg sync.WaitGroup
+			for i := range callers {
+				wg.Go(func() { toks[i], errs[i] = tokenWithin(c) })
 			}
-			label, expiry, ok := ax.Registered(tok.Value)
-			switch {
-			case !ok:
-				t.Fatalf("at %v: Token() handed out a token the platform never registered", now.Sub(tezpayEpoch))
-			case label != tok.Label || !expiry.Equal(tok.Expiry):
-				t.Fatalf("at %v: Token() = label %q expiring %v, platform has %q expiring %v", now.Sub(tezpayEpoch), tok.Label, tok.Expiry, label, expiry)
-			case !expiry.After(now):
-				t.Fatalf("at %v: Token() handed out a token that expired at %v", now.Sub(tezpayEpoch), expiry.Sub(tezpayEpoch))
+			wg.Wait()
+			for i, tok := range toks {
+				if errs[i] != nil {
+					t.Fatalf("at %v: Token() error = %v", now.Sub(tezpayEpoch), errs[i])
+				}
+				label, expiry, ok := ax.Registered(tok.Value)
+				switch {
+				case !ok:
+					t.Fatalf("at %v: Token() handed out a token the platform never registered", now.Sub(tezpayEpoch))
+				case label != tok.Label || !expiry.Equal(tok.Expiry):
+					t.Fatalf("at %v: Token() = label %q expiring %v, platform has %q expiring %v", now.Sub(tezpayEpoch), tok.Label, tok.Expiry, label, expiry)
+				case !expiry.After(now):
+					t.Fatalf("at %v: Token() handed out a token that expired at %v", now.Sub(tezpayEpoch), expiry.Sub(tezpayEpoch))
+				}
+				handed[tok.Value] = true
 			}
-			handed[tok.Value] = true
+			time.Sleep(step)
 		}
-		clk.Advance(step)
-	}
-	// 120s of tokens that live 4-5s (the ExpiryDate is to the second below)
-	// and are renewed at 76-80% of that, at the next tenth of a second: about
-	// 30 to 40 of them.
-	if n := len(handed); n < 25 || n > 45 {
-		t.Errorf("%d distinct tokens handed out in 120s of 5-second tokens, want 25 to 45", n)
-	}
-	if n := ax.Registrations(); n < len(handed) || n > len(handed)+1 {
-		t.Errorf("platform registered %d tokens, %d handed out: want the same, or one more being renewed", n, len(handed))
-	}
-	if n := ax.Refused(); n != 0 {
-		t.Errorf("platform refused %d registrations, want 0", n)
-	}
-	t.Logf("%d tokens handed out, %d registered", len(handed), ax.Registrations())
+		// 120s of tokens that live 4-5s (the ExpiryDate is to the second below)
+		// and are renewed at 76-80% of that, at the next tenth of a second: about
+		// 30 to 40 of them.
+		if n := len(handed); n < 25 || n > 45 {
+			t.Errorf("%d distinct tokens handed out in 120s of 5-second tokens, want 25 to 45", n)
+		}
+		if n := ax.Registrations(); n < len(handed) || n > len(handed)+1 {
+			t.Errorf("platform registered %d tokens, %d handed out: want the same, or one more being renewed", n, len(handed))
+		}
+		if n := ax.Refused(); n != 0 {
+			t.Errorf("platform refused %d registrations, want 0", n)
+		}
+		t.Logf("%d tokens handed out, %d registered", len(handed), ax.Registrations())
+	})
 }

@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"strings"
 )
@@ -40,9 +39,6 @@ func (s Secret) String() string { return "[secret redacted]" }
 // GoString hides the secret from %#v too.
 func (s Secret) GoString() string { return s.String() }
 
-// maxFile bounds what is read of a credential or key file.
-const maxFile = 1 << 20
-
 // ReadFile reads a regular file of at most 1 MiB: a larger file, a directory
 // or a device such as /dev/zero is an error rather than a hang.
 func ReadFile(path string) ([]byte, error) {
@@ -58,9 +54,9 @@ func ReadFile(path string) ([]byte, error) {
 	} else if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
-	if err == nil && len(b) > maxFile {
-		err = fmt.Errorf("%s is larger than 1 MiB", path)
+	b, err := readLimited(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return b, err
+	return b, nil
 }

@@ -25,6 +25,7 @@ func TestSecretRead(t *testing.T) {
 		{name: "zero", secret: Secret{}, want: ""},
 		{name: "file, trimmed", secret: File(filepath.Join(dir, "secret")), content: "\n  s3cret\r\n", want: "s3cret"},
 		{name: "missing file", secret: File(filepath.Join(dir, "missing")), wantErr: fs.ErrNotExist},
+		{name: "file over 1 MiB", secret: File(filepath.Join(dir, "secret")), content: strings.Repeat("s", maxRead+1), wantErr: errTooLarge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

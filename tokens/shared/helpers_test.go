@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,14 +45,14 @@ type provider struct {
 	name  string // tokens are name-N; "secret-token" if empty
 	life  time.Duration
 	delay time.Duration
-	clock tokens.Clock
+	now   func() time.Time // dates the tokens
 	calls atomic.Int64
 	fail  atomic.Pointer[error]
 	hook  func() // called during each fetch, if set
 }
 
 func newProvider(life time.Duration) *provider {
-	return &provider{life: life, clock: tokens.SystemClock}
+	return &provider{life: life, now: time.Now}
 }
 
 func (p *provider) Token(ctx context.Context) (*tokens.Token, error) {
@@ -73,7 +74,7 @@ func (p *provider) Token(ctx context.Context) (*tokens.Token, error) {
 		Value:  fmt.Sprintf("%s-%d", cmp.Or(p.name, "secret-token"), n),
 		Label:  fmt.Sprintf("secret-label-%d", n),
 		Extra:  map[string]string{"Code": fmt.Sprintf("secret-extra-%d", n)},
-		Expiry: p.clock.Now().Add(p.life),
+		Expiry: p.now().Add(p.life),
 	}, nil
 }
 
@@ -87,6 +88,8 @@ func (p *provider) setFail(err error) {
 
 // observer records what a Source reports.
 type observer struct {
+	waiting chan struct{} // gets a value, if there is room, at each lock wait
+
 	mu      sync.Mutex
 	lookups map[string]int
 	waits   int
@@ -103,8 +106,12 @@ func (o *observer) SharedCacheLookup(r string) {
 
 func (o *observer) SharedCacheLockWait() {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.waits++
+	o.mu.Unlock()
+	select {
+	case o.waiting <- struct{}{}:
+	default:
+	}
 }
 
 func (o *observer) counts() (hits, misses, fallbacks, waits int) {
@@ -156,7 +163,7 @@ func newSidecar(t *testing.T, url string, p tokens.Source, cfg shared.Config) *s
 	if cfg.Identity == nil {
 		cfg.Identity = identity
 	}
-	sc := &sidecar{obs: &observer{}, log: &logBuffer{}}
+	sc := &sidecar{obs: &observer{waiting: make(chan struct{}, 1)}, log: &logBuffer{}}
 	cfg.Observer = sc.obs
 	cfg.Logger = slog.New(slog.NewTextHandler(sc.log, nil))
 	s, err := shared.New(p, cfg)
@@ -216,7 +223,8 @@ func lockKey(t *testing.T, c *redis.Client, a *sidecar) string {
 
 var errProvider = errors.New("provider says no")
 
-// fakeClock is a settable clock; its timers are real.
+// fakeClock is a settable clock, for shared.SetNow: the tests that use it
+// talk to a real Redis, which testing/synctest cannot fake.
 type fakeClock struct {
 	mu  sync.Mutex
 	now time.Time
@@ -234,7 +242,28 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) tokens.Timer { return tokens.SystemClock.NewTimer(d) }
+// dialHook signals each dial that reached Redis on its channel, without
+// waiting: one signal is kept until received.
+type dialHook struct{ dialed chan<- struct{} }
+
+func (h dialHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err == nil {
+			select {
+			case h.dialed <- struct{}{}:
+			default:
+			}
+		}
+		return conn, err
+	}
+}
+
+func (dialHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (dialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
 
 type quiet struct{}
 

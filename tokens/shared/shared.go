@@ -75,8 +75,6 @@ type Config struct {
 	// PollInterval is how often a sidecar waiting for another's fetch looks
 	// for the new token. Zero means 50ms.
 	PollInterval time.Duration
-	// Clock tells the time. If nil, tokens.SystemClock is used.
-	Clock tokens.Clock
 	// Logger receives the Source's events. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Observer receives events for metrics. If nil, none are sent.
@@ -89,7 +87,8 @@ type Source struct {
 	inner             tokens.Source
 	cfg               Config
 	sealer            sealer
-	entryKey, lockKey string // the Redis keys of the entry and of its lock
+	entryKey, lockKey string           // the Redis keys of the entry and of its lock
+	now               func() time.Time // time.Now; tests of entries' ages change it
 
 	mu       sync.Mutex
 	last     *tokens.Token // the token last returned
@@ -127,16 +126,13 @@ func New(inner tokens.Source, cfg Config) (*Source, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 50 * time.Millisecond
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = tokens.SystemClock
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	s := &Source{inner: inner, cfg: cfg, sealer: sl}
+	s := &Source{inner: inner, cfg: cfg, sealer: sl, now: time.Now}
 	s.entryKey, s.lockKey = keyNames(nameKey, cfg.Identity)
 	return s, nil
 }
@@ -222,11 +218,17 @@ func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte
 	waited := false
 	for {
 		tok, blob, err := s.read(ctx, last)
+		if err != nil && waited && ctx.Err() != nil {
+			return nil, nil, false, errWaitEnded(ctx) // ended during the read, not the timer
+		}
 		if err != nil || tok != nil {
 			return tok, blob, tok != nil, err
 		}
 		owner := uuid.NewString()
 		ok, err := s.lock(ctx, owner)
+		if err != nil && waited && ctx.Err() != nil {
+			return nil, nil, false, errWaitEnded(ctx)
+		}
 		if err != nil {
 			return nil, nil, false, &redisError{"take the lock", err}
 		}
@@ -241,10 +243,16 @@ func (s *Source) shared(ctx context.Context, last *tokens.Token, rejected []byte
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, nil, false, fmt.Errorf("shared cache: waiting for another sidecar's fetch: %w", ctx.Err())
+			return nil, nil, false, errWaitEnded(ctx)
 		case <-t.C:
 		}
 	}
+}
+
+// errWaitEnded is the error of a wait for another sidecar's fetch that ctx
+// ended, whether between two looks at Redis or during one.
+func errWaitEnded(ctx context.Context) error {
+	return fmt.Errorf("shared cache: waiting for another sidecar's fetch: %w", ctx.Err())
 }
 
 // read returns the fleet's token if this sidecar should take it: it is not
@@ -277,7 +285,7 @@ func (s *Source) usable(tok *tokens.Token, issued time.Time, last *tokens.Token)
 	}
 	life := tok.Expiry.Sub(issued)
 	renewAt := issued.Add(time.Duration(float64(life) * s.cfg.RenewAt))
-	return s.cfg.Clock.Now().Before(renewAt)
+	return s.now().Before(renewAt)
 }
 
 // fetchLocked fetches for the fleet while holding the lock as owner.
@@ -311,7 +319,7 @@ func (s *Source) fetchLocked(ctx context.Context, last *tokens.Token, owner stri
 // A fetch that used up most of ctx's time still gets OpTimeout to store.
 func (s *Source) store(ctx context.Context, tok *tokens.Token) ([]byte, error) {
 	ctx = context.WithoutCancel(ctx)
-	now := s.cfg.Clock.Now()
+	now := s.now()
 	blob, err := s.sealer.seal(s.entryKey, tok, now)
 	if err != nil {
 		return nil, err

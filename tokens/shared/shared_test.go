@@ -241,6 +241,46 @@ func TestWaitsForASlowHolderUntilTheDeadline(t *testing.T) {
 	}
 }
 
+// TestAWaitThatEndsDuringARedisCommandSaysSo: the deadline of a wait for
+// another sidecar's fetch may fall during one of the wait's looks at Redis
+// (here Redis stops answering once b waits): the error still says that the
+// wait ended, not that Redis failed.
+func TestAWaitThatEndsDuringARedisCommandSaysSo(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := rawClient(t, srv)
+	fp, err := fake.NewFaultProxy(srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	p := newProvider(time.Hour)
+	a := newSidecar(t, srv.URL(), p, shared.Config{})
+	lock := lockKey(t, rc, a)
+	rc.FlushAll(context.Background())
+	rc.Set(context.Background(), lock, "slow-sidecar", time.Minute)
+
+	b := newSidecar(t, "redis://"+fp.Addr(), p, shared.Config{OpTimeout: 10 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Token(ctx)
+		done <- err
+	}()
+	select {
+	case <-b.obs.waiting:
+	case err := <-done:
+		t.Fatalf("Token() = %v before waiting for the lock", err)
+	}
+	fp.Set(fake.Blackhole) // b's next look at Redis lasts until its deadline
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for another sidecar's fetch") {
+		t.Errorf("Token() error = %v, want the wait for another sidecar's fetch timed out", err)
+	}
+	if strings.Contains(b.log.String(), "unusable") {
+		t.Errorf("the wait's end was logged as Redis unusable: %s", b.log)
+	}
+}
+
 func TestASlowProviderIsAskedOnceByTheFleet(t *testing.T) {
 	srv := redistest.Start(t)
 	p := newProvider(time.Hour)
@@ -435,16 +475,21 @@ func TestAStoredTokenIsTakenOnlyBeforeItIsDueForRenewal(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	srv := redistest.Start(t)
 	p := newProvider(100 * time.Second)
-	p.clock = clock
-	cfg := shared.Config{Clock: clock, RenewAt: 0.8}
-	newSidecar(t, srv.URL(), p, cfg).token(t)
+	p.now = clock.Now
+	cfg := shared.Config{RenewAt: 0.8}
+	sidecar := func() *sidecar {
+		s := newSidecar(t, srv.URL(), p, cfg)
+		shared.SetNow(s.Source, clock.Now)
+		return s
+	}
+	sidecar().token(t)
 
 	clock.Advance(79 * time.Second)
-	if got := newSidecar(t, srv.URL(), p, cfg).token(t).Value; got != "secret-token-1" {
+	if got := sidecar().token(t).Value; got != "secret-token-1" {
 		t.Errorf("at 79%% of its life: token = %q, want the shared secret-token-1", got)
 	}
 	clock.Advance(2 * time.Second)
-	if got := newSidecar(t, srv.URL(), p, cfg).token(t).Value; got != "secret-token-2" {
+	if got := sidecar().token(t).Value; got != "secret-token-2" {
 		t.Errorf("at 81%% of its life: token = %q, want secret-token-2 fetched anew", got)
 	}
 }
@@ -476,10 +521,21 @@ func TestAStoredTokenOlderThanTheOneHeldIsNotTaken(t *testing.T) {
 func TestRedisDownFallsBackAndRecovers(t *testing.T) {
 	srv := redistest.Start(t)
 	p := newProvider(time.Hour)
-	a := newSidecar(t, srv.URL(), p, shared.Config{})
+	client, err := shared.NewClient(shared.ClientConfig{URL: srv.URL(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	dialed := make(chan struct{}, 1)
+	client.AddHook(dialHook{dialed})
+	a := newSidecar(t, "", p, shared.Config{Client: client})
 	a.token(t)
 
 	srv.Kill()
+	select { // the dial before the outage
+	case <-dialed:
+	default:
+	}
 	for i := range 3 {
 		tok := a.token(t)
 		if want := "secret-token-" + string(rune('2'+i)); tok.Value != want {
@@ -496,13 +552,29 @@ func TestRedisDownFallsBackAndRecovers(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	// go-redis finds Redis back within a second or so: until then a keeps
-	// fetching alone.
+	// go-redis finds Redis back within a second or so (after failed dials it
+	// probes once a second): until then a keeps fetching alone. Once one of
+	// a's dials has reached Redis, its next command or the one after uses it.
 	var last *tokens.Token
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(a.log.String(), "usable again") && time.Now().Before(deadline) {
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	reached := false
+	for !strings.Contains(a.log.String(), "usable again") {
+		if reached {
+			select {
+			case <-deadline.C:
+				t.Fatalf("Redis dialled again, but a did not use it within 10s:\n%s", a.log)
+			default:
+			}
+		} else if last != nil {
+			select {
+			case <-dialed:
+				reached = true
+			case <-deadline.C:
+				t.Fatalf("a did not dial Redis again within 10s of its restart:\n%s", a.log)
+			}
+		}
 		last = a.token(t)
-		time.Sleep(50 * time.Millisecond)
 	}
 	b := newSidecar(t, srv.URL(), p, shared.Config{})
 	if got := b.token(t).Value; got != last.Value {
