@@ -33,6 +33,9 @@ func (s Secret) Read() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// IsZero reports whether s is the zero Secret: neither a value nor a file.
+func (s Secret) IsZero() bool { return s.value == "" && s.path == "" }
+
 // String hides the secret.
 func (s Secret) String() string { return "[secret redacted]" }
 

@@ -20,6 +20,45 @@ type problems []error
 // err joins the problems; nil when there are none.
 func (p problems) err() error { return errors.Join(p...) }
 
+// fields adds the problems a tokens Config's Check found, each under the
+// variable that names gives its field (TOKEN_SOURCE for a field it lacks),
+// unless a problem already names that variable. A required field is said to
+// be required with TOKEN_SOURCE=source.
+func (p *problems) fields(err error, names map[string]string, source string) {
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	for _, e := range errs {
+		name, problem := "TOKEN_SOURCE", strings.TrimPrefix(e.Error(), "tokens: ")
+		var fe *tokens.FieldError
+		if errors.As(e, &fe) {
+			if n, ok := names[fe.Field]; ok {
+				name, problem = n, fe.Problem
+			}
+		}
+		if rest, ok := strings.CutPrefix(problem, "required"); ok {
+			problem = "required with " + envPrefix + "TOKEN_SOURCE=" + source + rest
+		}
+		if !p.names(name) {
+			p.add(name, "%s", problem)
+		}
+	}
+}
+
+// names reports whether a problem names the variable envPrefix+name.
+func (p problems) names(name string) bool {
+	for _, e := range p {
+		if strings.HasPrefix(e.Error(), envPrefix+name+":") {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *problems) add(name, format string, args ...any) {
 	*p = append(*p, fmt.Errorf("%s%s: %s", envPrefix, name, fmt.Sprintf(format, args...)))
 }

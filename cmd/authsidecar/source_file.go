@@ -7,16 +7,23 @@ import "github.com/authsidecar/authsidecar/tokens"
 var fileSource = sourceKind{
 	name: "file",
 	check: func(c *Config, p *problems) {
-		if c.TokenFile == "" {
-			p.add("TOKEN_FILE", "required with %sTOKEN_SOURCE=file", envPrefix)
-		} else if _, err := tokens.ReadFile(c.TokenFile); err != nil {
-			p.add("TOKEN_FILE", "%v", err)
+		p.fields(fileConfig(*c).Check(), map[string]string{"Path": "TOKEN_FILE", "DefaultTTL": "TOKEN_DEFAULT_TTL"}, c.TokenSource)
+		if c.TokenFile != "" {
+			if _, err := tokens.ReadFile(c.TokenFile); err != nil {
+				p.add("TOKEN_FILE", "%v", err)
+			}
 		}
 	},
 	build: func(c Config, b *builder) (tokens.Source, error) {
-		fs := tokens.NewFileSource(tokens.FileConfig{Path: c.TokenFile, DefaultTTL: c.TokenDefaultTTL, Logger: b.log})
+		cfg := fileConfig(c)
+		cfg.Logger = b.log
+		fs := tokens.NewFileSource(cfg)
 		b.changed = fs.Changed()
 		b.background = append(b.background, fs.Watch)
 		return fs, nil
 	},
+}
+
+func fileConfig(c Config) tokens.FileConfig {
+	return tokens.FileConfig{Path: c.TokenFile, DefaultTTL: c.TokenDefaultTTL}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -13,35 +14,50 @@ import (
 var oauth2Source = sourceKind{
 	name: "oauth2",
 	check: func(c *Config, p *problems) {
-		p.url("TOKEN_URL", c.TokenURL)
 		p.oneOf("CLIENT_ID", c.ClientID, c.ClientIDFile)
-		if c.OAuth2AuthStyle != "private-key-jwt" {
+		var assertion *tokens.ClientAssertion
+		if c.OAuth2AuthStyle == "private-key-jwt" {
+			if c.ClientSecret != "" || c.ClientSecretFile != "" {
+				p.add("CLIENT_SECRET", "not used with %sOAUTH2_AUTH_STYLE=private-key-jwt: unset it (and %sCLIENT_SECRET_FILE)", envPrefix, envPrefix)
+			}
+			if assertion = c.clientAssertion(nil, p); assertion == nil {
+				return // the key is missing or unusable: nothing more to check
+			}
+		} else {
 			p.oneOf("CLIENT_SECRET", c.ClientSecret, c.ClientSecretFile)
-			return
 		}
-		if c.ClientSecret != "" || c.ClientSecretFile != "" {
-			p.add("CLIENT_SECRET", "not used with %sOAUTH2_AUTH_STYLE=private-key-jwt: unset it (and %sCLIENT_SECRET_FILE)", envPrefix, envPrefix)
-		}
-		c.clientAssertion(nil, p)
+		p.fields(oauth2Config(*c, nil, assertion).Check(), oauth2Fields, c.TokenSource)
 	},
 	build: func(c Config, b *builder) (tokens.Source, error) {
 		var p problems
-		cfg := tokens.OAuth2Config{
-			TokenURL: c.TokenURL,
-			ClientID: secret(c.ClientID, c.ClientIDFile), ClientSecret: secret(c.ClientSecret, c.ClientSecretFile),
-			Scopes: c.scopes(), Params: c.tokenParams(), AuthStyle: authStyles[c.OAuth2AuthStyle],
-			DefaultTTL: c.TokenDefaultTTL, Client: b.tokenClient,
-		}
+		var assertion *tokens.ClientAssertion
 		if c.OAuth2AuthStyle == "private-key-jwt" {
-			cfg.Assertion = c.clientAssertion(b.log, &p)
+			assertion = c.clientAssertion(b.log, &p)
 		}
-		return tokens.NewOAuth2Source(cfg), p.err()
+		return tokens.NewOAuth2Source(oauth2Config(c, b.tokenClient, assertion)), p.err()
 	},
 	identity: func(c Config) ([]string, error) {
 		id, err := c.clientID()
 		scopes := slices.Compact(slices.Sorted(slices.Values(c.scopes())))
 		return []string{id, strings.Join(scopes, " "), c.tokenParams().Encode()}, err
 	},
+}
+
+// oauth2Fields names the variable of each field of tokens.OAuth2Config.
+var oauth2Fields = map[string]string{
+	"TokenURL": "TOKEN_URL", "ClientID": "CLIENT_ID", "ClientSecret": "CLIENT_SECRET", "Assertion": "CLIENT_ASSERTION_ALG",
+	"Scopes": "SCOPES", "Params": "TOKEN_PARAMS", "DefaultTTL": "TOKEN_DEFAULT_TTL",
+}
+
+// oauth2Config is the source's configuration; with assertion, the client
+// authenticates with it (private_key_jwt), and CLIENT_SECRET must be unset.
+func oauth2Config(c Config, client *http.Client, assertion *tokens.ClientAssertion) tokens.OAuth2Config {
+	return tokens.OAuth2Config{
+		TokenURL: c.TokenURL,
+		ClientID: secret(c.ClientID, c.ClientIDFile), ClientSecret: secret(c.ClientSecret, c.ClientSecretFile),
+		Scopes: c.scopes(), Params: c.tokenParams(), AuthStyle: authStyles[c.OAuth2AuthStyle],
+		DefaultTTL: c.TokenDefaultTTL, Client: client, Assertion: assertion,
+	}
 }
 
 // clientAssertion loads CLIENT_ASSERTION_KEY_FILE for private_key_jwt client
@@ -56,9 +72,5 @@ func (c Config) clientAssertion(log *slog.Logger, p *problems) *tokens.ClientAss
 		p.add("CLIENT_ASSERTION_KEY_FILE", "%v", err)
 		return nil
 	}
-	a := &tokens.ClientAssertion{Key: key, Alg: c.AssertionAlg, KeyID: c.AssertionKeyID}
-	if err := a.Check(); err != nil {
-		p.add("CLIENT_ASSERTION_ALG", "%v", err)
-	}
-	return a
+	return &tokens.ClientAssertion{Key: key, Alg: c.AssertionAlg, KeyID: c.AssertionKeyID}
 }

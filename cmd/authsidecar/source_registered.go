@@ -1,7 +1,7 @@
 package main
 
 import (
-	"time"
+	"net/http"
 
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
@@ -13,21 +13,20 @@ import (
 var registeredSource = sourceKind{
 	name: "registered",
 	check: func(c *Config, p *problems) {
-		p.url("TOKEN_URL", c.TokenURL)
-		if c.MerchantID == "" {
-			p.add("MERCHANT_ID", "required with %sTOKEN_SOURCE=registered: tokens are registered for it", envPrefix)
-		}
-		if c.TokenTTL <= 0 || c.TokenTTL > 24*time.Hour {
-			p.add("TOKEN_TTL", "must be positive and at most 24h (the provider's limit), got %s", c.TokenTTL)
-		}
+		p.fields(registeredConfig(*c, nil).Check(), registeredFields, c.TokenSource)
 	},
 	build: func(c Config, b *builder) (tokens.Source, error) {
-		return tokens.NewRegisteredSource(tokens.RegisteredConfig{
-			URL: c.TokenURL, MerchantID: c.MerchantID, TTL: c.TokenTTL, Client: b.tokenClient,
-		}), nil
+		return tokens.NewRegisteredSource(registeredConfig(c, b.tokenClient)), nil
 	},
 	identity: func(c Config) ([]string, error) {
 		return []string{c.MerchantID, c.TokenTTL.String()}, nil
 	},
 	handoff: proxy.HandoffAxepta,
+}
+
+// registeredFields names the variable of each field of tokens.RegisteredConfig.
+var registeredFields = map[string]string{"URL": "TOKEN_URL", "MerchantID": "MERCHANT_ID", "TTL": "TOKEN_TTL"}
+
+func registeredConfig(c Config, client *http.Client) tokens.RegisteredConfig {
+	return tokens.RegisteredConfig{URL: c.TokenURL, MerchantID: c.MerchantID, TTL: c.TokenTTL, Client: client}
 }
