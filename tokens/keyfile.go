@@ -73,7 +73,7 @@ func (k *KeyFile) load() error {
 	if err != nil {
 		return fmt.Errorf("tokens: key file: %w", err)
 	}
-	s, err := ParsePrivateKey(raw)
+	s, err := parsePrivateKey(raw)
 	if err != nil {
 		return err
 	}
@@ -89,9 +89,9 @@ func (k *KeyFile) load() error {
 	return nil
 }
 
-// ParsePrivateKey reads the first private key of a PEM document: RSA in
+// parsePrivateKey reads the first private key of a PEM document: RSA in
 // PKCS#1 or PKCS#8, ECDSA in SEC 1 or PKCS#8. Errors never quote the key.
-func ParsePrivateKey(data []byte) (crypto.Signer, error) {
+func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)

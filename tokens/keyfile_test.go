@@ -87,7 +87,7 @@ func certPEM(t testing.TB, key *ecdsa.PrivateKey) []byte {
 	return pemOf("CERTIFICATE", der)
 }
 
-// knownKeyError matches every error ParsePrivateKey may return: none quotes
+// knownKeyError matches every error parsePrivateKey may return: none quotes
 // its input.
 var knownKeyError = regexp.MustCompile(`^tokens: (no PEM private key found|malformed PKCS#1 RSA private key|malformed SEC 1 EC private key|malformed PKCS#8 private key|unsupported private key type \*?[a-z0-9]+\.[A-Za-z0-9]+)$`)
 
@@ -153,22 +153,22 @@ func TestParsePrivateKey(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParsePrivateKey(tc.data)
+			got, err := parsePrivateKey(tc.data)
 			if tc.want != nil {
 				if err != nil || !sameKey(tc.want, got) {
-					t.Fatalf("ParsePrivateKey() = %T, %v; want the %T", got, err, tc.want)
+					t.Fatalf("parsePrivateKey() = %T, %v; want the %T", got, err, tc.want)
 				}
 				return
 			}
 			if err == nil || got != nil {
-				t.Fatalf("ParsePrivateKey() = %T, %v; want an error", got, err)
+				t.Fatalf("parsePrivateKey() = %T, %v; want an error", got, err)
 			}
 			if want := "tokens: " + tc.wantErr; err.Error() != want {
-				t.Errorf("ParsePrivateKey() error = %q, want %q", err, want)
+				t.Errorf("parsePrivateKey() error = %q, want %q", err, want)
 			}
 			for _, l := range append(pemLines(tc.data), pemLines(pkcs1PEM(rsaKey))...) {
 				if strings.Contains(err.Error(), l) {
-					t.Errorf("ParsePrivateKey() error = %q quotes the input", err)
+					t.Errorf("parsePrivateKey() error = %q quotes the input", err)
 				}
 			}
 		})
@@ -241,7 +241,7 @@ func TestLoadKeyFile(t *testing.T) {
 			if err != nil {
 				t.Fatalf("LoadKeyFile() error = %v", err)
 			}
-			want, _ := ParsePrivateKey(tc.content)
+			want, _ := parsePrivateKey(tc.content)
 			if !sameKey(want, k.Signer()) {
 				t.Errorf("Signer() = %T, want the file's key", k.Signer())
 			}
@@ -429,30 +429,30 @@ func FuzzParsePrivateKey(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := ParsePrivateKey(data)
+		s, err := parsePrivateKey(data)
 		if err != nil {
 			if s != nil {
-				t.Errorf("ParsePrivateKey() = %T with error %v, want nil", s, err)
+				t.Errorf("parsePrivateKey() = %T with error %v, want nil", s, err)
 			}
 			if !knownKeyError.MatchString(err.Error()) {
-				t.Errorf("ParsePrivateKey() error = %q, not one of the known errors", err)
+				t.Errorf("parsePrivateKey() error = %q, not one of the known errors", err)
 			}
 			return
 		}
 		switch k := s.(type) {
 		case *rsa.PrivateKey:
 			if k.Validate() != nil {
-				t.Errorf("ParsePrivateKey() = an invalid RSA key")
+				t.Errorf("parsePrivateKey() = an invalid RSA key")
 			}
 		case *ecdsa.PrivateKey:
 			if _, err := k.Bytes(); err != nil {
-				t.Errorf("ParsePrivateKey() = an unusable EC key: %v", err)
+				t.Errorf("parsePrivateKey() = an unusable EC key: %v", err)
 			}
 		default:
-			t.Errorf("ParsePrivateKey() = %T, want an RSA or ECDSA key", s)
+			t.Errorf("parsePrivateKey() = %T, want an RSA or ECDSA key", s)
 		}
 		if !bytes.Contains(data, []byte("-----BEGIN ")) {
-			t.Errorf("ParsePrivateKey(%q) found a key without a PEM block", data)
+			t.Errorf("parsePrivateKey(%q) found a key without a PEM block", data)
 		}
 	})
 }

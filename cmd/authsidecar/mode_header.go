@@ -23,7 +23,7 @@ var headerMode = injectMode{
 		if !validHeaderName(c.InjectHeader) {
 			p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)
 		}
-		if strings.ContainsFunc(c.InjectPrefix, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		if strings.ContainsFunc(c.InjectPrefix, isControl) {
 			p.add("INJECT_PREFIX", "must not hold control characters")
 		}
 	},

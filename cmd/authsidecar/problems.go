@@ -105,7 +105,7 @@ func (p *problems) dottedPath(name, path string, required bool) {
 		return
 	}
 	if slices.Contains(strings.Split(path, "."), "") || !utf8.ValidString(path) ||
-		strings.ContainsFunc(path, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		strings.ContainsFunc(path, isControl) {
 		p.add(name, "want a dotted path such as payload.clientAuthToken, got %q", path)
 	}
 }
@@ -115,3 +115,7 @@ func (p *problems) positive(name string, d time.Duration) {
 		p.add(name, "must be positive, got %s", d)
 	}
 }
+
+// isControl reports whether r is an ASCII control character, tab included:
+// no setting's value may hold one.
+func isControl(r rune) bool { return r < ' ' || r == 0x7f }

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -533,14 +532,11 @@ func TestNewSourcePrivateKeyJWT(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.alg, func(t *testing.T) {
 			e := newTokenEndpoint(t)
-			raw, err := os.ReadFile(tc.keyFile)
+			kf, err := tokens.LoadKeyFile(tc.keyFile, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			key, err := tokens.ParsePrivateKey(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
+			key := kf.Signer()
 			c, err := loadConfig(minimal("oauth2", privateKeyJWT(tc.keyFile, map[string]string{
 				"TOKEN_URL": e.URL + "/oauth2/token", "CLIENT_ID": "my-client",
 				"CLIENT_ASSERTION_ALG": tc.alg, "CLIENT_ASSERTION_KEY_ID": "2026-11",
