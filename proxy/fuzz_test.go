@@ -46,6 +46,11 @@ func (s *fuzzTokens) Invalidate(tok *tokens.Token) bool {
 }
 
 func (s *fuzzTokens) Accepted(*tokens.Token) {}
+func (s *fuzzTokens) Replayed(tok *tokens.Token, ok bool) {
+	if !ok {
+		s.Invalidate(tok)
+	}
+}
 
 // violations collects what the upstream side saw that it must never see.
 type violations struct {

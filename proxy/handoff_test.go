@@ -51,6 +51,11 @@ func (s *handoffTokens) Invalidate(tok *tokens.Token) bool {
 }
 
 func (s *handoffTokens) Accepted(*tokens.Token) {}
+func (s *handoffTokens) Replayed(tok *tokens.Token, ok bool) {
+	if !ok {
+		s.Invalidate(tok)
+	}
+}
 
 func (s *handoffTokens) tokenCalls() int {
 	s.mu.Lock()

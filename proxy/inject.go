@@ -22,6 +22,9 @@ type TokenSource interface {
 	// rejection of it is taken for a revocation. It must be cheap: it is
 	// called for every answer.
 	Accepted(tok *tokens.Token)
+	// Replayed reports whether the upstream accepted a rejected request
+	// replayed with tok: whether refreshing helped.
+	Replayed(tok *tokens.Token, accepted bool)
 }
 
 // authTransport is the RoundTripper that authenticates each request with its
@@ -115,13 +118,12 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.metrics.Replay(metrics.ReplayError)
 	case t.rejected(resp.StatusCode):
 		t.metrics.Replay(metrics.ReplayRejected)
-		if fresh != tok {
-			// The new token was rejected too (revoked with the old one): drop
-			// it now rather than let the next request find out.
-			t.tokens.Invalidate(fresh)
-		}
+		// The new token was rejected too: revoked with the old one, or the
+		// upstream rejects this request whatever its token. Either way the
+		// refresh did not help.
+		t.tokens.Replayed(fresh, false)
 	default:
-		t.tokens.Accepted(fresh)
+		t.tokens.Replayed(fresh, true)
 		t.metrics.Replay(metrics.ReplaySuccess)
 	}
 	return resp, err

@@ -69,3 +69,35 @@ func TestRevocationsCloseTogetherAreEachRefreshed(t *testing.T) {
 		t.Errorf("token fetches = %d, want 3 (the first token and one refresh per revocation)", got)
 	}
 }
+
+// An upstream that answers 401 on one route whatever the token (a
+// permission it calls a rejection) while accepting the token elsewhere must
+// not make every request to that route cost a token fetch: the replay with
+// a new token is rejected too, so refreshing does not help, and further
+// forced refreshes wait.
+func TestRouteRejectingEveryTokenCausesNoStorm(t *testing.T) {
+	const n = 20
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, got received) {
+		if r.URL.Path == "/base/forbidden" {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"detail":"Invalid token"}`)
+			return
+		}
+		io.WriteString(w, "accepted")
+	})
+	_, m := newMetrics()
+	src := &tokenSource{}
+	cache := startCache(t, src, tokens.CacheOptions{Observer: m})
+	srv := startProxy(t, proxy.Config{Upstream: up.base(t, "/base"), Tokens: cache, Metrics: m})
+	for i := range n {
+		if resp, body := get(t, srv, "/ok"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d to /ok = %d %q, want 200", i, resp.StatusCode, body)
+		}
+		if resp, _ := get(t, srv, "/forbidden"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("request %d to /forbidden = %d, want the upstream's 401", i, resp.StatusCode)
+		}
+	}
+	if got := src.fetches(); got > 3 {
+		t.Errorf("token fetches = %d for %d rejected requests to one route, want at most 3", got, n)
+	}
+}

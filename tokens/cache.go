@@ -39,11 +39,12 @@ type CacheOptions struct {
 	// within seconds, not half a minute. Zero means 5s.
 	MaxBackoffNoToken time.Duration
 	// ForcedRefreshInterval caps the wait between two refreshes forced by
-	// Invalidate of tokens the upstream never accepted (see Accepted), so that
-	// an upstream rejecting every token cannot cause a storm of fetches: the
-	// first such refresh is made at once, then the least wait doubles from 1s
-	// up to ForcedRefreshInterval. A token the upstream accepted at least once
-	// is refreshed at once when it is rejected (it was revoked). Zero means 10s.
+	// Invalidate that do not help (see Invalidate), so that an upstream
+	// rejecting every token, or one request whatever its token, cannot cause
+	// a storm of fetches: the wait doubles from 1s up to it. A token the
+	// upstream accepted is refreshed at once when it is rejected (it was
+	// revoked), unless a replay was rejected since the last one accepted.
+	// Zero means 10s.
 	ForcedRefreshInterval time.Duration
 	// MinRenewInterval is the least time from one successful fetch's start to
 	// the next fetch, except one forced by Invalidate or Changed: a provider
@@ -62,8 +63,8 @@ type CacheOptions struct {
 // maxRetryAfter caps how long a provider's Retry-After may delay a fetch.
 const maxRetryAfter = 10 * time.Minute
 
-// forcedRefreshBase is the least wait between the first two refreshes forced
-// by tokens the upstream never accepted; it doubles with each one after.
+// forcedRefreshBase is the least wait after the first forced refresh that did
+// not help; it doubles with each one after.
 const forcedRefreshBase = time.Second
 
 // Cache holds the current token of a Source and renews it in the background
@@ -83,6 +84,7 @@ type Cache struct {
 	lastForced       time.Time
 	lastSharedForced time.Time // last drop let through the rate limit for a shared token
 	unaccepted       int       // forced refreshes in a row of tokens never accepted
+	replayFailures   int       // replays rejected since the last one accepted
 	forced           bool      // Invalidate asked for a fetch not yet started
 }
 
@@ -208,16 +210,18 @@ func (c *Cache) Accepted(tok *Token) {
 }
 
 // Invalidate reports that the upstream rejected tok. If tok is still the
-// current token it is dropped and a fetch starts at once when the upstream
-// had accepted it (see Accepted): it was revoked. A token never accepted may
-// be one an upstream rejects whatever it is given, so its drops are spaced:
-// the first is made at once, then each waits twice as long as the one before
-// since the last forced refresh, from 1s up to ForcedRefreshInterval; a token
-// that a Rejecter source says is Shared (another process fetched it, and it
-// may have been accepted there) is let through that wait once per
-// ForcedRefreshInterval. A source that is a Rejecter is told of every drop. It
-// returns whether a call to Token may now yield a different token, that is
-// whether a replay is worth it.
+// current token it is dropped and a fetch starts — at once if the upstream
+// had accepted it (see Accepted): it was revoked. Forced refreshes that do
+// not help are spaced: refreshes of tokens the upstream never accepted (an
+// upstream that rejects whatever it is given), and any refresh after a
+// replay was rejected again (see Replayed: an upstream that rejects some
+// request whatever its token) wait, since the last forced refresh, twice as
+// long as the one before, from 1s up to ForcedRefreshInterval. A token that a
+// Rejecter source says is Shared (another process fetched it, and it may
+// have been accepted there) is let through that wait once per
+// ForcedRefreshInterval. A source that is a Rejecter is told of every drop.
+// It returns whether a call to Token may now yield a different token, that
+// is whether a replay is worth it.
 func (c *Cache) Invalidate(tok *Token) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -225,16 +229,47 @@ func (c *Cache) Invalidate(tok *Token) bool {
 	if e == nil || e.tok != tok {
 		return true // already replaced, or being replaced
 	}
+	if e.accepted.Load() {
+		c.unaccepted = 0
+		return c.dropLocked(e, c.replayFailures)
+	}
+	return c.dropLocked(e, max(c.unaccepted, c.replayFailures))
+}
+
+// Replayed reports how the upstream answered a request that was rejected,
+// then replayed with tok. Accepted, it shows that refreshing helps. Rejected
+// — tok was revoked too, or the upstream rejects that request whatever its
+// token — the forced refreshes that follow are spaced until a replay is
+// accepted again, and tok is dropped only if that wait allows it.
+func (c *Cache) Replayed(tok *Token, accepted bool) {
+	if accepted {
+		c.Accepted(tok)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if accepted {
+		c.replayFailures = 0
+		return
+	}
+	c.replayFailures++
+	if e := c.cur.Load(); e != nil && e.tok == tok {
+		c.dropLocked(e, c.replayFailures)
+	}
+}
+
+// dropLocked drops the current entry e and starts a fetch, unless the last
+// forced refresh was less than forcedWait(fruitless) ago.
+func (c *Cache) dropLocked(e *entry, fruitless int) bool {
 	now := time.Now()
 	accepted := e.accepted.Load()
 	switch {
-	case accepted:
-		c.unaccepted = 0
-	case !within(c.lastForced, now, c.forcedWait()):
-		c.unaccepted++
+	case !within(c.lastForced, now, c.forcedWait(fruitless)):
+		if !accepted {
+			c.unaccepted++
+		}
 	default:
 		r, ok := c.src.(Rejecter)
-		if !ok || !r.Shared(tok) || within(c.lastSharedForced, now, c.opts.ForcedRefreshInterval) {
+		if !ok || !r.Shared(e.tok) || within(c.lastSharedForced, now, c.opts.ForcedRefreshInterval) {
 			return false
 		}
 		c.lastSharedForced = now // a shared token: one more drop allowed
@@ -243,10 +278,10 @@ func (c *Cache) Invalidate(tok *Token) bool {
 	c.forced = true
 	c.cur.Store(nil)
 	if r, ok := c.src.(Rejecter); ok {
-		r.Rejected(tok)
+		r.Rejected(e.tok)
 	}
 	c.opts.Observer.TokenForcedRefresh()
-	c.opts.Logger.Info("token rejected by upstream: refreshing", "token", tok, "accepted_before", accepted)
+	c.opts.Logger.Info("token rejected by upstream: refreshing", "token", e.tok, "accepted_before", accepted)
 	if !c.fetching {
 		c.kickLocked()
 	}
@@ -254,15 +289,14 @@ func (c *Cache) Invalidate(tok *Token) bool {
 }
 
 // forcedWait is the least time from the last forced refresh to the next one
-// for a token never accepted: none after a token that was, then 1s doubled
-// for each forced refresh in a row of tokens never accepted, up to
-// ForcedRefreshInterval.
-func (c *Cache) forcedWait() time.Duration {
-	if c.unaccepted == 0 {
+// after fruitless refreshes in a row that did not help: none for zero, then
+// 1s doubled for each one, up to ForcedRefreshInterval.
+func (c *Cache) forcedWait(fruitless int) time.Duration {
+	if fruitless == 0 {
 		return 0
 	}
 	d := forcedRefreshBase
-	for i := 1; i < c.unaccepted && d < c.opts.ForcedRefreshInterval; i++ {
+	for i := 1; i < fruitless && d < c.opts.ForcedRefreshInterval; i++ {
 		d *= 2
 	}
 	return min(d, c.opts.ForcedRefreshInterval)

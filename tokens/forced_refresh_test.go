@@ -246,3 +246,41 @@ func BenchmarkCacheAccepted(b *testing.B) {
 		}
 	})
 }
+
+// TestCacheReplayed: a rejected replay spaces the forced refreshes that
+// follow, even of tokens the upstream accepted elsewhere, until a replay is
+// accepted again; then a revoked token is refreshed at once.
+func TestCacheReplayed(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		src := &fakeSource{answer: issue(time.Hour)}
+		c := NewCache(src, CacheOptions{})
+		run(t, c)
+		first := mustToken(t, c)
+		c.Accepted(first)
+		if !c.Invalidate(first) {
+			t.Fatalf("Invalidate(first, accepted) = false, want true")
+		}
+		second := mustToken(t, c)
+		c.Replayed(second, false) // the replay was rejected too
+		if got := mustToken(t, c); got != second {
+			t.Fatalf("Token() after a rejected replay = %q, want %q kept: the wait applies", got.Value, second.Value)
+		}
+		c.Accepted(second) // other requests accept it
+		if c.Invalidate(second) {
+			t.Errorf("Invalidate(second, accepted) right after a rejected replay = true, want false")
+		}
+		time.Sleep(time.Second)
+		if !c.Invalidate(second) {
+			t.Fatalf("Invalidate(second, accepted) 1s after the last forced refresh = false, want true")
+		}
+		third := mustToken(t, c)
+		c.Replayed(third, true)
+		if !c.Invalidate(third) {
+			t.Errorf("Invalidate(third, accepted) after an accepted replay = false, want true at once")
+		}
+		synctest.Wait()
+		if got := src.count(); got != 4 {
+			t.Errorf("fetches = %d, want 4", got)
+		}
+	})
+}
