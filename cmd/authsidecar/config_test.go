@@ -188,6 +188,15 @@ func TestLoadConfigValid(t *testing.T) {
 			},
 		},
 		{
+			name: "both listeners on a port the kernel chooses",
+			env:  minimal("none", map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0"}),
+			check: func(t *testing.T, c Config) {
+				if c.ListenAddr != "127.0.0.1:0" || c.AdminAddr != "127.0.0.1:0" {
+					t.Errorf("LISTEN_ADDR, ADMIN_ADDR = %q, %q; want both 127.0.0.1:0", c.ListenAddr, c.AdminAddr)
+				}
+			},
+		},
+		{
 			name: "variables without the prefix and foreign AUTHSIDECAR_ ones are ignored",
 			env: func() map[string]string {
 				env := minimal("none", nil)
@@ -259,6 +268,7 @@ func TestLoadConfigBadValue(t *testing.T) {
 		{"listen port out of range", "none", map[string]string{"LISTEN_ADDR": "127.0.0.1:99999"}, "LISTEN_ADDR", "99999"},
 		{"admin port not a port", "none", map[string]string{"ADMIN_ADDR": ":metrics-port"}, "ADMIN_ADDR", "metrics-port"},
 		{"admin not an address", "none", map[string]string{"ADMIN_ADDR": "localhost"}, "ADMIN_ADDR", "want host:port"},
+		{"admin on the proxy's address", "none", map[string]string{"ADMIN_ADDR": "127.0.0.1:8080", "LISTEN_ADDR": "127.0.0.1:8080"}, "ADMIN_ADDR", "must differ"},
 		{"token source missing", "none", map[string]string{"TOKEN_SOURCE": unset}, "TOKEN_SOURCE", "required"},
 		{"token source unknown", "none", map[string]string{"TOKEN_SOURCE": "jwt"}, "TOKEN_SOURCE", `got "jwt"`},
 		{"token url missing", "json", map[string]string{"TOKEN_URL": unset}, "TOKEN_URL", "required"},

@@ -154,9 +154,7 @@ func startSidecar(t *testing.T, env map[string]string) *sidecar {
 // goroutines other than the test's.
 func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 	t.Helper()
-	// Two spellings of the loopback: the configuration refuses an
-	// ADMIN_ADDR equal to LISTEN_ADDR, even with port 0.
-	full := map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "localhost:0"}
+	full := map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0"}
 	for k, v := range env {
 		full[k] = v
 	}

@@ -49,7 +49,7 @@ const clientID, clientSecret = "fleet-client", "fleet-secret-8d2a7c"
 type sidecar struct {
 	listen, admin string
 	cmd           *exec.Cmd
-	logs          bytes.Buffer // read once the process has exited
+	logs          probe.Logs
 }
 
 func run(cfg config, logw io.Writer) (*report, error) {
@@ -76,28 +76,26 @@ func run(cfg config, logw io.Writer) (*report, error) {
 
 	fleet := make([]*sidecar, cfg.n)
 	for i := range fleet {
-		for attempt := 1; fleet[i] == nil; attempt++ { // a port taken meanwhile: again on new ones
-			s := &sidecar{listen: probe.FreeAddr(), admin: probe.FreeAddr()}
-			s.cmd = exec.Command(cfg.binary)
-			s.cmd.Env = []string{
-				"AUTHSIDECAR_UPSTREAM_URL=" + provider.URL, "AUTHSIDECAR_TOKEN_SOURCE=json",
-				"AUTHSIDECAR_TOKEN_URL=" + provider.URL + fake.AuthenticatePath,
-				"AUTHSIDECAR_CLIENT_ID=" + clientID, "AUTHSIDECAR_CLIENT_SECRET=" + clientSecret,
-				"AUTHSIDECAR_LISTEN_ADDR=" + s.listen, "AUTHSIDECAR_ADMIN_ADDR=" + s.admin,
-				"AUTHSIDECAR_TOKEN_WAIT=1s", "AUTHSIDECAR_FORCED_REFRESH_INTERVAL=1s", "AUTHSIDECAR_LOG_LEVEL=warn",
-				"AUTHSIDECAR_SHARED_CACHE=" + rs.URL(), "AUTHSIDECAR_SHARED_CACHE_KEY_FILE=" + keyFile,
-			}
-			s.cmd.Stdout, s.cmd.Stderr = &s.logs, &s.logs
-			if err := s.cmd.Start(); err != nil {
-				return nil, fmt.Errorf("start %s: %w (run make build first)", cfg.binary, err)
-			}
-			defer func() { s.cmd.Process.Kill(); s.cmd.Wait() }()
-			if err := probe.Ready(s.admin, 20*time.Second); err == nil {
-				fleet[i] = s
-			} else if attempt == 3 {
-				return nil, fmt.Errorf("sidecar %d: %w\n%s", i, err, s.logs.String())
-			}
+		s := &sidecar{cmd: exec.Command(cfg.binary)}
+		s.cmd.Env = []string{
+			"AUTHSIDECAR_UPSTREAM_URL=" + provider.URL, "AUTHSIDECAR_TOKEN_SOURCE=json",
+			"AUTHSIDECAR_TOKEN_URL=" + provider.URL + fake.AuthenticatePath,
+			"AUTHSIDECAR_CLIENT_ID=" + clientID, "AUTHSIDECAR_CLIENT_SECRET=" + clientSecret,
+			"AUTHSIDECAR_TOKEN_WAIT=1s", "AUTHSIDECAR_FORCED_REFRESH_INTERVAL=1s",
+			"AUTHSIDECAR_SHARED_CACHE=" + rs.URL(), "AUTHSIDECAR_SHARED_CACHE_KEY_FILE=" + keyFile,
 		}
+		var err error
+		s.listen, s.admin, err = probe.Start(s.cmd, &s.logs, 20*time.Second)
+		if s.cmd.Process != nil {
+			defer func() { s.cmd.Process.Kill(); s.cmd.Wait() }()
+		}
+		if err == nil {
+			err = probe.Ready(s.admin, 20*time.Second)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sidecar %d: start %s: %w (run make build first)\n%s", i, cfg.binary, err, s.logs.String())
+		}
+		fleet[i] = s
 	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}

@@ -5,12 +5,15 @@ package probe
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,14 +68,45 @@ func CountExpired(next http.Handler, n *int64) http.Handler {
 	})
 }
 
-// FreeAddr returns a loopback address nothing listened on a moment ago.
-func FreeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+// Logs is a process's output, safe to read while the process writes it.
+type Logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *Logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *Logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// Start starts cmd, an authsidecar that listens on port 0 of the loopback
+// (Start sets LISTEN_ADDR and ADMIN_ADDR, and LOG_LEVEL=info for the line it
+// reads), with its output in logs, and returns the addresses the kernel
+// chose, read from its "authsidecar started" log line: no port is picked
+// and then lost to another process. It fails if that line is not written
+// within d.
+func Start(cmd *exec.Cmd, logs *Logs, d time.Duration) (listen, admin string, err error) {
+	cmd.Env = append(cmd.Env, "AUTHSIDECAR_LISTEN_ADDR=127.0.0.1:0", "AUTHSIDECAR_ADMIN_ADDR=127.0.0.1:0", "AUTHSIDECAR_LOG_LEVEL=info")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		return "", "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for line := range strings.Lines(logs.String()) {
+			var started struct{ Msg, Listen, Admin string }
+			if json.Unmarshal([]byte(line), &started) == nil && started.Msg == "authsidecar started" {
+				return started.Listen, started.Admin, nil
+			}
+		}
+	}
+	return "", "", fmt.Errorf("no \"authsidecar started\" log line within %s", d)
 }
 
 // Finish prints a run's report, writes it to out too if out is set, and

@@ -64,7 +64,6 @@ func soak(cfg config, logw io.Writer) (*report, error) {
 	provider := httptest.NewServer(probe.CountExpired(p.Handler(), &rep.expiredSent))
 	defer provider.Close()
 
-	listen, admin := probe.FreeAddr(), probe.FreeAddr()
 	cmd := exec.Command(cfg.binary)
 	cmd.Env = []string{
 		"AUTHSIDECAR_UPSTREAM_URL=" + provider.URL,
@@ -72,18 +71,17 @@ func soak(cfg config, logw io.Writer) (*report, error) {
 		"AUTHSIDECAR_TOKEN_URL=" + provider.URL + fake.AuthenticatePath,
 		"AUTHSIDECAR_CLIENT_ID=" + clientID,
 		"AUTHSIDECAR_CLIENT_SECRET=" + clientSecret,
-		"AUTHSIDECAR_LISTEN_ADDR=" + listen,
-		"AUTHSIDECAR_ADMIN_ADDR=" + admin,
 		"AUTHSIDECAR_TOKEN_WAIT=1s",
 		"AUTHSIDECAR_FORCED_REFRESH_INTERVAL=1s",
-		"AUTHSIDECAR_LOG_LEVEL=warn",
 	}
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w (run make build first)", cfg.binary, err)
+	var logs probe.Logs
+	listen, admin, err := probe.Start(cmd, &logs, 15*time.Second)
+	if cmd.Process != nil {
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w (run make build first)\n%s", cfg.binary, err, logs.String())
+	}
 	if err := probe.Ready(admin, 15*time.Second); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, logs.String())
 	}
