@@ -11,38 +11,17 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
 )
 
 // toFloat64 is the value of a collector that holds exactly one counter or
-// gauge, like testutil.ToFloat64.
+// gauge.
 func toFloat64(t *testing.T, c prometheus.Collector) float64 {
 	t.Helper()
-	ch := make(chan prometheus.Metric, 64)
-	c.Collect(ch)
-	close(ch)
-	var ms []prometheus.Metric
-	for m := range ch {
-		ms = append(ms, m)
-	}
-	if len(ms) != 1 {
-		t.Fatalf("collected %d metrics, want 1", len(ms))
-	}
-	var pb dto.Metric
-	if err := ms[0].Write(&pb); err != nil {
-		t.Fatal(err)
-	}
-	switch {
-	case pb.Counter != nil:
-		return pb.Counter.GetValue()
-	case pb.Gauge != nil:
-		return pb.Gauge.GetValue()
-	}
-	t.Fatalf("metric %v is neither a counter nor a gauge", &pb)
-	return 0
+	return testutil.ToFloat64(c)
 }
 
 // series returns every series of the family name gathered from g, keyed by
