@@ -50,12 +50,15 @@ func adminHandler(reg *prometheus.Registry, cache *tokens.Cache, draining *atomi
 }
 
 // adminServer returns the admin server and the listener to serve it on. At
-// most maxAdminConnections are open at once, and idle keep-alive connections
-// do not count against probes: when all are taken, the idle ones are closed
-// to make room (their clients reconnect), so that clients that connect and
-// stay idle cannot make the kubelet's probes time out.
+// most maxAdminConnections are open at once, and connections that are not
+// serving a request do not count against probes: when all are taken, the
+// idle keep-alive ones, and new ones that have not sent a request within
+// newConnGrace, are closed to make room (their clients reconnect), so that
+// clients that connect and stay silent cannot make the kubelet's probes
+// time out.
 func adminServer(h http.Handler, ln net.Listener, errLog *log.Logger) (*http.Server, net.Listener) {
-	l := &adminListener{Listener: ln, slots: make(chan struct{}, maxAdminConnections), idle: map[net.Conn]bool{}}
+	l := &adminListener{Listener: ln, slots: make(chan struct{}, maxAdminConnections),
+		done: make(chan struct{}), waiting: map[net.Conn]waitingConn{}}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -67,25 +70,50 @@ func adminServer(h http.Handler, ln net.Listener, errLog *log.Logger) (*http.Ser
 	return srv, l
 }
 
+// newConnGrace is how long a new admin connection may stay silent before it
+// may be closed to make room: probes and scrapers send their request at once.
+const newConnGrace = 250 * time.Millisecond
+
 // adminListener accepts at most cap(slots) connections at once and knows
-// which are idle.
+// which are not serving a request.
 type adminListener struct {
 	net.Listener
-	slots chan struct{}
+	slots     chan struct{}
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 
-	mu   sync.Mutex
-	idle map[net.Conn]bool
-	full bool // Accept waits for a slot
+	mu      sync.Mutex
+	waiting map[net.Conn]waitingConn
+	full    bool // Accept waits for a slot
 }
 
-// Accept waits for a free slot, closing the idle connections if there is
-// none, then accepts.
+// waitingConn is a connection that serves no request: idle between requests,
+// or new and silent since a time.
+type waitingConn struct {
+	idle  bool
+	since time.Time
+}
+
+// Accept waits for a free slot, closing connections that serve no request
+// while there is none, then accepts.
 func (l *adminListener) Accept() (net.Conn, error) {
 	select {
 	case l.slots <- struct{}{}:
 	default:
 		l.setFull(true) // closes the idle ones, and those that go idle while full
-		l.slots <- struct{}{}
+		tick := time.NewTicker(newConnGrace / 2)
+		defer tick.Stop()
+		for acquired := false; !acquired; {
+			select {
+			case l.slots <- struct{}{}:
+				acquired = true
+			case <-tick.C:
+				l.reclaim() // new connections silent for newConnGrace
+			case <-l.done:
+				l.setFull(false)
+				return nil, net.ErrClosed
+			}
+		}
 		l.setFull(false)
 	}
 	c, err := l.Listener.Accept()
@@ -96,6 +124,12 @@ func (l *adminListener) Accept() (net.Conn, error) {
 	return &adminConn{Conn: c, release: func() { <-l.slots }}, nil
 }
 
+// Close stops Accept, also while it waits for a slot.
+func (l *adminListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
 // track is the server's ConnState hook.
 func (l *adminListener) track(c net.Conn, s http.ConnState) {
 	l.mu.Lock()
@@ -103,23 +137,34 @@ func (l *adminListener) track(c net.Conn, s http.ConnState) {
 	switch {
 	case s == http.StateIdle && l.full:
 		c.Close()
-	case s == http.StateIdle:
-		l.idle[c] = true
+	case s == http.StateIdle || s == http.StateNew:
+		l.waiting[c] = waitingConn{idle: s == http.StateIdle, since: time.Now()}
 	default:
-		delete(l.idle, c)
+		delete(l.waiting, c)
 	}
 }
 
-// setFull records whether Accept waits for a slot; when it does, the idle
-// connections are closed to make room.
+// setFull records whether Accept waits for a slot; when it does, the
+// connections that serve no request are closed to make room.
 func (l *adminListener) setFull(full bool) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.full = full
+	l.mu.Unlock()
 	if full {
-		for c := range l.idle {
+		l.reclaim()
+	}
+}
+
+// reclaim closes the idle connections, and the new ones silent for
+// newConnGrace.
+func (l *adminListener) reclaim() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	for c, w := range l.waiting {
+		if w.idle || now.Sub(w.since) >= newConnGrace {
 			c.Close()
-			delete(l.idle, c)
+			delete(l.waiting, c)
 		}
 	}
 }
