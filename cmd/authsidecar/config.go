@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/net/http/httpguts"
@@ -272,15 +273,10 @@ var authStyles = map[string]oauth2.AuthStyle{
 	"private-key-jwt": oauth2.AuthStyleInParams,
 }
 
-// scopes is SCOPES as a list.
+// scopes is SCOPES as a list: separated by commas or white space (OAuth2's
+// own separator is a space).
 func (c Config) scopes() []string {
-	var out []string
-	for s := range strings.SplitSeq(c.Scopes, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
+	return strings.FieldsFunc(c.Scopes, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 }
 
 // tokenParams is TOKEN_PARAMS, checked by check.

@@ -57,10 +57,9 @@ func modeNames(keep func(injectMode) bool) string {
 // checkInjection checks INJECT, what the mode needs of the token source, and
 // the settings that go with it.
 func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
-	mode, ok := lookupMode(c.Inject)
+	mode, ok := lookupMode(c.Inject) // an unknown mode: the checks of a mode that needs nothing
 	if !ok {
 		p.add("INJECT", "must be %s, got %q", modeNames(nil), c.Inject)
-		return
 	}
 	if mode.needsToken && sourceOK && !fetchesTokens(source) {
 		p.add("INJECT", "%s needs a token: set %sTOKEN_SOURCE to %s, or use %s", c.Inject, envPrefix,

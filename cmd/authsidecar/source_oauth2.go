@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,7 +22,10 @@ var oauth2Source = sourceKind{
 				p.add("CLIENT_SECRET", "not used with %sOAUTH2_AUTH_STYLE=private-key-jwt: unset it (and %sCLIENT_SECRET_FILE)", envPrefix, envPrefix)
 			}
 			if assertion = c.clientAssertion(nil, p); assertion == nil {
-				return // the key is missing or unusable: nothing more to check
+				// The key is missing or unusable, as reported: the client
+				// authentication's fields are not checked again.
+				p.fields(oauth2Config(*c, nil, nil).Check(), withoutClientAuth, c.TokenSource)
+				return
 			}
 		} else {
 			p.oneOf("CLIENT_SECRET", c.ClientSecret, c.ClientSecretFile)
@@ -48,6 +52,14 @@ var oauth2Fields = map[string]string{
 	"TokenURL": "TOKEN_URL", "ClientID": "CLIENT_ID", "ClientSecret": "CLIENT_SECRET", "Assertion": "CLIENT_ASSERTION_ALG",
 	"Scopes": "SCOPES", "Params": "TOKEN_PARAMS", "DefaultTTL": "TOKEN_DEFAULT_TTL",
 }
+
+// withoutClientAuth is oauth2Fields with the client authentication's fields
+// named after the key file, whose problem is already reported.
+var withoutClientAuth = func() map[string]string {
+	m := maps.Clone(oauth2Fields)
+	m["ClientSecret"], m["Assertion"] = "CLIENT_ASSERTION_KEY_FILE", "CLIENT_ASSERTION_KEY_FILE"
+	return m
+}()
 
 // oauth2Config is the source's configuration; with assertion, the client
 // authenticates with it (private_key_jwt), and CLIENT_SECRET must be unset.
