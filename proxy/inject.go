@@ -83,7 +83,9 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if !t.rejected(resp.StatusCode) {
-		t.tokens.Accepted(tok)
+		if resp.StatusCode < 400 {
+			t.tokens.Accepted(tok) // a 404 or a 5xx may come before any token check
+		}
 		return resp, nil
 	}
 	worth := t.tokens.Invalidate(tok) // even when this request cannot be replayed
@@ -123,7 +125,9 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// refresh did not help.
 		t.tokens.Replayed(fresh, false)
 	default:
-		t.tokens.Replayed(fresh, true)
+		if resp.StatusCode < 400 {
+			t.tokens.Replayed(fresh, true)
+		}
 		t.metrics.Replay(metrics.ReplaySuccess)
 	}
 	return resp, err

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -99,5 +100,40 @@ func TestRouteRejectingEveryTokenCausesNoStorm(t *testing.T) {
 	}
 	if got := src.fetches(); got > 3 {
 		t.Errorf("token fetches = %d for %d rejected requests to one route, want at most 3", got, n)
+	}
+}
+
+// Rejections of requests that cannot be replayed (bodies over
+// MAX_REPLAY_BODY) give no sign whether refreshing helped; interleaved with
+// answers that accept the token, they must not cost a fetch each.
+func TestUnreplayableRejectionsCauseNoStorm(t *testing.T) {
+	const n = 20
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, got received) {
+		if r.URL.Path == "/base/upload" {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "accepted")
+	})
+	src := &tokenSource{}
+	cache := startCache(t, src, tokens.CacheOptions{})
+	srv := startProxy(t, proxy.Config{Upstream: up.base(t, "/base"), Tokens: cache, MaxReplayBody: 16})
+	big := strings.Repeat("x", 1024)
+	for i := range n {
+		if resp, body := get(t, srv, "/ok"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d to /ok = %d %q, want 200", i, resp.StatusCode, body)
+		}
+		resp, err := srv.Client().Post(srv.URL+"/upload", "text/plain", strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("upload %d = %d, want the upstream's 401", i, resp.StatusCode)
+		}
+	}
+	if got := src.fetches(); got > 5 {
+		t.Errorf("token fetches = %d for %d rejected uploads, want at most 5 (three at once, then spaced)", got, n)
 	}
 }

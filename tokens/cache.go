@@ -63,6 +63,13 @@ type CacheOptions struct {
 // maxRetryAfter caps how long a provider's Retry-After may delay a fetch.
 const maxRetryAfter = 10 * time.Minute
 
+// acceptedBudget is how many tokens the upstream had accepted may be
+// refreshed at once within ForcedRefreshInterval; beyond it their refreshes
+// are spaced too, so that two sidecars revoking each other's tokens (one
+// active token per client, without SHARED_CACHE), or a route that rejects
+// unreplayable requests whatever their token, cannot cause a storm.
+const acceptedBudget = 3
+
 // forcedRefreshBase is the least wait after the first forced refresh that did
 // not help; it doubles with each one after.
 const forcedRefreshBase = time.Second
@@ -85,6 +92,8 @@ type Cache struct {
 	lastSharedForced time.Time // last drop let through the rate limit for a shared token
 	unaccepted       int       // forced refreshes in a row of tokens never accepted
 	replayFailures   int       // replays rejected since the last one accepted
+	acceptedFrom     time.Time // start of the window acceptedDrops counts in
+	acceptedDrops    int       // drops of accepted tokens since acceptedFrom
 	forced           bool      // Invalidate asked for a fetch not yet started
 }
 
@@ -211,7 +220,8 @@ func (c *Cache) Accepted(tok *Token) {
 
 // Invalidate reports that the upstream rejected tok. If tok is still the
 // current token it is dropped and a fetch starts — at once if the upstream
-// had accepted it (see Accepted): it was revoked. Forced refreshes that do
+// had accepted it (see Accepted): it was revoked, up to acceptedBudget times
+// within ForcedRefreshInterval. Forced refreshes that do
 // not help are spaced: refreshes of tokens the upstream never accepted (an
 // upstream that rejects whatever it is given), and any refresh after a
 // replay was rejected again (see Replayed: an upstream that rejects some
@@ -229,11 +239,23 @@ func (c *Cache) Invalidate(tok *Token) bool {
 	if e == nil || e.tok != tok {
 		return true // already replaced, or being replaced
 	}
-	if e.accepted.Load() {
-		c.unaccepted = 0
-		return c.dropLocked(e, c.replayFailures)
+	if !e.accepted.Load() {
+		return c.dropLocked(e, max(c.unaccepted, c.replayFailures))
 	}
-	return c.dropLocked(e, max(c.unaccepted, c.replayFailures))
+	c.unaccepted = 0
+	now := time.Now()
+	if !within(c.acceptedFrom, now, c.opts.ForcedRefreshInterval) {
+		c.acceptedFrom, c.acceptedDrops = now, 0
+	}
+	fruitless := c.replayFailures
+	if over := c.acceptedDrops - acceptedBudget + 1; over > 0 {
+		fruitless = max(fruitless, over) // revoked again and again: spaced too
+	}
+	dropped := c.dropLocked(e, fruitless)
+	if dropped {
+		c.acceptedDrops++
+	}
+	return dropped
 }
 
 // Replayed reports how the upstream answered a request that was rejected,
