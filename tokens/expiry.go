@@ -28,17 +28,18 @@ func jwtExpiry(value string) (time.Time, bool) {
 
 // expiryOf picks a token's expiry: the one the provider gave (expires_in,
 // or an absolute expiry) or the JWT's exp, whichever is earlier, when both
-// are there — even an exp already past, so that a token the JWT says has
-// expired is refused, not sent until the upstream rejects it; else the one
-// there is; else now plus defaultTTL (DefaultTTL if zero).
+// are there and exp is still ahead (exp is in whole seconds, and may fall up
+// to a second before now+expires_in). An exp already past on a token just
+// issued says that the clocks disagree, not that the token expired — a
+// provider does not issue expired tokens — so it is ignored rather than
+// fail every fetch on a node whose clock runs ahead; an upstream that then
+// rejects the token makes the sidecar refresh it. Else the one there is;
+// else now plus defaultTTL (DefaultTTL if zero).
 func expiryOf(value string, given, now time.Time, defaultTTL time.Duration) time.Time {
 	exp, isJWT := jwtExpiry(value)
 	switch {
-	case !given.IsZero() && isJWT:
-		if exp.Before(given) {
-			return exp
-		}
-		return given
+	case !given.IsZero() && isJWT && exp.Before(given) && exp.After(now):
+		return exp
 	case !given.IsZero():
 		return given
 	case isJWT:

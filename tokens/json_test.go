@@ -74,7 +74,7 @@ func TestJSONSourceExpiry(t *testing.T) {
 		{name: "JWT exp without expires_in", body: `{"access_token":"` + withExp + `"}`, wantValue: withExp, wantLife: 3 * time.Hour},
 		{name: "expires_in wins over a later JWT exp", body: `{"access_token":"` + withExp + `","expires_in":60}`, wantValue: withExp, wantLife: time.Minute},
 		{name: "JWT exp wins over a later expires_in", body: `{"access_token":"` + withExp + `","expires_in":43200}`, wantValue: withExp, wantLife: 3 * time.Hour},
-		{name: "JWT exp already past wins over expires_in", body: `{"access_token":"` + pastExp + `","expires_in":43200}`, wantValue: pastExp, wantLife: -time.Second},
+		{name: "JWT exp already past (clocks disagree): expires_in", body: `{"access_token":"` + pastExp + `","expires_in":43200}`, wantValue: pastExp, wantLife: 12 * time.Hour},
 		{name: "TezPay's sample: expires_in 43200, exp 24h after iat", body: `{"access_token":"` + tezpayExampleToken + `","expires_in":43200}`, wantValue: tezpayExampleToken, wantLife: 12 * time.Hour},
 		{name: "expires_in null", body: `{"access_token":"` + withExp + `","expires_in":null}`, wantValue: withExp, wantLife: 3 * time.Hour},
 		{name: "opaque token, configured DefaultTTL", defaultTTL: 5 * time.Minute, body: `{"access_token":"opaque"}`, wantValue: "opaque", wantLife: 5 * time.Minute},

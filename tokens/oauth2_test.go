@@ -158,7 +158,7 @@ func TestOAuth2SourceExpiry(t *testing.T) {
 		{name: "expires_in", body: oauthOK, wantLife: time.Hour},
 		{name: "JWT exp without expires_in", body: `{"access_token":"` + withExp + `","token_type":"bearer"}`, wantLife: 3 * time.Hour},
 		{name: "JWT exp earlier than expires_in", body: `{"access_token":"` + withExp + `","token_type":"bearer","expires_in":43200}`, wantLife: 3 * time.Hour},
-		{name: "JWT exp already past, expires_in ahead", body: `{"access_token":"` + pastExp + `","token_type":"bearer","expires_in":43200}`, wantLife: -time.Second},
+		{name: "JWT exp already past (clocks disagree), expires_in ahead", body: `{"access_token":"` + pastExp + `","token_type":"bearer","expires_in":43200}`, wantLife: 12 * time.Hour},
 		{name: "opaque, configured DefaultTTL", body: `{"access_token":"opaque","token_type":"bearer"}`, defaultTTL: 5 * time.Minute, wantLife: 5 * time.Minute},
 		{name: "opaque, default DefaultTTL", body: `{"access_token":"opaque","token_type":"bearer"}`, wantLife: 15 * time.Minute},
 	}
