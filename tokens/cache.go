@@ -345,7 +345,7 @@ func (c *Cache) Run(ctx context.Context) error {
 		forced := c.forced || changed
 		c.mu.Unlock()
 		if !forced && !lastOK.IsZero() {
-			if d := c.opts.MinRenewInterval - time.Now().Sub(lastOK); d > 0 {
+			if d := c.opts.MinRenewInterval - time.Since(lastOK); d > 0 {
 				c.opts.Logger.Warn("tokens live too briefly: renewal delayed", "min_renew_interval", c.opts.MinRenewInterval.String())
 				if !c.sleep(ctx, d) {
 					c.publish(nil, ctx.Err(), 0)
