@@ -143,13 +143,18 @@ func TestMetrics(t *testing.T) {
 	if r := call(c, http.MethodPost, s.URL+fake.ProcessPaymentPath, payment("PAY1")); r.status != http.StatusOK {
 		t.Fatalf("POST process-payment = %v, want 200", r)
 	}
-	p.RevokeAll() // replayed with a new token
-	if r := call(c, http.MethodGet, s.URL+fake.GetStatusPath+"?transaction_id=TXN2", nil); r.status != http.StatusOK {
-		t.Fatalf("GET get-status with a revoked token = %v, want 200", r)
+	// Tokens that worked and are then rejected were revoked: each is
+	// refreshed at once and the request replayed, three times within
+	// FORCED_REFRESH_INTERVAL (10s); the fourth is passed on, not replayed.
+	for i, txn := range []string{"TXN2", "TXN3", "TXN4"} {
+		p.RevokeAll()
+		if r := call(c, http.MethodGet, s.URL+fake.GetStatusPath+"?transaction_id="+txn, nil); r.status != http.StatusOK {
+			t.Fatalf("GET get-status with revoked token %d = %v, want 200", i+1, r)
+		}
 	}
-	p.RevokeAll() // within FORCED_REFRESH_INTERVAL (10s): passed on, not replayed
-	if r := call(c, http.MethodGet, s.URL+fake.GetStatusPath+"?transaction_id=TXN3", nil); r.status != http.StatusUnauthorized {
-		t.Fatalf("GET get-status with a second revoked token within FORCED_REFRESH_INTERVAL = %v, want the upstream's 401", r)
+	p.RevokeAll()
+	if r := call(c, http.MethodGet, s.URL+fake.GetStatusPath+"?transaction_id=TXN5", nil); r.status != http.StatusUnauthorized {
+		t.Fatalf("GET get-status with a fourth revoked token within FORCED_REFRESH_INTERVAL = %v, want the upstream's 401", r)
 	}
 
 	// A request the sidecar refuses itself.
@@ -158,25 +163,25 @@ func TestMetrics(t *testing.T) {
 	}
 
 	want := map[string]float64{
-		`authsidecar_token_fetches_total{result="success"}`:    2,
+		`authsidecar_token_fetches_total{result="success"}`:    4,
 		`authsidecar_token_fetches_total{result="error"}`:      0,
-		`authsidecar_token_fetch_duration_seconds_count`:       2,
-		`authsidecar_token_forced_refreshes_total`:             1,
-		`authsidecar_replays_total{result="success"}`:          1,
+		`authsidecar_token_fetch_duration_seconds_count`:       4,
+		`authsidecar_token_forced_refreshes_total`:             3,
+		`authsidecar_replays_total{result="success"}`:          3,
 		`authsidecar_replays_total{result="rejected"}`:         0,
 		`authsidecar_replays_total{result="error"}`:            0,
 		`authsidecar_replays_total{result="too_large"}`:        0,
 		`authsidecar_replays_total{result="rate_limited"}`:     1,
-		`authsidecar_requests_total{code="200",method="get"}`:  4,
+		`authsidecar_requests_total{code="200",method="get"}`:  6,
 		`authsidecar_requests_total{code="200",method="post"}`: 1,
 		`authsidecar_requests_total{code="401",method="get"}`:  1,
 		`authsidecar_requests_total{code="400",method="get"}`:  1,
-		`authsidecar_requests_total`:                           7,
-		`authsidecar_request_duration_seconds_count`:           7,
+		`authsidecar_requests_total`:                           9,
+		`authsidecar_request_duration_seconds_count`:           9,
 		`authsidecar_errors_total{reason="bad_request"}`:       1,
 		`authsidecar_errors_total`:                             1,
-		`authsidecar_upstream_responses_total{code="200"}`:     5,
-		`authsidecar_upstream_responses_total{code="401"}`:     2,
+		`authsidecar_upstream_responses_total{code="200"}`:     7,
+		`authsidecar_upstream_responses_total{code="401"}`:     4,
 	}
 	var m string
 	mismatch := func() []string {
