@@ -51,10 +51,32 @@ func runBench(b *testing.B, h http.Handler) {
 	}
 }
 
+// runBenchParallel sends GET requests through h from GOMAXPROCS goroutines
+// at once, so that what requests share (metrics, the token cache) is
+// contended as on a busy multi-core sidecar.
+func runBenchParallel(b *testing.B, h http.Handler) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest(http.MethodGet, "/v1/status?id=1", nil)
+		for pb.Next() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Errorf("status = %d, want 200", w.Code)
+				return
+			}
+		}
+	})
+}
+
 // BenchmarkBareReverseProxy is the baseline: a ReverseProxy that sets a
 // static header, with the same transport and buffer pool.
 func BenchmarkBareReverseProxy(b *testing.B) {
-	rp := &httputil.ReverseProxy{
+	runBench(b, bareReverseProxy())
+}
+
+func bareReverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(benchUpstream)
 			pr.Out.Header.Set("Authorization", "Bearer static-token")
@@ -62,19 +84,31 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 		Transport:  benchTransport(),
 		BufferPool: bufferPool{},
 	}
-	runBench(b, rp)
+}
+
+// BenchmarkBareReverseProxyParallel is BenchmarkBareReverseProxy from
+// GOMAXPROCS goroutines.
+func BenchmarkBareReverseProxyParallel(b *testing.B) {
+	runBenchParallel(b, bareReverseProxy())
 }
 
 // BenchmarkSidecar is the sidecar's handler with a real token cache and
 // metrics.
 func BenchmarkSidecar(b *testing.B) {
-	cache := benchCache(b)
-	h := New(Config{
+	runBench(b, benchSidecar(b))
+}
+
+// BenchmarkSidecarParallel is BenchmarkSidecar from GOMAXPROCS goroutines.
+func BenchmarkSidecarParallel(b *testing.B) {
+	runBenchParallel(b, benchSidecar(b))
+}
+
+func benchSidecar(b *testing.B) http.Handler {
+	return New(Config{
 		Upstream:      benchUpstream,
-		Tokens:        cache,
+		Tokens:        benchCache(b),
 		Transport:     benchTransport(),
 		MaxReplayBody: 1 << 20,
 		Metrics:       metrics.New(prometheus.NewRegistry()),
 	})
-	runBench(b, h)
 }

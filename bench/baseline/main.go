@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18001", "listen address")
 	upstream := flag.String("upstream", "http://127.0.0.1:18000", "upstream base URL")
+	pprofAddr := flag.String("pprof", "", "if set, serve net/http/pprof on this address (as AUTHSIDECAR_PPROF does on the sidecar's admin port), for differential profiles")
 	flag.Parse()
 
 	u, err := url.Parse(*upstream)
@@ -40,6 +42,16 @@ func main() {
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatalf("baseline: %v", err)
+	}
+	if *pprofAddr != "" {
+		pln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			log.Fatalf("baseline: %v", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		go http.Serve(pln, mux)
 	}
 	srv := &http.Server{ // as cmd/authsidecar's proxy server
 		Handler:           rp,
