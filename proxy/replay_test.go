@@ -260,22 +260,7 @@ func TestConcurrentRejectionsRefreshOnce(t *testing.T) {
 	cache := startCache(t, src, tokens.CacheOptions{Observer: m})
 	srv := startProxy(t, proxy.Config{Upstream: up.base(t, "/base"), Tokens: cache, Metrics: m})
 
-	statuses := make([]int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			resp, err := srv.Client().Get(srv.URL + "/x")
-			if err != nil {
-				t.Errorf("request %d: %v", i, err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			statuses[i] = resp.StatusCode
-		})
-	}
-	wg.Wait()
-	for i, s := range statuses {
+	for i, s := range getConcurrently(t, srv, "/x", n) {
 		if s != http.StatusOK {
 			t.Errorf("request %d: status = %d, want 200", i, s)
 		}

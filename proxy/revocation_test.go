@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -45,22 +46,7 @@ func TestRevocationsCloseTogetherAreEachRefreshed(t *testing.T) {
 		mu.Lock()
 		revoked["Bearer "+tok] = true
 		mu.Unlock()
-		statuses := make([]int, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				resp, err := srv.Client().Get(srv.URL + "/x")
-				if err != nil {
-					t.Errorf("wave %d, request %d: %v", wave+1, i, err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				statuses[i] = resp.StatusCode
-			})
-		}
-		wg.Wait()
-		for i, s := range statuses {
+		for i, s := range getConcurrently(t, srv, "/x", n) {
 			if s != http.StatusOK {
 				t.Errorf("wave %d (%s revoked), request %d: status = %d, want 200", wave+1, tok, i, s)
 			}
@@ -136,4 +122,26 @@ func TestUnreplayableRejectionsCauseNoStorm(t *testing.T) {
 	if got := src.fetches(); got > 5 {
 		t.Errorf("token fetches = %d for %d rejected uploads, want at most 5 (three at once, then spaced)", got, n)
 	}
+}
+
+// getConcurrently sends n GETs of path at once and returns their statuses (0
+// for a request that failed, which is reported).
+func getConcurrently(t *testing.T, srv *httptest.Server, path string, n int) []int {
+	t.Helper()
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, err := srv.Client().Get(srv.URL + path)
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	return statuses
 }
