@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -353,4 +355,24 @@ func TestEndpointInABubble(t *testing.T) {
 			t.Errorf("requests arrived = %d at %v, want 3, the last at %v", n, at, start.Add(time.Hour))
 		}
 	})
+}
+
+// checkMalformed checks what a source's Token returned for a 2xx answer it
+// cannot use: no token, and a tokens: error containing wantErr that is not a
+// provider's refusal.
+func checkMalformed(t *testing.T, tok *Token, err error, wantErr string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("Token() = %v (expiry %v), want an error containing %q", tok, tok.Expiry, wantErr)
+	}
+	if tok != nil {
+		t.Errorf("Token() = %v with error %v, want nil", tok, err)
+	}
+	if !strings.Contains(err.Error(), wantErr) || !strings.HasPrefix(err.Error(), "tokens: ") {
+		t.Errorf("Token() error = %q, want a tokens: error containing %q", err, wantErr)
+	}
+	var re *RetrieveError
+	if errors.As(err, &re) {
+		t.Errorf("Token() error is a *RetrieveError (%v) for a 2xx answer, want a malformed answer", re)
+	}
 }

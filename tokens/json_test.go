@@ -181,19 +181,7 @@ func TestJSONSourceBadAnswers(t *testing.T) {
 			bubble(t, func(t *testing.T) {
 				e := newEndpoint(t, reply(tc.status, tc.body))
 				tok, err := newTezPaySource(e).Token(context.Background())
-				if err == nil {
-					t.Fatalf("Token() = %v (expiry %v), want an error containing %q", tok, tok.Expiry, tc.wantErr)
-				}
-				if tok != nil {
-					t.Errorf("Token() = %v with error %v, want nil", tok, err)
-				}
-				if !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "tokens: ") {
-					t.Errorf("Token() error = %q, want a tokens: error containing %q", err, tc.wantErr)
-				}
-				var re *RetrieveError
-				if errors.As(err, &re) {
-					t.Errorf("Token() error is a *RetrieveError (%v) for a 2xx answer", re)
-				}
+				checkMalformed(t, tok, err, tc.wantErr)
 			})
 		})
 	}

@@ -409,19 +409,7 @@ func TestRegisteredSourceBadAnswers(t *testing.T) {
 			bubble(t, func(t *testing.T) {
 				e := newEndpoint(t, tc.answer)
 				tok, err := newRegisteredSource(e, 0).Token(context.Background())
-				if err == nil {
-					t.Fatalf("Token() = %v (expiry %v), want an error containing %q", tok, tok.Expiry, tc.wantErr)
-				}
-				if tok != nil {
-					t.Errorf("Token() = %v with error %v, want nil", tok, err)
-				}
-				if !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "tokens: ") {
-					t.Errorf("Token() error = %q, want a tokens: error containing %q", err, tc.wantErr)
-				}
-				var re *RetrieveError
-				if errors.As(err, &re) {
-					t.Errorf("Token() error is a *RetrieveError (%v), want a malformed answer", re)
-				}
+				checkMalformed(t, tok, err, tc.wantErr)
 				checkNoMinted(t, err, e)
 			})
 		})
