@@ -751,10 +751,10 @@ func TestSigningKeyRotation(t *testing.T) {
 		signer  *rsa.PrivateKey // the key that signs after the rotation
 		log     string          // in the log once the rotation is seen
 	}{
-		{name: "new RSA key in PKCS#8 is used", rotated: keyPEM(t, newKey, true), signer: newKey, log: "using the new key"},
-		{name: "broken file keeps the old key", rotated: []byte("-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n"), signer: oldKey, log: "keeping the previous key"},
-		{name: "truncated key keeps the old key", rotated: keyPEM(t, newKey, false)[:900], signer: oldKey, log: "keeping the previous key"},
-		{name: "EC key keeps the old key", rotated: keyPEM(t, ecKey, true), signer: oldKey, log: "keeping the previous key"},
+		{name: "new RSA key in PKCS#8 is used", rotated: keyPEM(t, newKey, true), signer: newKey, log: "using the new one"},
+		{name: "broken file keeps the old key", rotated: []byte("-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n"), signer: oldKey, log: "keeping the previous one"},
+		{name: "truncated key keeps the old key", rotated: keyPEM(t, newKey, false)[:900], signer: oldKey, log: "keeping the previous one"},
+		{name: "EC key keeps the old key", rotated: keyPEM(t, ecKey, true), signer: oldKey, log: "keeping the previous one"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

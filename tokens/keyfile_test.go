@@ -185,7 +185,7 @@ func must(b []byte, err error) []byte {
 // expireCheck makes k's next Signer call look at its file, as if the check
 // interval had passed since the last look.
 func expireCheck(k *KeyFile) {
-	k.checked.Store(time.Now().Add(-2 * keyCheckInterval).UnixNano())
+	k.w.checked.Store(time.Now().Add(-2 * watchInterval).UnixNano())
 }
 
 // rotations makes each replaced file's modification time distinct: file
@@ -261,7 +261,7 @@ func TestKeyFileRotation(t *testing.T) {
 	}
 
 	replaceFile(t, path, pkcs8PEM(t, newKey))
-	if got := k.Signer(); time.Since(loaded) < keyCheckInterval/2 && !sameKey(oldKey, got) {
+	if got := k.Signer(); time.Since(loaded) < watchInterval/2 && !sameKey(oldKey, got) {
 		t.Errorf("Signer() within the check interval = a new key, want the old one: the file is looked at at most once a second")
 	}
 
@@ -269,7 +269,7 @@ func TestKeyFileRotation(t *testing.T) {
 	if got := k.Signer(); !sameKey(newKey, got) {
 		t.Fatalf("Signer() after the check interval = the old key, want the new one")
 	}
-	if !strings.Contains(logs.String(), "using the new key") || !strings.Contains(logs.String(), path) {
+	if !strings.Contains(logs.String(), "key file changed: using the new one") || !strings.Contains(logs.String(), path) {
 		t.Errorf("log = %s\nwant the rotation logged with the path", logs)
 	}
 
@@ -286,7 +286,7 @@ func TestKeyFileRotation(t *testing.T) {
 	if got := k.Signer(); !sameKey(newKey, got) {
 		t.Errorf("Signer() after rotation to an EC key = %T, want the RSA key kept", got)
 	}
-	if !strings.Contains(logs.String(), "keeping the previous key") {
+	if !strings.Contains(logs.String(), "keeping the previous one") {
 		t.Errorf("log = %s\nwant the refused rotation logged", logs)
 	}
 	checkNoKeyLines(t, logs.String(), pkcs1PEM(oldKey), pkcs8PEM(t, newKey), sec1PEM(t, ecTestKey()))
@@ -345,7 +345,7 @@ func TestKeyFileBrokenRotationKeepsOldKey(t *testing.T) {
 			if got := k.Signer(); !sameKey(oldKey, got) {
 				t.Fatalf("Signer() after a broken rotation = %T, want the old key", got)
 			}
-			if !strings.Contains(logs.String(), "keeping the previous key") {
+			if !strings.Contains(logs.String(), "keeping the previous one") {
 				t.Errorf("log = %s\nwant the failure logged", logs)
 			}
 			replaceFile(t, path, newPEM)

@@ -1,0 +1,68 @@
+package paygate
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrBadMAC is returned by Merchant.Open for an answer or a notification
+// whose MAC does not verify, or that lacks the MAC it must carry.
+var ErrBadMAC = errors.New("paygate: the MAC does not verify")
+
+// Merchant is one merchant's Paygate identity: its id, its cipher and,
+// optionally, its HMAC password. It is immutable and safe for concurrent use.
+type Merchant struct {
+	// ID is the MerchantID. Required.
+	ID string
+	// Cipher encrypts and decrypts Data with the merchant's encryption
+	// password. Required.
+	Cipher Cipher
+	// HMACKey is the merchant's HMAC password. If nil, Seal adds no MAC and
+	// Open checks none.
+	HMACKey []byte
+}
+
+// Seal returns the envelope of a call with params. With an HMAC key, and
+// unless params already hold a MAC, the call's MAC is added last (see
+// RequestMAC); fields the call lacks count as empty.
+func (m *Merchant) Seal(params Params) (Envelope, error) {
+	if m.HMACKey != nil {
+		if _, ok := params.Get("MAC"); !ok {
+			payID, _ := params.Get("PayID")
+			transID, _ := params.Get("TransID")
+			amount, _ := params.Get("Amount")
+			currency, _ := params.Get("Currency")
+			mac := RequestMAC(m.HMACKey, payID, transID, m.ID, amount, currency)
+			params = append(params[:len(params):len(params)], Param{Key: "MAC", Value: mac})
+		}
+	}
+	return Seal(m.Cipher, m.ID, params)
+}
+
+// Open decrypts an answer's or a notification's Len and Data. With an HMAC
+// key the MAC is checked (see ResponseMAC): one that does not verify is
+// ErrBadMAC, and so is a missing one, except on a Status=FAILED answer,
+// which Paygate may send before it knows the call (an envelope it could
+// not decrypt).
+func (m *Merchant) Open(length, data string) (Params, error) {
+	params, err := Open(m.Cipher, length, data)
+	if err != nil || m.HMACKey == nil {
+		return params, err
+	}
+	status, _ := params.Get("Status")
+	got, ok := params.Get("MAC")
+	if !ok {
+		if strings.EqualFold(status, "FAILED") {
+			return params, nil
+		}
+		return nil, fmt.Errorf("%w: the answer carries none", ErrBadMAC)
+	}
+	payID, _ := params.Get("PayID")
+	transID, _ := params.Get("TransID")
+	code, _ := params.Get("Code")
+	if !VerifyMAC(got, ResponseMAC(m.HMACKey, payID, transID, m.ID, status, code)) {
+		return nil, ErrBadMAC
+	}
+	return params, nil
+}
