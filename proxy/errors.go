@@ -16,6 +16,7 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 	var bodyErr *bodyError
 	var re *RequestError
 	var se *SigningError
+	var ae *answerError
 	switch {
 	case r.Context().Err() != nil:
 		// The app went away; nobody is left to answer.
@@ -35,6 +36,9 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 	case errors.As(err, &se):
 		h.log.Error("signing failed: answering 500", "method", r.Method, "path", r.URL.Path, "error", se)
 		h.reject(w, http.StatusInternalServerError, "signing_failed", se.Error())
+	case errors.As(err, &ae):
+		h.log.Warn("upstream answer withheld: answering 502", "method", r.Method, "path", r.URL.Path, "error", ae)
+		h.reject(w, http.StatusBadGateway, ae.code, ae.Error())
 	case errors.As(err, &bodyErr):
 		h.log.Info("reading the request body failed", "method", r.Method, "path", r.URL.Path, "error", bodyErr)
 		h.reject(w, http.StatusBadRequest, "bad_request", "proxy: "+bodyErr.Error())

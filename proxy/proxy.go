@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/authsidecar/authsidecar/metrics"
+	"github.com/authsidecar/authsidecar/proxy/paygate"
 )
 
 // Config describes a proxy. Upstream is required.
@@ -40,6 +41,13 @@ type Config struct {
 	// HandoffMerchantID, with HandoffAxepta, refuses a hand-off POST whose
 	// {"merchantID": …} names another merchant; empty accepts any.
 	HandoffMerchantID string
+	// PaygateMerchant is the merchant of the local Paygate codec served
+	// under PaygatePath; called once per request, so that rotated passwords
+	// take effect. Required with PaygatePath.
+	PaygateMerchant func() *paygate.Merchant
+	// PaygatePath is the prefix of the local Paygate codec, PaygatePath +
+	// "/encrypt" and "/decrypt"; empty means none.
+	PaygatePath string
 	// Transport sends requests upstream. If nil, NewTransport(nil) is used.
 	Transport http.RoundTripper
 	// RefreshOn lists the upstream statuses that mean "token rejected". If
@@ -80,6 +88,9 @@ func New(c Config) http.Handler {
 	if c.Injector == nil && c.Tokens != nil {
 		c.Injector = Bearer()
 	}
+	if w, ok := c.Injector.(transportWrapper); ok {
+		rt = w.wrap(rt, c.MaxReplayBody)
+	}
 	if c.Injector != nil {
 		rt = newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
 	}
@@ -89,6 +100,9 @@ func New(c Config) http.Handler {
 	}
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
+	}
+	if c.PaygateMerchant != nil && c.PaygatePath != "" {
+		h.paygatePath, h.paygate, h.maxBody = c.PaygatePath, c.PaygateMerchant, c.MaxReplayBody
 	}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:      h.rewrite,
@@ -109,6 +123,9 @@ type handler struct {
 	handoffFormat HandoffFormat
 	merchantID    string
 	tokens        TokenSource
+
+	paygatePath string // the local Paygate codec's prefix; empty means none
+	paygate     func() *paygate.Merchant
 
 	requireHeader string // canonical; empty means none
 
@@ -146,6 +163,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveSign(w, r)
 	case h.handoffPath != "" && r.URL.Path == h.handoffPath:
 		h.serveHandoff(w, r)
+	case h.paygatePath != "" && (r.URL.Path == h.paygatePath || strings.HasPrefix(r.URL.Path, h.paygatePath+"/")):
+		h.servePaygate(w, r)
 	default:
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = appBody{r.Body}
