@@ -326,7 +326,7 @@ func TestCredentialsAreFilesFromSecrets(t *testing.T) {
 					t.Errorf("%s=%s is not under a read-only mount of a Secret volume", name, path)
 				}
 			}
-			if dir != "base" && dir != "examples/axepta" && files == 0 {
+			if dir != "base" && files == 0 {
 				t.Errorf("no credential file configured")
 			}
 		})

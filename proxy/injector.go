@@ -56,21 +56,18 @@ type headerValue struct {
 	value []string
 }
 
+// Inject puts prefix+token in h, the value built once per token.
 func (i *headerInjector) Inject(h http.Header, tok *tokens.Token, _ []byte) ([]byte, error) {
-	if tok != nil {
-		i.set(h, tok, tok.Value)
+	if tok == nil {
+		return nil, nil
 	}
-	return nil, nil
-}
-
-// set puts prefix+value in h, the value built once per token.
-func (i *headerInjector) set(h http.Header, tok *tokens.Token, value string) {
 	v := i.last.Load()
 	if v == nil || v.tok != tok {
-		v = &headerValue{tok: tok, value: []string{i.prefix + value}}
+		v = &headerValue{tok: tok, value: []string{i.prefix + tok.Value}}
 		i.last.Store(v)
 	}
 	h[i.name] = v.value
+	return nil, nil
 }
 
 func (i *headerInjector) Body() BodyUse { return BodyUntouched }
@@ -82,22 +79,3 @@ type noInjector struct{}
 
 func (noInjector) Inject(http.Header, *tokens.Token, []byte) ([]byte, error) { return nil, nil }
 func (noInjector) Body() BodyUse                                             { return BodyUntouched }
-
-// WithLabel wraps inj so that a token's Label (Axepta's AuthLabel) also goes
-// out, in the header name; tokens without a label add nothing.
-func WithLabel(inj Injector, name string) Injector {
-	return &labelInjector{Injector: inj, label: headerInjector{name: textproto.CanonicalMIMEHeaderKey(name)}}
-}
-
-type labelInjector struct {
-	Injector
-	label headerInjector
-}
-
-func (i *labelInjector) Inject(h http.Header, tok *tokens.Token, body []byte) ([]byte, error) {
-	out, err := i.Injector.Inject(h, tok, body)
-	if err == nil && tok != nil && tok.Label != "" {
-		i.label.set(h, tok, tok.Label)
-	}
-	return out, err
-}

@@ -36,11 +36,6 @@ type Config struct {
 	// HandoffPath is the path of the local hand-off endpoint, which answers
 	// the current token (with Tokens set); empty means none.
 	HandoffPath string
-	// HandoffFormat is the shape of the hand-off endpoint's answer.
-	HandoffFormat HandoffFormat
-	// HandoffMerchantID, with HandoffAxepta, refuses a hand-off POST whose
-	// {"merchantID": …} names another merchant; empty accepts any.
-	HandoffMerchantID string
 	// PaygateMerchant is the merchant of the local Paygate codec served
 	// under PaygatePath; called once per request, so that rotated passwords
 	// take effect. Required with PaygatePath.
@@ -95,8 +90,7 @@ func New(c Config) http.Handler {
 		rt = newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
 	}
 	if c.Tokens != nil && c.HandoffPath != "" {
-		h.handoffPath, h.handoffFormat, h.tokens = c.HandoffPath, c.HandoffFormat, c.Tokens
-		h.merchantID = c.HandoffMerchantID
+		h.handoffPath, h.tokens = c.HandoffPath, c.Tokens
 	}
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
@@ -119,10 +113,8 @@ type handler struct {
 	signer   *Signer
 	maxBody  int64
 
-	handoffPath   string // the local hand-off endpoint; empty means none
-	handoffFormat HandoffFormat
-	merchantID    string
-	tokens        TokenSource
+	handoffPath string // the local hand-off endpoint; empty means none
+	tokens      TokenSource
 
 	paygatePath string // the local Paygate codec's prefix; empty means none
 	paygate     func() *paygate.Merchant

@@ -122,10 +122,6 @@ func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *s
 	})
 	s.background = append(b.background, s.cache.Run)
 	s.proxy.Tokens = s.cache
-	s.proxy.HandoffFormat = kind.handoff
-	if kind.handoff == proxy.HandoffAxepta {
-		s.proxy.HandoffMerchantID = cfg.MerchantID
-	}
 	return nil
 }
 

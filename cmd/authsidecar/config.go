@@ -72,7 +72,6 @@ type Config struct {
 	AssertionKeyFile        string        `env:"CLIENT_ASSERTION_KEY_FILE"`
 	AssertionAlg            string        `env:"CLIENT_ASSERTION_ALG" envDefault:"RS256"`
 	AssertionKeyID          string        `env:"CLIENT_ASSERTION_KEY_ID"`
-	InjectLabelHeader       string        `env:"INJECT_LABEL_HEADER"`
 	HandoffPath             string        `env:"HANDOFF_PATH"`
 	UpstreamCAFile          string        `env:"UPSTREAM_CA_FILE"`
 	ClientCertFile          string        `env:"CLIENT_CERT_FILE"`
@@ -237,7 +236,7 @@ func (c *Config) check() []error {
 		case !httpguts.ValidHeaderFieldName(h):
 			p.add("REQUIRE_HEADER", "%q is not a valid header name", h)
 		case !validHeaderName(h), credentialHeaders[http.CanonicalHeaderKey(h)],
-			strings.EqualFold(h, c.InjectHeader), strings.EqualFold(h, c.InjectLabelHeader):
+			strings.EqualFold(h, c.InjectHeader):
 			p.add("REQUIRE_HEADER", "%q is a header HTTP or authsidecar itself sets: choose a name of your own, such as X-Authsidecar-Request", h)
 		}
 	}

@@ -8,17 +8,15 @@ import (
 
 // bearerMode sets "Authorization: Bearer <token>".
 var bearerMode = injectMode{
-	name:        "bearer",
-	needsToken:  true,
-	tokenHeader: func(Config) string { return "Authorization" },
-	build:       func(Config, *proxy.Signer) proxy.Injector { return proxy.Bearer() },
+	name:       "bearer",
+	needsToken: true,
+	build:      func(Config, *proxy.Signer) proxy.Injector { return proxy.Bearer() },
 }
 
 // headerMode sets INJECT_HEADER to INJECT_PREFIX and the token.
 var headerMode = injectMode{
-	name:        "header",
-	needsToken:  true,
-	tokenHeader: func(c Config) string { return c.InjectHeader },
+	name:       "header",
+	needsToken: true,
 	check: func(c *Config, p *problems) {
 		if !validHeaderName(c.InjectHeader) {
 			p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)

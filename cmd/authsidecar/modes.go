@@ -1,10 +1,6 @@
 package main
 
-import (
-	"net/http"
-
-	"github.com/authsidecar/authsidecar/proxy"
-)
+import "github.com/authsidecar/authsidecar/proxy"
 
 // injectMode describes one INJECT: how requests are authenticated, what the
 // mode needs, and how its injector is built. Adding a mode is one file
@@ -19,8 +15,6 @@ type injectMode struct {
 	signs bool
 	// bodies: the mode rewrites request bodies in memory.
 	bodies bool
-	// tokenHeader is the header the token goes in; "" for none.
-	tokenHeader func(c Config) string
 	// check reports the problems of the mode's own settings; nil checks nothing.
 	check func(c *Config, p *problems)
 	// build constructs the injector once, at start-up; signer is set when
@@ -68,19 +62,6 @@ func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
 	if mode.check != nil {
 		mode.check(c, p)
 	}
-	tokenHeader := ""
-	if mode.tokenHeader != nil {
-		tokenHeader = mode.tokenHeader(*c)
-	}
-	switch label := c.InjectLabelHeader; {
-	case label == "":
-	case !validHeaderName(label):
-		p.add("INJECT_LABEL_HEADER", "not a valid header name: %q", label)
-	case http.CanonicalHeaderKey(label) == http.CanonicalHeaderKey(tokenHeader):
-		p.add("INJECT_LABEL_HEADER", "%q is the header the token goes in with %sINJECT=%s: the label would replace the token", label, envPrefix, c.Inject)
-	case mode.signs:
-		p.add("INJECT_LABEL_HEADER", "not used with %sINJECT=%s, which sends no token", envPrefix, c.Inject)
-	}
 	p.dottedPath("JSON_EXPIRES_AT_FIELD", c.JSONExpiresAtField, false)
 	if c.signs() {
 		c.signingKey(nil, p)
@@ -108,13 +89,8 @@ func (c Config) signs() bool {
 	return m.signs || c.SignPath != ""
 }
 
-// injector builds the configured injector, with the token's label header
-// when INJECT_LABEL_HEADER is set.
+// injector builds the configured injector.
 func (c Config) injector(signer *proxy.Signer) proxy.Injector {
 	m, _ := lookupMode(c.Inject)
-	inj := m.build(c, signer)
-	if c.InjectLabelHeader != "" {
-		inj = proxy.WithLabel(inj, c.InjectLabelHeader)
-	}
-	return inj
+	return m.build(c, signer)
 }

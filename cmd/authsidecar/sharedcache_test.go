@@ -44,7 +44,7 @@ func TestLoadConfigSharedCacheValid(t *testing.T) {
 	}{
 		{"base64 key", "oauth2", map[string]string{"SHARED_CACHE": "redis://redis.cache:6379", "SHARED_CACHE_KEY_FILE": f.keyB64}},
 		{"hex key", "json", map[string]string{"SHARED_CACHE": "redis://redis.cache", "SHARED_CACHE_KEY_FILE": f.keyHex}},
-		{"registered source, database 2", "registered", registered(map[string]string{"SHARED_CACHE": "redis://redis.cache/2", "SHARED_CACHE_KEY_FILE": f.keyB64})},
+		{"database 2", "json", map[string]string{"SHARED_CACHE": "redis://redis.cache/2", "SHARED_CACHE_KEY_FILE": f.keyB64}},
 		{"user, password file, TLS with a CA", "oauth2", map[string]string{
 			"SHARED_CACHE": "rediss://authsidecar@redis.cache:6380", "SHARED_CACHE_KEY_FILE": f.keyB64,
 			"SHARED_CACHE_PASSWORD_FILE": f.password, "SHARED_CACHE_CA_FILE": f.ca,
@@ -160,10 +160,6 @@ func TestSharedIdentity(t *testing.T) {
 				t.Errorf("identity %q holds the client secret", id)
 			}
 		}
-	}
-	reg := func(env map[string]string) []string { return identity("registered", registered(env)) }
-	if slices.Equal(reg(nil), reg(map[string]string{"MERCHANT_ID": "OTHER"})) || slices.Equal(reg(nil), reg(map[string]string{"TOKEN_TTL": "1h"})) {
-		t.Errorf("registered identities ignore MERCHANT_ID or TOKEN_TTL")
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
 )
 
@@ -23,12 +22,10 @@ type sourceKind struct {
 	// names what makes two sidecars' tokens interchangeable (the provider, the
 	// client, whatever changes the token asked for or read). Never a secret.
 	identity func(c Config) ([]string, error)
-	// handoff is the shape of HANDOFF_PATH's answer.
-	handoff proxy.HandoffFormat
 }
 
 // sourceKinds is every TOKEN_SOURCE, in the order messages list them.
-var sourceKinds = []sourceKind{jsonSource, oauth2Source, registeredSource, fileSource, noSource}
+var sourceKinds = []sourceKind{jsonSource, oauth2Source, fileSource, noSource}
 
 // noSource fetches nothing: requests go out as the app sent them, or signed.
 var noSource = sourceKind{name: "none"}

@@ -9,15 +9,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,21 +25,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 
-	"github.com/authsidecar/authsidecar/proxy"
-	"github.com/authsidecar/authsidecar/test/fake"
 	"github.com/authsidecar/authsidecar/tokens"
 )
-
-// registered returns the variables of a valid TOKEN_SOURCE=registered
-// configuration (besides TOKEN_SOURCE), with overrides applied.
-func registered(overrides map[string]string) map[string]string {
-	vars := map[string]string{
-		"TOKEN_URL":   "https://paymentpage.axepta.example/registertoken",
-		"MERCHANT_ID": "BNP_MERCHANT_1",
-	}
-	maps.Copy(vars, overrides)
-	return vars
-}
 
 // privateKeyJWT returns the variables that turn minimal("oauth2", …) into a
 // valid private_key_jwt configuration with the key at keyFile, with
@@ -95,43 +79,7 @@ func TestLoadConfigSourcesValid(t *testing.T) {
 		check  func(t *testing.T, c Config)
 	}{
 		{
-			name: "registered needs no client id or secret; TOKEN_TTL defaults to 15m", source: "registered", env: registered(nil),
-			check: func(t *testing.T, c Config) {
-				if c.TokenTTL != 15*time.Minute || c.MerchantID != "BNP_MERCHANT_1" || c.ClientID != "" || c.ClientSecret != "" {
-					t.Errorf("TokenTTL, MerchantID, ClientID, ClientSecret = %v %q %q %q; want 15m BNP_MERCHANT_1 and no credentials", c.TokenTTL, c.MerchantID, c.ClientID, c.ClientSecret)
-				}
-				if c.Inject != "bearer" {
-					t.Errorf("Inject = %q, want bearer", c.Inject)
-				}
-			},
-		},
-		{
-			name: "registered with TOKEN_TTL of exactly 24h", source: "registered", env: registered(map[string]string{"TOKEN_TTL": "24h"}),
-			check: func(t *testing.T, c Config) {
-				if c.TokenTTL != 24*time.Hour {
-					t.Errorf("TokenTTL = %v, want 24h", c.TokenTTL)
-				}
-			},
-		},
-		{
-			name: "registered with TOKEN_TTL of 1s", source: "registered", env: registered(map[string]string{"TOKEN_TTL": "1s"}),
-			check: func(t *testing.T, c Config) {
-				if c.TokenTTL != time.Second {
-					t.Errorf("TokenTTL = %v, want 1s", c.TokenTTL)
-				}
-			},
-		},
-		{
-			name: "registered with hand-off and label header", source: "registered",
-			env: registered(map[string]string{"TOKEN_TTL": "1h", "HANDOFF_PATH": "/auth", "INJECT_LABEL_HEADER": "X-Auth-Label"}),
-			check: func(t *testing.T, c Config) {
-				if c.TokenTTL != time.Hour || c.HandoffPath != "/auth" || c.InjectLabelHeader != "X-Auth-Label" {
-					t.Errorf("TokenTTL, HandoffPath, InjectLabelHeader = %v %q %q; want 1h /auth X-Auth-Label", c.TokenTTL, c.HandoffPath, c.InjectLabelHeader)
-				}
-			},
-		},
-		{
-			name: "TOKEN_TTL is not checked for other sources", source: "json", env: map[string]string{"TOKEN_TTL": "48h"},
+			name: "TOKEN_TTL is not checked: no source uses it", source: "json", env: map[string]string{"TOKEN_TTL": "48h"},
 			check: func(t *testing.T, c Config) {},
 		},
 		{
@@ -179,14 +127,6 @@ func TestLoadConfigSourcesValid(t *testing.T) {
 				}
 			},
 		},
-		{
-			name: "label header with every token character", source: "registered", env: registered(map[string]string{"INJECT_LABEL_HEADER": "x-label!#$%&'*+.^_`|~9"}),
-			check: func(t *testing.T, c Config) {
-				if c.InjectLabelHeader != "x-label!#$%&'*+.^_`|~9" {
-					t.Errorf("InjectLabelHeader = %q", c.InjectLabelHeader)
-				}
-			},
-		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,17 +169,6 @@ func TestLoadConfigSourcesBadValue(t *testing.T) {
 	secretFile := writeFile(t, dir, "secret", "s")
 
 	checkOneProblem(t, []badInject{
-		// registered
-		{"registered without TOKEN_URL", "registered", registered(map[string]string{"TOKEN_URL": unset}), "TOKEN_URL", "required"},
-		{"registered with a relative TOKEN_URL", "registered", registered(map[string]string{"TOKEN_URL": "/register"}), "TOKEN_URL", "absolute http or https URL"},
-		{"registered without MERCHANT_ID", "registered", registered(map[string]string{"MERCHANT_ID": unset}), "MERCHANT_ID", "required with AUTHSIDECAR_TOKEN_SOURCE=registered"},
-		{"registered with an empty MERCHANT_ID", "registered", registered(map[string]string{"MERCHANT_ID": ""}), "MERCHANT_ID", "required"},
-		{"TOKEN_TTL of 25h", "registered", registered(map[string]string{"TOKEN_TTL": "25h"}), "TOKEN_TTL", "at most 24h"},
-		{"TOKEN_TTL a second over 24h", "registered", registered(map[string]string{"TOKEN_TTL": "24h0m1s"}), "TOKEN_TTL", "at most 24h"},
-		{"TOKEN_TTL of 0", "registered", registered(map[string]string{"TOKEN_TTL": "0"}), "TOKEN_TTL", "must be positive"},
-		{"TOKEN_TTL of 0s", "registered", registered(map[string]string{"TOKEN_TTL": "0s"}), "TOKEN_TTL", "got 0s"},
-		{"TOKEN_TTL negative", "registered", registered(map[string]string{"TOKEN_TTL": "-5m"}), "TOKEN_TTL", "must be positive"},
-		{"TOKEN_TTL not a duration", "registered", registered(map[string]string{"TOKEN_TTL": "a day"}), "TOKEN_TTL", "not a duration"},
 		// file
 		{"file without TOKEN_FILE", "file", nil, "TOKEN_FILE", "required with AUTHSIDECAR_TOKEN_SOURCE=file"},
 		{"file with TOKEN_FILE missing", "file", map[string]string{"TOKEN_FILE": missing}, "TOKEN_FILE", "no such file"},
@@ -260,19 +189,11 @@ func TestLoadConfigSourcesBadValue(t *testing.T) {
 		{"unknown alg", "oauth2", privateKeyJWT(keys.pkcs1, map[string]string{"CLIENT_ASSERTION_ALG": "HS256"}), "CLIENT_ASSERTION_ALG", `unsupported alg "HS256"`},
 		{"alg is case-sensitive", "oauth2", privateKeyJWT(keys.ecSEC1, map[string]string{"CLIENT_ASSERTION_ALG": "es256"}), "CLIENT_ASSERTION_ALG", `"es256"`},
 		// HANDOFF_PATH
-		{"hand-off path relative", "registered", registered(map[string]string{"HANDOFF_PATH": "auth"}), "HANDOFF_PATH", `must be a path starting with /, got "auth"`},
+		{"hand-off path relative", "oauth2", map[string]string{"HANDOFF_PATH": "auth"}, "HANDOFF_PATH", `must be a path starting with /, got "auth"`},
 		{"hand-off path a URL", "json", map[string]string{"HANDOFF_PATH": "http://localhost/auth"}, "HANDOFF_PATH", "starting with /"},
 		{"hand-off path the signing path", "json", signing(keys.pkcs1, map[string]string{"INJECT": "bearer", "SIGN_PATH": "/sign", "HANDOFF_PATH": "/sign"}), "HANDOFF_PATH", "must differ from AUTHSIDECAR_SIGN_PATH"},
 		{"hand-off path without a token source", "none", map[string]string{"HANDOFF_PATH": "/auth"}, "HANDOFF_PATH", "needs a token source"},
 		{"hand-off path with signing but no token source", "none", signing(keys.pkcs1, map[string]string{"HANDOFF_PATH": "/auth"}), "HANDOFF_PATH", "needs a token source"},
-		// INJECT_LABEL_HEADER
-		{"label header with a space", "registered", registered(map[string]string{"INJECT_LABEL_HEADER": "X Auth Label"}), "INJECT_LABEL_HEADER", `"X Auth Label"`},
-		{"label header with a colon", "registered", registered(map[string]string{"INJECT_LABEL_HEADER": "X-Auth-Label:"}), "INJECT_LABEL_HEADER", "not a valid header name"},
-		{"label header with a newline", "registered", registered(map[string]string{"INJECT_LABEL_HEADER": "X-Auth\nLabel"}), "INJECT_LABEL_HEADER", "not a valid header name"},
-		{"label header not ASCII", "registered", registered(map[string]string{"INJECT_LABEL_HEADER": "X-Étiquette"}), "INJECT_LABEL_HEADER", "not a valid header name"},
-		{"label header Connection", "registered", registered(map[string]string{"INJECT_LABEL_HEADER": "connection"}), "INJECT_LABEL_HEADER", "not a valid header name"},
-		{"label header Host", "registered", registered(map[string]string{"INJECT_LABEL_HEADER": "Host"}), "INJECT_LABEL_HEADER", "not a valid header name"},
-		{"label header Transfer-Encoding", "json", map[string]string{"INJECT_LABEL_HEADER": "Transfer-Encoding"}, "INJECT_LABEL_HEADER", "not a valid header name"},
 	})
 }
 
@@ -282,12 +203,11 @@ func TestLoadConfigSourcesBadValue(t *testing.T) {
 func TestLoadConfigSourcesProblemNamedOnce(t *testing.T) {
 	keys := writeKeyFiles(t)
 	for _, tc := range []badInject{
-		{"TOKEN_TTL", "registered", registered(map[string]string{"TOKEN_TTL": "25h"}), "TOKEN_TTL", ""},
+		{"TOKEN_TTL", "json", map[string]string{"TOKEN_TTL": "a day"}, "TOKEN_TTL", ""},
 		{"TOKEN_FILE", "file", map[string]string{"TOKEN_FILE": filepath.Join(t.TempDir(), "gone")}, "TOKEN_FILE", ""},
 		{"CLIENT_ASSERTION_KEY_FILE", "oauth2", privateKeyJWT(filepath.Join(t.TempDir(), "gone.pem"), nil), "CLIENT_ASSERTION_KEY_FILE", ""},
 		{"CLIENT_ASSERTION_ALG", "oauth2", privateKeyJWT(keys.pkcs1, map[string]string{"CLIENT_ASSERTION_ALG": "ES256"}), "CLIENT_ASSERTION_ALG", ""},
 		{"HANDOFF_PATH", "none", map[string]string{"HANDOFF_PATH": "/auth"}, "HANDOFF_PATH", ""},
-		{"INJECT_LABEL_HEADER", "registered", registered(map[string]string{"INJECT_LABEL_HEADER": "a b"}), "INJECT_LABEL_HEADER", ""},
 	} {
 		_, err := loadConfig(minimal(tc.source, tc.env))
 		variable := envPrefix + tc.variable
@@ -312,16 +232,6 @@ func TestLoadConfigSourcesReportEveryProblemOnce(t *testing.T) {
 		want   []string
 	}{
 		{
-			name: "registered", source: "registered",
-			env:  map[string]string{"TOKEN_TTL": "25h", "HANDOFF_PATH": "auth", "INJECT_LABEL_HEADER": "X Label"},
-			want: []string{"TOKEN_URL", "MERCHANT_ID", "TOKEN_TTL", "HANDOFF_PATH", "INJECT_LABEL_HEADER"},
-		},
-		{
-			name: "registered with a TOKEN_TTL that does not parse", source: "registered",
-			env:  map[string]string{"TOKEN_URL": "ftp://x", "TOKEN_TTL": "1 day"},
-			want: []string{"TOKEN_URL", "MERCHANT_ID", "TOKEN_TTL"},
-		},
-		{
 			name: "private-key-jwt", source: "oauth2",
 			env:  privateKeyJWT("", map[string]string{"CLIENT_ID": unset, "CLIENT_SECRET": "s", "HANDOFF_PATH": "x"}),
 			want: []string{"CLIENT_ID", "CLIENT_SECRET", "CLIENT_ASSERTION_KEY_FILE", "HANDOFF_PATH"},
@@ -333,15 +243,8 @@ func TestLoadConfigSourcesReportEveryProblemOnce(t *testing.T) {
 		},
 		{
 			name: "file", source: "file",
-			env:  map[string]string{"HANDOFF_PATH": "token", "INJECT_LABEL_HEADER": "Content-Length"},
-			want: []string{"TOKEN_FILE", "HANDOFF_PATH", "INJECT_LABEL_HEADER"},
-		},
-		{
-			// Registration and signing both need MERCHANT_ID: one problem says so.
-			// (loadConfig keeps the first problem of each variable.)
-			name: "registered with a signing endpoint and no MERCHANT_ID", source: "registered",
-			env:  registered(map[string]string{"MERCHANT_ID": unset, "SIGN_PATH": "/sign", "SIGNING_KEY_FILE": keys.pkcs1, "SIGNING_KEY_ID": "k-1"}),
-			want: []string{"MERCHANT_ID"},
+			env:  map[string]string{"HANDOFF_PATH": "token"},
+			want: []string{"TOKEN_FILE", "HANDOFF_PATH"},
 		},
 	}
 	for _, tc := range tests {
@@ -359,17 +262,6 @@ func TestLoadConfigSourcesReportEveryProblemOnce(t *testing.T) {
 			checkEveryLineNamesAVariable(t, err)
 		})
 	}
-}
-
-// TestLoadConfigLabelHeaderMustNotHideTheToken: a label header that is the
-// header the token goes in replaces the token with the label on every
-// request, so that every request is refused upstream. Like the other
-// settings that make every request fail, it must be refused at start-up.
-func TestLoadConfigLabelHeaderMustNotHideTheToken(t *testing.T) {
-	checkOneProblem(t, []badInject{
-		{"bearer and label in Authorization", "registered", registered(map[string]string{"INJECT_LABEL_HEADER": "authorization"}), "INJECT_LABEL_HEADER", ""},
-		{"header mode and label in the same header", "registered", registered(map[string]string{"INJECT": "header", "INJECT_HEADER": "X-Api-Token", "INJECT_LABEL_HEADER": "x-api-token"}), "INJECT_LABEL_HEADER", ""},
-	})
 }
 
 // TestNewSourceKinds checks that each TOKEN_SOURCE builds its own kind of
@@ -411,12 +303,8 @@ func TestNewSourceKinds(t *testing.T) {
 		t.Error("file source Changed() = nil, want a channel for the cache")
 	}
 
-	for _, source := range []string{"json", "oauth2", "registered"} {
-		env := minimal(source, nil)
-		if source == "registered" {
-			env = minimal(source, registered(nil))
-		}
-		c, err := loadConfig(env)
+	for _, source := range []string{"json", "oauth2"} {
+		c, err := loadConfig(minimal(source, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,63 +312,6 @@ func TestNewSourceKinds(t *testing.T) {
 		if _, isFile := src.(*tokens.FileSource); src == nil || isFile {
 			t.Errorf("newSource(%s) = %T, want a network source", source, src)
 		}
-	}
-}
-
-// axeptaMerchant is the merchant the fake Axepta knows.
-const axeptaMerchant = "BNP_MERCHANT_1"
-
-// TestNewSourceRegistered registers a token with a fake Axepta through the
-// source newSource builds: the MERCHANT_ID and TOKEN_TTL configured are the
-// ones sent, and the answer gives the token, its label and its Code.
-func TestNewSourceRegistered(t *testing.T) {
-	for _, ttl := range []time.Duration{time.Hour, 24 * time.Hour} {
-		t.Run(ttl.String(), func(t *testing.T) {
-			ax := fake.NewAxepta(axeptaMerchant)
-			srv := httptest.NewServer(ax.Handler())
-			t.Cleanup(srv.Close)
-			c, err := loadConfig(minimal("registered", registered(map[string]string{
-				"TOKEN_URL": srv.URL + fake.AxeptaRegisterPath, "MERCHANT_ID": axeptaMerchant, "TOKEN_TTL": ttl.String(),
-			})))
-			if err != nil {
-				t.Fatal(err)
-			}
-			src := newSource(c, srv.Client(), nil)
-			before := time.Now()
-			tok, err := src.Token(context.Background())
-			if err != nil {
-				t.Fatalf("Token() error = %v, want a registered token", err)
-			}
-			alnum := regexp.MustCompile(`^[0-9A-Za-z]+$`)
-			if len(tok.Value) != 40 || len(tok.Label) != 48 || !alnum.MatchString(tok.Value) || !alnum.MatchString(tok.Label) {
-				t.Errorf("Token() = value of %d, label of %d characters; want 40 and 48 alphanumeric", len(tok.Value), len(tok.Label))
-			}
-			label, expiry, ok := ax.Registered(tok.Value)
-			if !ok || label != tok.Label || !expiry.Equal(tok.Expiry) {
-				t.Errorf("Axepta has %v %v for the token, label match %v; want it registered with the token's label and expiry %v", ok, expiry, label == tok.Label, tok.Expiry)
-			}
-			// Asked for now + TOKEN_TTL, to the second below.
-			if lo, hi := before.Add(ttl).Add(-time.Second), time.Now().Add(ttl); tok.Expiry.Before(lo) || tok.Expiry.After(hi) {
-				t.Errorf("Token().Expiry = %v, want TOKEN_TTL (%v) from now, between %v and %v", tok.Expiry, ttl, lo, hi)
-			}
-			if tok.Extra["Code"] != fake.AxeptaCodeOK || tok.Extra["Description"] == "" {
-				t.Errorf("Token().Extra = %v, want Code %s and a Description", tok.Extra, fake.AxeptaCodeOK)
-			}
-		})
-	}
-
-	// A merchant the platform does not know is refused with its Code.
-	ax := fake.NewAxepta(axeptaMerchant)
-	srv := httptest.NewServer(ax.Handler())
-	t.Cleanup(srv.Close)
-	c, err := loadConfig(minimal("registered", registered(map[string]string{"TOKEN_URL": srv.URL + fake.AxeptaRegisterPath, "MERCHANT_ID": "OTHER"})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = newSource(c, srv.Client(), nil).Token(context.Background())
-	var re *tokens.RetrieveError
-	if !errors.As(err, &re) || re.Code != fake.AxeptaCodeUnknownMerchant {
-		t.Errorf("Token() for an unknown merchant: error = %v, want a *tokens.RetrieveError with code %s", err, fake.AxeptaCodeUnknownMerchant)
 	}
 }
 
@@ -571,77 +402,5 @@ func TestNewSourcePrivateKeyJWT(t *testing.T) {
 				t.Errorf("client_assertion kid = %v, want 2026-11", kid)
 			}
 		})
-	}
-}
-
-// TestConfigureInjectionLabel checks that INJECT_LABEL_HEADER wraps every
-// injection mode: the label goes in its header beside the token, and the
-// mode's own handling of bodies is kept.
-func TestConfigureInjectionLabel(t *testing.T) {
-	tok := &tokens.Token{Value: "tok-1", Label: "label-1", Expiry: time.Date(2031, 7, 19, 7, 20, 53, 0, time.UTC)}
-	tests := []struct {
-		name   string
-		env    map[string]string
-		use    proxy.BodyUse
-		header http.Header // what Inject sets on a header holding the app's X-Auth-Label
-		body   string      // the rewritten body, for json-body
-	}{
-		{name: "bearer", use: proxy.BodyUntouched, header: http.Header{"Authorization": {"Bearer tok-1"}, "X-Auth-Label": {"label-1"}}},
-		{name: "header", env: map[string]string{"INJECT": "header", "INJECT_HEADER": "X-Api-Token"}, use: proxy.BodyUntouched, header: http.Header{"X-Api-Token": {"tok-1"}, "X-Auth-Label": {"label-1"}}},
-		{name: "json-body", env: map[string]string{"INJECT": "json-body", "BODY_EXPIRY_FIELD": ""}, use: proxy.BodyPerToken, header: http.Header{"X-Auth-Label": {"label-1"}},
-			body: `{"payload":{"customerId":"c-1","clientAuthToken":"tok-1"}}`},
-		{name: "none", env: map[string]string{"INJECT": "none"}, use: proxy.BodyUntouched, header: http.Header{"X-Auth-Label": {"label-1"}}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			env := registered(map[string]string{"INJECT_LABEL_HEADER": "x-auth-label"})
-			maps.Copy(env, tc.env)
-			cfg, err := loadConfig(minimal("registered", env))
-			if err != nil {
-				t.Fatalf("loadConfig() error = %v", err)
-			}
-			pc := built(t, cfg).proxy
-			if got := pc.Injector.Body(); got != tc.use {
-				t.Errorf("Injector.Body() = %v, want %v", got, tc.use)
-			}
-			h := http.Header{"X-Auth-Label": {"app-label"}}
-			out, err := pc.Injector.Inject(h, tok, []byte(`{"payload":{"customerId":"c-1"}}`))
-			if err != nil {
-				t.Fatalf("Inject() error = %v", err)
-			}
-			if len(h) != len(tc.header) {
-				t.Errorf("Inject() headers = %v, want %v", h, tc.header)
-			}
-			for k, want := range tc.header {
-				if got := h[k]; !slices.Equal(got, want) {
-					t.Errorf("Inject() %s = %q, want %q", k, got, want)
-				}
-			}
-			if tc.body != "" {
-				var got, want any
-				if json.Unmarshal(out, &got) != nil || json.Unmarshal([]byte(tc.body), &want) != nil || !reflect.DeepEqual(got, want) {
-					t.Errorf("Inject() body = %s, want %s", out, tc.body)
-				}
-			}
-
-			// A token without a label adds no label header.
-			h = http.Header{}
-			pc.Injector.Inject(h, &tokens.Token{Value: "tok-2", Expiry: tok.Expiry}, []byte(`{}`))
-			if _, ok := h["X-Auth-Label"]; ok {
-				t.Errorf("Inject(token without label) set X-Auth-Label = %q, want it absent", h["X-Auth-Label"])
-			}
-		})
-	}
-
-	// Without INJECT_LABEL_HEADER, the label is not sent.
-	cfg, err := loadConfig(minimal("registered", registered(nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := built(t, cfg).proxy
-	h := http.Header{}
-	pc.Injector.Inject(h, tok, nil)
-	if want := (http.Header{"Authorization": {"Bearer tok-1"}}); len(h) != 1 || h.Get("Authorization") != want.Get("Authorization") {
-		t.Errorf("Inject() without INJECT_LABEL_HEADER: headers = %v, want %v", h, want)
 	}
 }

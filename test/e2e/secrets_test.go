@@ -59,20 +59,6 @@ func trackTezPay(t *testing.T, p *fake.TezPay) {
 	})
 }
 
-// trackAxepta tracks the AuthTokens and AuthLabels a registers.
-func trackAxepta(t *testing.T, a *fake.Axepta) {
-	trackSecrets(t, func() map[string]string {
-		m := map[string]string{}
-		i := 0
-		for tok, label := range a.Tokens() {
-			i++
-			m[fmt.Sprintf("AuthToken #%d registered at the fake Axepta", i)] = tok
-			m[fmt.Sprintf("AuthLabel #%d registered at the fake Axepta", i)] = label
-		}
-		return m
-	})
-}
-
 // related reports whether tests a and b are the same or one is a subtest of
 // the other.
 func related(a, b string) bool {

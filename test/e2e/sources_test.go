@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -22,40 +21,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/authsidecar/authsidecar/test/fake"
 )
-
-// axeptaMerchant is the merchant the fake Axepta knows.
-const axeptaMerchant = "BNP_MERCHANT_E2E"
-
-// axeptaDTTMText is Axepta's dttm, YYYY-MM-DDThh:mm:ss, as text.
-var axeptaDTTMText = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$`)
-
-// newAxeptaServer serves a fake Axepta that knows merchants until the test
-// ends.
-func newAxeptaServer(t *testing.T, merchants ...string) (*fake.Axepta, *httptest.Server) {
-	a := fake.NewAxepta(merchants...)
-	trackAxepta(t, a)
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
-	return a, srv
-}
-
-// axeptaEnv configures the registered source against an Axepta at base for
-// merchant, forwarding to upstream.
-func axeptaEnv(base, merchant, upstream string, extra ...string) map[string]string {
-	env := map[string]string{
-		"UPSTREAM_URL": upstream,
-		"TOKEN_SOURCE": "registered",
-		"TOKEN_URL":    base + fake.AxeptaRegisterPath,
-		"MERCHANT_ID":  merchant,
-	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		env[extra[i]] = extra[i+1]
-	}
-	return env
-}
 
 // jsonKeys returns the sorted keys of a JSON object, nil if body is not one.
 func jsonKeys(body []byte) []string {
@@ -103,323 +69,6 @@ func pemSecrets(keyPEM []byte) map[string]string {
 		}
 	}
 	return secrets
-}
-
-func TestRegisteredRefusal(t *testing.T) {
-	t.Parallel()
-	a, srv := newAxeptaServer(t, axeptaMerchant)
-	up := newRecordingUpstream(t, nil)
-	s := startSidecar(t, axeptaEnv(srv.URL, "UNKNOWN_MERCHANT_42", up.URL,
-		"TOKEN_WAIT", "1s", "HANDOFF_PATH", "/auth"))
-
-	// The refusal is logged with the platform's 8-digit Code and its
-	// Description.
-	if !regexp.MustCompile(`^\d{8}$`).MatchString(fake.AxeptaCodeUnknownMerchant) {
-		t.Fatalf("fake.AxeptaCodeUnknownMerchant = %q, want 8 digits", fake.AxeptaCodeUnknownMerchant)
-	}
-	var refusal string
-	if !eventually(10*time.Second, func() bool {
-		for _, l := range s.logLines() {
-			if e, _ := l["error"].(string); l["msg"] == "token fetch failed" {
-				refusal = e
-				return true
-			}
-		}
-		return false
-	}) {
-		t.Fatalf(`no "token fetch failed" log line after 10s; fake refusals = %d`, a.Refused())
-	}
-	for _, want := range []string{fake.AxeptaCodeUnknownMerchant, "Unknown MerchantID"} {
-		if !strings.Contains(refusal, want) {
-			t.Errorf("logged error = %q, want it to contain %q", refusal, want)
-		}
-	}
-
-	// The sidecar stays up and keeps trying, but is not ready.
-	if !eventually(10*time.Second, func() bool { return a.Refused() >= 2 }) {
-		t.Errorf("fake refusals = %d after 10s, want at least 2: the sidecar retries", a.Refused())
-	}
-	if got := s.adminStatus("/healthz"); got != http.StatusOK {
-		t.Errorf("/healthz after a refusal = %d, want 200", got)
-	}
-	if got := s.adminStatus("/readyz"); got != http.StatusServiceUnavailable {
-		t.Errorf("/readyz after a refusal = %d, want 503", got)
-	}
-	c := newClient(t)
-	checkTokenUnavailable(t, call(c, http.MethodPost, s.URL+"/api/pay", []byte(`{"amount":1}`)))
-	checkTokenUnavailable(t, call(c, http.MethodPost, s.URL+"/auth", []byte(`{"merchantID":"UNKNOWN_MERCHANT_42"}`)))
-	if n := len(up.requests()); n != 0 {
-		t.Errorf("upstream requests = %d, want 0: nothing is forwarded without a token", n)
-	}
-	if n := a.Registrations(); n != 0 {
-		t.Errorf("fake registrations = %d, want 0", n)
-	}
-	if code, exited := s.waitExit(0); exited {
-		t.Errorf("authsidecar exited with %d after a refusal, want it to stay up", code)
-	}
-}
-
-// labelCheckingUpstream is an upstream that checks each request's token and
-// label against the fake Axepta, as the platform would.
-type labelCheckingUpstream struct {
-	*httptest.Server
-	mu       sync.Mutex
-	tokens   map[string]string // AuthToken → AuthLabel, as seen
-	last     [2]string         // the last request's token and label
-	requests int
-	problems []string
-}
-
-func newLabelCheckingUpstream(t *testing.T, a *fake.Axepta) *labelCheckingUpstream {
-	u := &labelCheckingUpstream{tokens: map[string]string{}}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		now := time.Now()
-		auth, label := r.Header.Values("Authorization"), r.Header.Values("X-Auth-Label")
-		var problem string
-		switch {
-		case len(auth) != 1 || !strings.HasPrefix(auth[0], "Bearer "):
-			problem = fmt.Sprintf("Authorization = %q, want one Bearer token", auth)
-		case len(label) != 1:
-			problem = fmt.Sprintf("X-Auth-Label = %q, want one label", label)
-		default:
-			tok := strings.TrimPrefix(auth[0], "Bearer ")
-			regLabel, expiry, ok := a.Registered(tok)
-			switch {
-			case !ok:
-				problem = "the Bearer token is not registered at the fake"
-			case regLabel != label[0]:
-				problem = "X-Auth-Label is not the label the token was registered with"
-			case !expiry.After(now):
-				problem = fmt.Sprintf("the token expired at %s, received at %s", expiry.Format(time.RFC3339), now.UTC().Format(time.RFC3339Nano))
-			}
-			u.mu.Lock()
-			u.tokens[tok] = label[0]
-			u.last = [2]string{tok, label[0]}
-			u.mu.Unlock()
-		}
-		u.mu.Lock()
-		u.requests++
-		if problem != "" {
-			u.problems = append(u.problems, problem)
-		}
-		u.mu.Unlock()
-		if problem != "" {
-			// 403, not 401: a refresh and replay would hide the problem.
-			http.Error(w, problem, http.StatusForbidden)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"status":"ok"}`)
-	}))
-	t.Cleanup(u.Close)
-	return u
-}
-
-// axeptaHandout is the hand-off endpoint's answer for the registered source.
-type axeptaHandout struct {
-	AuthToken, AuthLabel, ExpiryDate, Description, Status, Code string
-}
-
-// handoutAt is one hand-off answer and when it was received.
-type handoutAt struct {
-	at time.Time
-	r  result
-}
-
-// checkAxeptaHandout returns what is wrong with one hand-off answer received
-// at at, or "" if nothing is, and the answer decoded.
-func checkAxeptaHandout(a *fake.Axepta, ttl time.Duration, h handoutAt) (axeptaHandout, string) {
-	var ho axeptaHandout
-	r := h.r
-	if r.err != nil || r.status != http.StatusOK {
-		return ho, fmt.Sprintf("answer = %v, want 200", r)
-	}
-	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
-		return ho, fmt.Sprintf("Cache-Control = %q, want no-store", cc)
-	}
-	if ct := r.header.Get("Content-Type"); ct != "application/json" {
-		return ho, fmt.Sprintf("Content-Type = %q, want application/json", ct)
-	}
-	want := []string{"AuthLabel", "AuthToken", "Code", "Description", "ExpiryDate", "Status"}
-	if got := jsonKeys(r.body); !slices.Equal(got, want) {
-		return ho, fmt.Sprintf("keys = %q, want exactly %q", got, want)
-	}
-	if err := json.Unmarshal(r.body, &ho); err != nil {
-		return ho, fmt.Sprintf("values are not all strings: %v", err)
-	}
-	if ho.Status != "OK" || ho.Code != fake.AxeptaCodeOK || ho.Description != "AuthToken registered" {
-		return ho, fmt.Sprintf("Status, Code, Description = %q, %q, %q; want %q, %q, %q (the platform's)",
-			ho.Status, ho.Code, ho.Description, "OK", fake.AxeptaCodeOK, "AuthToken registered")
-	}
-	if !axeptaDTTMText.MatchString(ho.ExpiryDate) {
-		return ho, fmt.Sprintf("ExpiryDate = %q, want YYYY-MM-DDThh:mm:ss", ho.ExpiryDate)
-	}
-	expiry, err := time.ParseInLocation("2006-01-02T15:04:05", ho.ExpiryDate, time.UTC)
-	switch {
-	case err != nil:
-		return ho, fmt.Sprintf("ExpiryDate = %q: %v", ho.ExpiryDate, err)
-	case !expiry.After(h.at):
-		return ho, fmt.Sprintf("ExpiryDate %s is not after the moment the token was received, %s", ho.ExpiryDate, h.at.UTC().Format(time.RFC3339Nano))
-	case expiry.After(h.at.Add(ttl)):
-		return ho, fmt.Sprintf("ExpiryDate %s is more than TOKEN_TTL=%s after the moment the token was received, %s", ho.ExpiryDate, ttl, h.at.UTC().Format(time.RFC3339Nano))
-	}
-	label, regExpiry, ok := a.Registered(ho.AuthToken)
-	switch {
-	case !ok:
-		return ho, "AuthToken is not registered at the fake"
-	case label != ho.AuthLabel:
-		return ho, "AuthLabel is not the label the AuthToken was registered with"
-	case !regExpiry.Equal(expiry):
-		return ho, fmt.Sprintf("ExpiryDate = %s, the fake registered the token until %s", ho.ExpiryDate, regExpiry.Format(time.RFC3339))
-	}
-	return ho, ""
-}
-
-func TestRegisteredHandoffUnderRenewal(t *testing.T) {
-	t.Parallel()
-	const ttl = 5 * time.Second
-	a, srv := newAxeptaServer(t, axeptaMerchant)
-	up := newLabelCheckingUpstream(t, a)
-	s := startSidecar(t, axeptaEnv(srv.URL, axeptaMerchant, up.URL,
-		"TOKEN_TTL", ttl.String(), "RENEW_AT", "0.5", "TOKEN_WAIT", "3s",
-		"HANDOFF_PATH", "/auth", "INJECT_LABEL_HEADER", "X-Auth-Label", "LOG_LEVEL", "debug"))
-	s.waitReady(10 * time.Second)
-	c := newClient(t)
-	sdkRequest := []byte(`{"merchantID":"` + axeptaMerchant + `"}`)
-
-	// Mobile SDKs ask for tokens, and the app sends requests, for 8s: the 5s
-	// tokens are renewed at about half their life, 3 or 4 times meanwhile.
-	const sdks, load = 4, 8 * time.Second
-	var mu sync.Mutex
-	var handouts []handoutAt
-	var proxied []result
-	end := time.Now().Add(load)
-	var wg sync.WaitGroup
-	for range sdks {
-		wg.Go(func() {
-			tick := time.NewTicker(10 * time.Millisecond) // a steady pace
-			defer tick.Stop()
-			for time.Now().Before(end) {
-				r := call(c, http.MethodPost, s.URL+"/auth", sdkRequest)
-				h := handoutAt{at: time.Now(), r: r}
-				mu.Lock()
-				handouts = append(handouts, h)
-				mu.Unlock()
-				<-tick.C
-			}
-		})
-	}
-	wg.Go(func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; time.Now().Before(end); i++ {
-			r := call(c, http.MethodPost, fmt.Sprintf("%s/api/pay?i=%d", s.URL, i), []byte(`{"amount":1}`))
-			mu.Lock()
-			proxied = append(proxied, r)
-			mu.Unlock()
-			<-tick.C
-		}
-	})
-	wg.Wait()
-
-	secrets := map[string]string{}
-	handedOut := map[string]string{} // AuthToken → AuthLabel
-	var failures []string
-	for _, h := range handouts {
-		ho, problem := checkAxeptaHandout(a, ttl, h)
-		if problem != "" {
-			failures = append(failures, fmt.Sprintf("%s: %s", h.at.Format("15:04:05.000"), problem))
-			continue
-		}
-		if _, dup := handedOut[ho.AuthToken]; !dup {
-			n := len(handedOut) + 1
-			secrets[fmt.Sprintf("AuthToken #%d handed out", n)] = ho.AuthToken
-			secrets[fmt.Sprintf("AuthLabel #%d handed out", n)] = ho.AuthLabel
-		}
-		handedOut[ho.AuthToken] = ho.AuthLabel
-	}
-	t.Logf("%d hand-off answers, %d proxied requests, %d registrations in %s", len(handouts), len(proxied), a.Registrations(), load)
-	if len(failures) != 0 {
-		t.Errorf("%d of %d hand-off answers are wrong; first: %q", len(failures), len(handouts), failures[:min(5, len(failures))])
-	}
-	if len(handouts) < 100 {
-		t.Errorf("only %d hand-off answers in %s: the load did not happen", len(handouts), load)
-	}
-	if n := len(handedOut); n < 3 {
-		t.Errorf("distinct AuthTokens handed out in %s of %s tokens renewed at half life = %d, want at least 3", load, ttl, n)
-	}
-	if n := a.Registrations(); n < 3 || n > 12 {
-		t.Errorf("registrations in %s = %d, want about 4 (3 to 12)", load, n)
-	}
-	if n := a.Refused(); n != 0 {
-		t.Errorf("registrations refused by the fake = %d, want 0", n)
-	}
-
-	// Every proxied request carried a registered, unexpired token, and its
-	// label.
-	bad := 0
-	for _, r := range proxied {
-		if r.status != http.StatusOK {
-			bad++
-		}
-	}
-	up.mu.Lock()
-	if bad != 0 || len(up.problems) != 0 {
-		t.Errorf("%d of %d proxied requests failed; upstream problems: %q", bad, len(proxied), up.problems[:min(5, len(up.problems))])
-	}
-	if len(proxied) < 50 || up.requests != len(proxied) {
-		t.Errorf("proxied requests = %d, reaching the upstream = %d; want at least 50, all of them", len(proxied), up.requests)
-	}
-	i := 0
-	for tok, label := range up.tokens {
-		i++
-		secrets[fmt.Sprintf("AuthToken #%d seen upstream", i)] = tok
-		secrets[fmt.Sprintf("AuthLabel #%d seen upstream", i)] = label
-		if l, ok := handedOut[tok]; ok && l != label {
-			t.Errorf("a token went upstream with another label than the hand-off gave")
-		}
-	}
-	up.mu.Unlock()
-
-	// Outside renewals, the proxy and the hand-off use the same token: a
-	// hand-off, a proxied request, a hand-off; if both hand-offs agree, the
-	// request carried that token and its label.
-	agreed := false
-	for range 5 {
-		r1 := call(c, http.MethodPost, s.URL+"/auth", sdkRequest)
-		h1, p1 := checkAxeptaHandout(a, ttl, handoutAt{time.Now(), r1})
-		// The app's own Authorization and X-Auth-Label are replaced.
-		r := call(c, http.MethodGet, s.URL+"/api/status", nil, "Authorization", "Bearer forged", "X-Auth-Label", "forged")
-		r2 := call(c, http.MethodPost, s.URL+"/auth", sdkRequest)
-		h2, p2 := checkAxeptaHandout(a, ttl, handoutAt{time.Now(), r2})
-		if p1 != "" || p2 != "" {
-			t.Fatalf("hand-off answers after the load: %q, %q", p1, p2)
-		}
-		if h1.AuthToken != h2.AuthToken {
-			continue // a renewal came between
-		}
-		agreed = true
-		if r.status != http.StatusOK {
-			t.Errorf("GET /api/status = %v, want 200", r)
-		}
-		up.mu.Lock()
-		last := up.last
-		up.mu.Unlock()
-		if last != [2]string{h1.AuthToken, h1.AuthLabel} {
-			t.Errorf("the proxied request did not carry Authorization: Bearer <AuthToken> and X-Auth-Label: <AuthLabel> of the hand-off")
-		}
-		break
-	}
-	if !agreed {
-		t.Errorf("two hand-offs around a proxied request never gave the same token in 5 tries")
-	}
-
-	// At LOG_LEVEL=debug, neither tokens nor labels are logged, though the
-	// renewals are.
-	checkNoSecrets(t, s, secrets)
-	if n := strings.Count(s.output(), `"msg":"token fetched"`); n < 3 {
-		t.Errorf(`output has %d "token fetched" lines, want at least 3`, n)
-	}
 }
 
 func TestFileSourceKubeletRotation(t *testing.T) {
@@ -815,8 +464,6 @@ func TestSourceConfigErrors(t *testing.T) {
 	base := func(source string, extra ...string) map[string]string {
 		env := map[string]string{"UPSTREAM_URL": "https://api.example.com", "TOKEN_SOURCE": source}
 		switch source {
-		case "registered":
-			env["TOKEN_URL"], env["MERCHANT_ID"] = "https://axepta.example.com/registertoken", axeptaMerchant
 		case "oauth2", "json":
 			env["TOKEN_URL"], env["CLIENT_ID"] = "https://auth.example.com/oauth2/token", assertionClientID
 		}
@@ -831,14 +478,12 @@ func TestSourceConfigErrors(t *testing.T) {
 		want    []string // the variables reported, without the prefix
 		mention []string // what the report says besides
 	}{
-		{"registered TOKEN_TTL above 24h", base("registered", "TOKEN_TTL", "25h"), []string{"TOKEN_TTL"}, []string{"24h"}},
-		{"registered TOKEN_TTL zero", base("registered", "TOKEN_TTL", "0s"), []string{"TOKEN_TTL"}, nil},
 		{"file source without TOKEN_FILE", base("file"), []string{"TOKEN_FILE"}, nil},
 		{"file source with a missing TOKEN_FILE", base("file", "TOKEN_FILE", filepath.Join(dir, "no-such-token")), []string{"TOKEN_FILE"}, []string{"no-such-token"}},
 		{"private-key-jwt without CLIENT_ASSERTION_KEY_FILE", base("oauth2", "OAUTH2_AUTH_STYLE", "private-key-jwt"), []string{"CLIENT_ASSERTION_KEY_FILE"}, nil},
 		{"ES256 with an RSA key", base("oauth2", "OAUTH2_AUTH_STYLE", "private-key-jwt", "CLIENT_ASSERTION_KEY_FILE", rsaFile, "CLIENT_ASSERTION_ALG", "ES256"), []string{"CLIENT_ASSERTION_ALG"}, []string{"ES256", "RSA"}},
 		{"HANDOFF_PATH without a leading slash", base("json", "CLIENT_SECRET", clientSecret, "HANDOFF_PATH", "auth"), []string{"HANDOFF_PATH"}, []string{`"auth"`}},
-		{"every problem at once", base("registered", "MERCHANT_ID", "", "TOKEN_TTL", "25h", "HANDOFF_PATH", "auth"), []string{"MERCHANT_ID", "TOKEN_TTL", "HANDOFF_PATH"}, nil},
+		{"every problem at once", base("file", "MAX_CONNECTIONS", "0", "HANDOFF_PATH", "auth"), []string{"TOKEN_FILE", "MAX_CONNECTIONS", "HANDOFF_PATH"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

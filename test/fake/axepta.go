@@ -25,10 +25,6 @@ const (
 	AxeptaCodeUnavailable     = "22000000" // SetDown
 )
 
-// axeptaDTTM is the document's dttm, YYYY-MM-DDThh:mm:ss; the fake reads it
-// and writes it in UTC.
-const axeptaDTTM = "2006-01-02T15:04:05"
-
 // Axepta is a fake of the BNP Paribas / Axepta platform's registration of
 // mobile SDK tokens. It checks each request as the document describes it:
 // a JSON object with exactly MerchantID (a known merchant, ans..30),
@@ -38,24 +34,22 @@ const axeptaDTTM = "2006-01-02T15:04:05"
 // code (8 digits) and expirydate. Refusals are answered with HTTP 200 and
 // status FAILED, as the platform does; only SetDown gives a non-2xx answer.
 // Its methods are safe for concurrent use.
+//
+// It fakes the old JSON registration, which the sidecar no longer uses: only
+// tokens/registered_test.go still does, and this file goes with it (the fake
+// Paygate, paygate.go, needs nothing from here).
 type Axepta struct {
 	merchants map[string]bool
 
 	mu      sync.Mutex
-	now     func() time.Time
 	down    bool
 	regs    map[string]axeptaRegistration
 	refused int
 }
 
-type axeptaRegistration struct {
-	label  string
-	expiry time.Time
-}
-
 // NewAxepta returns a platform that knows the given merchants.
 func NewAxepta(merchantIDs ...string) *Axepta {
-	a := &Axepta{merchants: map[string]bool{}, now: time.Now, regs: map[string]axeptaRegistration{}}
+	a := &Axepta{merchants: map[string]bool{}, regs: map[string]axeptaRegistration{}}
 	for _, id := range merchantIDs {
 		a.merchants[id] = true
 	}
@@ -67,14 +61,6 @@ func (a *Axepta) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+AxeptaRegisterPath, a.register)
 	return mux
-}
-
-// SetClock makes the platform tell the time with now (time.Now by default),
-// for tests that run on a fake clock.
-func (a *Axepta) SetClock(now func() time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.now = now
 }
 
 // SetDown makes the endpoint answer 503 while down is true.
@@ -94,17 +80,6 @@ func (a *Axepta) Registered(token string) (label string, expiry time.Time, ok bo
 	return r.label, r.expiry, ok
 }
 
-// Tokens returns every AuthToken registered so far, with its AuthLabel.
-func (a *Axepta) Tokens() map[string]string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make(map[string]string, len(a.regs))
-	for tok, r := range a.regs {
-		out[tok] = r.label
-	}
-	return out
-}
-
 // Registrations returns how many tokens were registered.
 func (a *Axepta) Registrations() int {
 	a.mu.Lock()
@@ -120,8 +95,9 @@ func (a *Axepta) Refused() int {
 }
 
 func (a *Axepta) register(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
 	a.mu.Lock()
-	now, down := a.now(), a.down
+	down := a.down
 	a.mu.Unlock()
 	if down {
 		a.refuse(w, http.StatusServiceUnavailable, "", AxeptaCodeUnavailable, "Service temporarily unavailable")
@@ -211,18 +187,4 @@ func (a *Axepta) refuse(w http.ResponseWriter, httpStatus int, mid, code, descri
 		answer["mid"] = mid
 	}
 	writeJSON(w, httpStatus, answer)
-}
-
-// alphanumeric reports whether s is an (ASCII letters and digits) of a
-// length from lo to hi.
-func alphanumeric(s string, lo, hi int) bool {
-	if len(s) < lo || len(s) > hi {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
-			return false
-		}
-	}
-	return true
 }

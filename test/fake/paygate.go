@@ -24,8 +24,7 @@ const (
 // The Codes the fake Paygate answers with. Paygate's "Response Codes" list
 // is not reproduced in the documents the project holds; these have its
 // 8-digit form (first digit 0 for OK, 2 for FAILED) and are the fake's own
-// beyond PaygateCodeOK. PaygateCodeUnknownMerchant equals
-// AxeptaCodeUnknownMerchant.
+// beyond PaygateCodeOK.
 const (
 	PaygateCodeOK               = "00000000"
 	PaygateCodeFormat           = "21500001" // a parameter is missing or badly formatted
@@ -39,6 +38,16 @@ const (
 
 // maxPaygateBody bounds a call's body; Paygate calls are a few hundred bytes.
 const maxPaygateBody = 1 << 16
+
+// axeptaDTTM is the Axepta documents' dttm, YYYY-MM-DDThh:mm:ss; the fake
+// reads it and writes it in UTC.
+const axeptaDTTM = "2006-01-02T15:04:05"
+
+// axeptaRegistration is what the fake keeps of a registered AuthToken.
+type axeptaRegistration struct {
+	label  string
+	expiry time.Time
+}
 
 // Paygate is a fake of Computop Paygate's server-to-server interface as BNP
 // Paribas Axepta uses it, for one merchant. Every call is a form-urlencoded
@@ -345,6 +354,20 @@ func tamperHex(s string) string {
 		last = '1'
 	}
 	return s[:len(s)-1] + string(last)
+}
+
+// alphanumeric reports whether s is an (ASCII letters and digits) of a
+// length from lo to hi.
+func alphanumeric(s string, lo, hi int) bool {
+	if len(s) < lo || len(s) > hi {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 func digits(s string) bool {

@@ -8,7 +8,38 @@ import (
 	"testing"
 )
 
-// merchantOf walks a hand-off request body token by token: whether it is
+func TestCheckMerchant(t *testing.T) {
+	tests := []struct {
+		name, body string
+		ok         bool
+	}{
+		{name: "same merchant", body: `{"merchantID":"BNP_1"}`, ok: true},
+		{name: "no merchantID", body: `{}`, ok: true},
+		{name: "other members beside the merchant", body: `{"platform":"ios","merchantID":"BNP_1","x":{"merchantID":"BNP_2"}}`, ok: true},
+		{name: "empty body", body: ``, ok: true},
+		{name: "another merchant", body: `{"merchantID":"BNP_2"}`},
+		{name: "another merchant, then a syntax error", body: `{"merchantID":"BNP_2","amount":[}`},
+		{name: "merchantID twice", body: `{"merchantID":"BNP_2","merchantID":"BNP_1"}`},
+		{name: "merchantID twice, the same", body: `{"merchantID":"BNP_1","merchantID":"BNP_1"}`},
+		{name: "merchantID not a string", body: `{"merchantID":"BNP_2","x":{"y":1},"merchantID":12}`},
+		{name: "not an object", body: `["BNP_1"]`},
+		{name: "two objects", body: `{"merchantID":"BNP_1"}{}`},
+		{name: "truncated", body: `{"merchantID":"BNP_1"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkMerchant(strings.NewReader(tc.body), "BNP_1")
+			if got := err == nil; got != tc.ok {
+				t.Errorf("checkMerchant(%q) = %v, want accepted %v", tc.body, err, tc.ok)
+			}
+			if err != nil && strings.Contains(err.Error(), "BNP_2") {
+				t.Errorf("checkMerchant(%q) error = %q quotes the body", tc.body, err)
+			}
+		})
+	}
+}
+
+// merchantOf walks an SDK request body token by token: whether it is
 // blank, or one JSON object and nothing after it, and the values of that
 // object's top-level "merchantID" members, in order.
 func merchantOf(body []byte) (blank, object bool, ids []any) {
@@ -33,7 +64,7 @@ func merchantOf(body []byte) (blank, object bool, ids []any) {
 	return false, true, ids
 }
 
-// FuzzCheckMerchant feeds hand-off request bodies to the merchant check: it
+// FuzzCheckMerchant feeds SDK request bodies to the merchant check: it
 // must not panic; it accepts exactly a blank body, or one JSON object naming
 // merchantID at most once, as the configured merchant; and its errors are
 // fixed texts that never quote the body.
