@@ -27,6 +27,7 @@ type Metrics struct {
 	RejectedBodies     *prometheus.CounterVec
 	SharedCache        *prometheus.CounterVec
 	SharedCacheWaits   prometheus.Counter
+	SDKAuths           *prometheus.CounterVec
 }
 
 // Replay results, the values of authsidecar_replays_total's result label.
@@ -37,6 +38,21 @@ const (
 	ReplayTooLarge    = "too_large"    // the body was over MAX_REPLAY_BODY: not replayed
 	ReplayRateLimited = "rate_limited" // forced refreshes are rate-limited: not replayed
 )
+
+// Results of the mobile-SDK authentication endpoint, the values of
+// authsidecar_sdk_auth_total's result label.
+const (
+	SDKAuthOK          = "ok"          // a fresh AuthToken was registered and handed out
+	SDKAuthFailed      = "failed"      // the platform refused the registration (Status FAILED, or a non-2xx)
+	SDKAuthUnreachable = "unreachable" // the platform could not be reached, or its answer could not be used
+	SDKAuthTimeout     = "timeout"     // the platform did not answer in time
+	SDKAuthBusy        = "busy"        // too many registrations in flight: refused with 503
+	SDKAuthBadRequest  = "bad_request" // the SDK's request was refused: method, body or merchant
+	SDKAuthCanceled    = "canceled"    // the SDK went away before the answer
+)
+
+// sdkAuthResults lists every SDKAuth result.
+var sdkAuthResults = []string{SDKAuthOK, SDKAuthFailed, SDKAuthUnreachable, SDKAuthTimeout, SDKAuthBusy, SDKAuthBadRequest, SDKAuthCanceled}
 
 // New creates the collectors and registers them on reg.
 func New(reg prometheus.Registerer) *Metrics {
@@ -95,10 +111,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "authsidecar_shared_cache_lock_waits_total",
 			Help: "Renewals that waited for another sidecar's fetch, which held the fleet's lock.",
 		}),
+		SDKAuths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_sdk_auth_total",
+			Help: "Requests to the Axepta mobile-SDK authentication endpoint, each registering one fresh AuthToken, by result (ok, failed, unreachable, timeout, busy, bad_request, canceled).",
+		}, []string{"result"}),
 	}
 	reg.MustRegister(m.TokenFetches, m.TokenFetchDuration, m.TokenExpiry, m.ForcedRefreshes,
 		m.Requests, m.RequestDuration, m.UpstreamResponses, m.Replays, m.Errors,
-		m.Signatures, m.RejectedBodies, m.SharedCache, m.SharedCacheWaits)
+		m.Signatures, m.RejectedBodies, m.SharedCache, m.SharedCacheWaits, m.SDKAuths)
 	for _, r := range []string{"success", "error"} {
 		m.TokenFetches.WithLabelValues(r)
 	}
@@ -107,6 +127,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{shared.ResultHit, shared.ResultMiss, shared.ResultFallback} {
 		m.SharedCache.WithLabelValues(r)
+	}
+	for _, r := range sdkAuthResults {
+		m.SDKAuths.WithLabelValues(r)
 	}
 	return m
 }
@@ -171,5 +194,13 @@ func (m *Metrics) SharedCacheLookup(result string) {
 func (m *Metrics) SharedCacheLockWait() {
 	if m != nil {
 		m.SharedCacheWaits.Inc()
+	}
+}
+
+// SDKAuth counts a request to the mobile-SDK authentication endpoint by its
+// result, one of the SDKAuth… constants.
+func (m *Metrics) SDKAuth(result string) {
+	if m != nil {
+		m.SDKAuths.WithLabelValues(result).Inc()
 	}
 }

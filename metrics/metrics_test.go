@@ -30,6 +30,7 @@ var allNames = []string{
 	"authsidecar_replays_total",
 	"authsidecar_request_duration_seconds",
 	"authsidecar_requests_total",
+	"authsidecar_sdk_auth_total",
 	"authsidecar_shared_cache_lock_waits_total",
 	"authsidecar_shared_cache_lookups_total",
 	"authsidecar_token_expiry_timestamp_seconds",
@@ -83,6 +84,7 @@ func TestNewRegistersEveryMetricWithHelp(t *testing.T) {
 		"authsidecar_replays_total":                  dto.MetricType_COUNTER,
 		"authsidecar_request_duration_seconds":       dto.MetricType_HISTOGRAM,
 		"authsidecar_requests_total":                 dto.MetricType_COUNTER,
+		"authsidecar_sdk_auth_total":                 dto.MetricType_COUNTER,
 		"authsidecar_shared_cache_lock_waits_total":  dto.MetricType_COUNTER,
 		"authsidecar_shared_cache_lookups_total":     dto.MetricType_COUNTER,
 		"authsidecar_token_expiry_timestamp_seconds": dto.MetricType_GAUGE,
@@ -137,6 +139,15 @@ func TestNewStartsWithKnownSeries(t *testing.T) {
 		authsidecar_replays_total{result="rejected"} 0
 		authsidecar_replays_total{result="success"} 0
 		authsidecar_replays_total{result="too_large"} 0
+		# HELP authsidecar_sdk_auth_total Requests to the Axepta mobile-SDK authentication endpoint, each registering one fresh AuthToken, by result (ok, failed, unreachable, timeout, busy, bad_request, canceled).
+		# TYPE authsidecar_sdk_auth_total counter
+		authsidecar_sdk_auth_total{result="bad_request"} 0
+		authsidecar_sdk_auth_total{result="busy"} 0
+		authsidecar_sdk_auth_total{result="canceled"} 0
+		authsidecar_sdk_auth_total{result="failed"} 0
+		authsidecar_sdk_auth_total{result="ok"} 0
+		authsidecar_sdk_auth_total{result="timeout"} 0
+		authsidecar_sdk_auth_total{result="unreachable"} 0
 		# HELP authsidecar_shared_cache_lock_waits_total Renewals that waited for another sidecar's fetch, which held the fleet's lock.
 		# TYPE authsidecar_shared_cache_lock_waits_total counter
 		authsidecar_shared_cache_lock_waits_total 0
@@ -278,6 +289,38 @@ func TestReplayResultsAreTheDocumentedLabels(t *testing.T) {
 	}
 }
 
+func TestSDKAuth(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	for _, r := range []string{metrics.SDKAuthOK, metrics.SDKAuthOK, metrics.SDKAuthOK, metrics.SDKAuthFailed, metrics.SDKAuthBusy, metrics.SDKAuthBusy, metrics.SDKAuthTimeout} {
+		m.SDKAuth(r)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+		# HELP authsidecar_sdk_auth_total Requests to the Axepta mobile-SDK authentication endpoint, each registering one fresh AuthToken, by result (ok, failed, unreachable, timeout, busy, bad_request, canceled).
+		# TYPE authsidecar_sdk_auth_total counter
+		authsidecar_sdk_auth_total{result="bad_request"} 0
+		authsidecar_sdk_auth_total{result="busy"} 2
+		authsidecar_sdk_auth_total{result="canceled"} 0
+		authsidecar_sdk_auth_total{result="failed"} 1
+		authsidecar_sdk_auth_total{result="ok"} 3
+		authsidecar_sdk_auth_total{result="timeout"} 1
+		authsidecar_sdk_auth_total{result="unreachable"} 0
+		`), "authsidecar_sdk_auth_total"); err != nil {
+		t.Errorf("exposition after the SDK authentications: %v", err)
+	}
+	if got := testutil.ToFloat64(m.SDKAuths.WithLabelValues(metrics.SDKAuthOK)); got != 3 {
+		t.Errorf(`authsidecar_sdk_auth_total{result="ok"} = %v, want 3`, got)
+	}
+}
+
+func TestSDKAuthResultsAreTheDocumentedLabels(t *testing.T) {
+	got := []string{metrics.SDKAuthOK, metrics.SDKAuthFailed, metrics.SDKAuthUnreachable, metrics.SDKAuthTimeout, metrics.SDKAuthBusy, metrics.SDKAuthBadRequest, metrics.SDKAuthCanceled}
+	want := []string{"ok", "failed", "unreachable", "timeout", "busy", "bad_request", "canceled"}
+	if !slices.Equal(got, want) {
+		t.Errorf("SDK auth results = %q, want %q", got, want)
+	}
+}
+
 func TestInstrumentHandler(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
@@ -386,6 +429,7 @@ func TestNilMetricsIsSafe(t *testing.T) {
 	o.TokenForcedRefresh()
 	m.Replay(metrics.ReplaySuccess)
 	m.Error("bad_request")
+	m.SDKAuth(metrics.SDKAuthOK)
 
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)

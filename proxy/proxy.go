@@ -43,6 +43,19 @@ type Config struct {
 	// PaygatePath is the prefix of the local Paygate codec, PaygatePath +
 	// "/encrypt" and "/decrypt"; empty means none.
 	PaygatePath string
+	// SDKAuthPath is the path of Axepta's mobile-SDK authentication
+	// endpoint, served on the proxy listener and never forwarded; empty
+	// means none.
+	SDKAuthPath string
+	// SDKAuth registers one fresh AuthToken per request at SDKAuthPath.
+	// Required with SDKAuthPath: New panics without it.
+	SDKAuth Registrar
+	// SDKAuthMerchantID refuses a request whose {"merchantID": …} names
+	// another merchant; empty accepts any.
+	SDKAuthMerchantID string
+	// SDKAuthMaxInflight bounds the registrations in flight; beyond it
+	// requests get 503 busy. Zero means 16.
+	SDKAuthMaxInflight int
 	// Transport sends requests upstream. If nil, NewTransport(nil) is used.
 	Transport http.RoundTripper
 	// RefreshOn lists the upstream statuses that mean "token rejected". If
@@ -92,6 +105,7 @@ func New(c Config) http.Handler {
 	if c.Tokens != nil && c.HandoffPath != "" {
 		h.handoffPath, h.tokens = c.HandoffPath, c.Tokens
 	}
+	h.sdkAuth = newSDKAuth(c)
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
 	}
@@ -118,6 +132,8 @@ type handler struct {
 
 	paygatePath string // the local Paygate codec's prefix; empty means none
 	paygate     func() *paygate.Merchant
+
+	sdkAuth *sdkAuth // the mobile-SDK authentication endpoint; nil means none
 
 	requireHeader string // canonical; empty means none
 
@@ -151,6 +167,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusBadRequest, "bad_request", "absolute-form request for another host: authsidecar forwards only to its upstream")
 	case hasDotSegment(r.URL.Path):
 		h.reject(w, http.StatusBadRequest, "bad_request", "dot segments are not allowed in the path")
+	case h.sdkAuth != nil && r.URL.Path == h.sdkAuth.path:
+		h.serveSDKAuth(w, r)
 	case h.signPath != "" && r.URL.Path == h.signPath:
 		h.serveSign(w, r)
 	case h.handoffPath != "" && r.URL.Path == h.handoffPath:

@@ -108,20 +108,6 @@ func (c OAuth2Config) Check() error {
 }
 
 // Check reports every problem of c, each a *FieldError, joined; nil if
-// NewRegisteredSource can use it.
-func (c RegisteredConfig) Check() error {
-	var f fieldErrors
-	f.url("URL", c.URL)
-	if c.MerchantID == "" {
-		f.add("MerchantID", "required: tokens are registered for it")
-	}
-	if c.TTL <= 0 || c.TTL > MaxRegistrationTTL {
-		f.add("TTL", "must be positive and at most %s (the provider's limit), got %s", MaxRegistrationTTL, c.TTL)
-	}
-	return f.err()
-}
-
-// Check reports every problem of c, each a *FieldError, joined; nil if
 // NewFileSource can use it.
 func (c FileConfig) Check() error {
 	var f fieldErrors

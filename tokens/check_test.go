@@ -4,8 +4,11 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/authsidecar/authsidecar/proxy/paygate"
 )
 
 // fieldsOf lists the fields a Check's error names, in order.
@@ -27,6 +30,7 @@ func fieldsOf(t *testing.T, err error) []string {
 
 func TestConfigChecks(t *testing.T) {
 	id, secret := Literal("client-1"), File("/run/secrets/client-secret")
+	merchant := func() *paygate.Merchant { return &paygate.Merchant{ID: axeptaMID, Cipher: testBlowfish} }
 	tests := []struct {
 		name string
 		err  error
@@ -43,9 +47,21 @@ func TestConfigChecks(t *testing.T) {
 			Scopes: []string{"a b", ""}, Params: url.Values{"grant_type": {"x"}, "scope": {"y"}}}.Check(), []string{"Params", "Params", "Scopes", "Scopes"}},
 		{"oauth2 scope param without Scopes", OAuth2Config{TokenURL: "https://a.example/t", ClientID: id, ClientSecret: secret, Params: url.Values{"scope": {"y"}}}.Check(), nil},
 		{"oauth2 secret and assertion", OAuth2Config{TokenURL: "https://a.example/t", ClientID: id, ClientSecret: secret, Assertion: &ClientAssertion{Alg: "RS256"}}.Check(), []string{"ClientSecret", "Assertion"}},
-		{"registered valid", RegisteredConfig{URL: "https://paygate.example/register", MerchantID: "M1", TTL: 24 * time.Hour}.Check(), nil},
-		{"registered empty", RegisteredConfig{}.Check(), []string{"URL", "MerchantID", "TTL"}},
-		{"registered over the provider's limit", RegisteredConfig{URL: "https://p.example", MerchantID: "M1", TTL: 25 * time.Hour}.Check(), []string{"TTL"}},
+		{"axepta valid", AxeptaConfig{URL: "https://paygate.example/AuthToken.aspx", Merchant: merchant, TTL: 24 * time.Hour}.Check(), nil},
+		{"axepta valid, default TTL", AxeptaConfig{URL: "https://paygate.example/AuthToken.aspx", Merchant: merchant}.Check(), nil},
+		{"axepta shortest TTL", AxeptaConfig{URL: "https://p.example", Merchant: merchant, TTL: time.Second}.Check(), nil},
+		{"axepta empty", AxeptaConfig{}.Check(), []string{"URL", "Merchant"}},
+		{"axepta over the provider's limit", AxeptaConfig{URL: "https://p.example", Merchant: merchant, TTL: 25 * time.Hour}.Check(), []string{"TTL"}},
+		{"axepta under a second", AxeptaConfig{URL: "https://p.example", Merchant: merchant, TTL: 500 * time.Millisecond}.Check(), []string{"TTL"}},
+		{"axepta negative TTL", AxeptaConfig{URL: "https://p.example", Merchant: merchant, TTL: -time.Minute}.Check(), []string{"TTL"}},
+		{"axepta merchant func gives none", AxeptaConfig{URL: "https://p.example", Merchant: func() *paygate.Merchant { return nil }}.Check(), []string{"Merchant"}},
+		{"axepta merchant without id or cipher", AxeptaConfig{URL: "https://p.example", Merchant: func() *paygate.Merchant { return &paygate.Merchant{} }}.Check(), []string{"Merchant", "Merchant"}},
+		{"axepta merchant id not ans..30", AxeptaConfig{URL: "https://p.example", Merchant: func() *paygate.Merchant {
+			return &paygate.Merchant{ID: "a&b", Cipher: testBlowfish}
+		}}.Check(), []string{"Merchant"}},
+		{"axepta merchant id too long", AxeptaConfig{URL: "ftp://p.example", Merchant: func() *paygate.Merchant {
+			return &paygate.Merchant{ID: strings.Repeat("m", 31), Cipher: testBlowfish}
+		}}.Check(), []string{"URL", "Merchant"}},
 		{"file valid", FileConfig{Path: "/var/run/secrets/token"}.Check(), nil},
 		{"file empty", FileConfig{DefaultTTL: -1}.Check(), []string{"Path", "DefaultTTL"}},
 	}

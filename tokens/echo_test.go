@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/authsidecar/authsidecar/proxy/paygate"
 )
 
 // maxErrorLen is the longest error a provider's answer may cause: a few
@@ -62,11 +64,11 @@ func TestProviderValuesInErrorsAreCutShort(t *testing.T) {
 			reply(200, `{"access_token":"tok","token_type":"bearer","expires_in":"`+swappedToken+`"}`), "tokens: token request: oauth2: cannot parse json", swappedToken[:12]},
 		{"OAuth2: malformed status line", newOAuth2Test(),
 			malformedStatusLine(bigValue), "tokens: token request: ", bigValue[:maxDescription+1]},
-		{"registration: 800 KB MID", newRegisteredTest(),
-			registrationAnswer(200, func(reg Registration) map[string]any {
-				return map[string]any{"MID": bigValue, "Status": "OK", "ExpiryDate": reg.ExpiryDate}
+		{"registration: 300 KB MID", newAxeptaTest(),
+			sealedReply(testBlowfish, func(paygate.Params) paygate.Params {
+				return p("MID", bigValue[:300<<10], "Status", "OK")
 			}), "registration answer is for merchant", bigValue[:maxEchoed+1]},
-		{"registration: malformed status line", newRegisteredTest(),
+		{"registration: malformed status line", newAxeptaTest(),
 			malformedStatusLine(bigValue), "tokens: registration request: ", bigValue[:maxDescription+1]},
 	}
 	for _, tc := range tests {
@@ -130,6 +132,17 @@ func newOAuth2Test() func(e *endpoint) Source {
 	}
 }
 
-func newRegisteredTest() func(e *endpoint) Source {
-	return func(e *endpoint) Source { return newRegisteredSource(e, 0) }
+// newAxeptaTest adapts an Axepta registrar to a Source, for the tables of
+// Sources' errors.
+func newAxeptaTest() func(e *endpoint) Source {
+	return func(e *endpoint) Source {
+		r := newRegistrar(e, testMerchant(testBlowfish, nil), 0)
+		return SourceFunc(func(ctx context.Context) (*Token, error) {
+			a, err := r.Register(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return &Token{Value: a.AuthToken, Label: a.AuthLabel}, nil
+		})
+	}
 }
