@@ -68,6 +68,9 @@ func withFiles(t *testing.T, env map[string]string) map[string]string {
 		switch {
 		case name == "AUTHSIDECAR_SHARED_CACHE_KEY_FILE":
 			content = fleetKey(t)
+		case strings.HasPrefix(name, "AUTHSIDECAR_PAYGATE_"):
+			// Paygate's passwords are text; 32 bytes suit both ciphers.
+			content = []byte("example-paygate-password-32bytes\n")
 		case strings.HasSuffix(name, "KEY_FILE"):
 			content = rsaKeyPEM(t)
 		}

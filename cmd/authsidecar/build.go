@@ -90,7 +90,19 @@ func build(cfg Config, log *slog.Logger) (*sidecar, error) {
 		})
 		s.proxy.Signer, s.proxy.SignPath = signer, cfg.SignPath
 	}
-	s.proxy.Injector = cfg.injector(signer)
+	parts := modeParts{signer: signer}
+	if cfg.usesPaygate() {
+		if parts.merchant = cfg.paygateMerchant(log, &p); p.err() != nil {
+			s.close()
+			return nil, p.err()
+		}
+		s.proxy.PaygateMerchant, s.proxy.PaygatePath = parts.merchant, cfg.PaygatePath
+	}
+	if cfg.SDKAuthPath != "" {
+		s.proxy.SDKAuthPath, s.proxy.SDKAuthMerchantID, s.proxy.SDKAuthMaxInflight = cfg.SDKAuthPath, cfg.MerchantID, cfg.SDKAuthMaxInflight
+		s.proxy.SDKAuth = tokens.NewAxeptaRegistrar(cfg.axeptaConfig(parts.merchant, tokenClient(transport, cfg.TokenTimeout)))
+	}
+	s.proxy.Injector = cfg.injector(parts)
 	return s, nil
 }
 

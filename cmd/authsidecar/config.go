@@ -67,7 +67,6 @@ type Config struct {
 	MerchantID              string        `env:"MERCHANT_ID"`
 	Service                 string        `env:"SERVICE"`
 	SignPath                string        `env:"SIGN_PATH"`
-	TokenTTL                time.Duration `env:"TOKEN_TTL" envDefault:"15m"`
 	TokenFile               string        `env:"TOKEN_FILE"`
 	AssertionKeyFile        string        `env:"CLIENT_ASSERTION_KEY_FILE"`
 	AssertionAlg            string        `env:"CLIENT_ASSERTION_ALG" envDefault:"RS256"`
@@ -83,6 +82,14 @@ type Config struct {
 	SharedCacheKeyFile      string        `env:"SHARED_CACHE_KEY_FILE"`
 	SharedCachePasswordFile string        `env:"SHARED_CACHE_PASSWORD_FILE"`
 	SharedCacheCAFile       string        `env:"SHARED_CACHE_CA_FILE"`
+	PaygateCipher           string        `env:"PAYGATE_CIPHER" envDefault:"blowfish"`
+	PaygateKeyFile          string        `env:"PAYGATE_KEY_FILE"`
+	PaygateHMACKeyFile      string        `env:"PAYGATE_HMAC_KEY_FILE"`
+	PaygatePath             string        `env:"PAYGATE_PATH"`
+	SDKAuthPath             string        `env:"SDK_AUTH_PATH"`
+	SDKAuthURL              string        `env:"SDK_AUTH_URL"`
+	SDKAuthTTL              time.Duration `env:"SDK_AUTH_TTL" envDefault:"15m"`
+	SDKAuthMaxInflight      int           `env:"SDK_AUTH_MAX_INFLIGHT" envDefault:"16"`
 }
 
 // loadConfig reads the configuration from environ and validates it as a
@@ -196,8 +203,6 @@ func (c *Config) check() []error {
 		switch err := proxy.CheckEndpointPath(c.HandoffPath); {
 		case err != nil:
 			p.add("HANDOFF_PATH", "%v", err)
-		case c.HandoffPath == c.SignPath:
-			p.add("HANDOFF_PATH", "must differ from %sSIGN_PATH", envPrefix)
 		case sourceOK && !fetchesTokens(source):
 			p.add("HANDOFF_PATH", "needs a token source: %sTOKEN_SOURCE is %s", envPrefix, c.TokenSource)
 		}
@@ -259,6 +264,9 @@ func (c *Config) check() []error {
 		p.add("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
 	c.checkInjection(&p, source, sourceOK)
+	c.checkPaygate(&p)
+	c.checkSDKAuth(&p)
+	c.checkEndpoints(&p)
 	c.checkSharedCache(&p, source, sourceOK)
 	c.upstreamTLS(&p)
 	return p

@@ -10,7 +10,7 @@ import (
 )
 
 // The settings FuzzLoadConfig leaves out: header names, local paths, scopes,
-// the connection cap, a token lifetime (TOKEN_TTL). Whatever the values,
+// the connection cap, the SDK tokens' lifetime (SDK_AUTH_TTL). Whatever the values,
 // loadConfig lists problems that each name a variable, or accepts values
 // the sidecar can use.
 func FuzzLoadConfigNamesAndPaths(f *testing.F) {
@@ -24,7 +24,7 @@ func FuzzLoadConfigNamesAndPaths(f *testing.F) {
 			"HANDOFF_PATH":    handoffPath,
 			"SCOPES":          scopes,
 			"MAX_CONNECTIONS": maxConns,
-			"TOKEN_TTL":       ttl,
+			"SDK_AUTH_TTL":    ttl,
 		})
 		c, err := loadConfig(env)
 		if err != nil {

@@ -22,7 +22,7 @@ var jsonBodyMode = injectMode{
 			p.add("BODY_EXPIRY_FIELD", "%q overlaps %sBODY_TOKEN_FIELD %q: the two must be separate fields", c.BodyExpiryField, envPrefix, c.BodyTokenField)
 		}
 	},
-	build: func(c Config, _ *proxy.Signer) proxy.Injector {
+	build: func(c Config, _ modeParts) proxy.Injector {
 		return proxy.JSONBody(c.BodyTokenField, c.BodyExpiryField)
 	},
 }
@@ -33,7 +33,7 @@ var signatureMode = injectMode{
 	name:   "signature",
 	signs:  true,
 	bodies: true,
-	build:  func(_ Config, signer *proxy.Signer) proxy.Injector { return signer },
+	build:  func(_ Config, parts modeParts) proxy.Injector { return parts.signer },
 }
 
 // signingKey loads SIGNING_KEY_FILE, an RSA private key; log receives the

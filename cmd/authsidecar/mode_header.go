@@ -10,7 +10,7 @@ import (
 var bearerMode = injectMode{
 	name:       "bearer",
 	needsToken: true,
-	build:      func(Config, *proxy.Signer) proxy.Injector { return proxy.Bearer() },
+	build:      func(Config, modeParts) proxy.Injector { return proxy.Bearer() },
 }
 
 // headerMode sets INJECT_HEADER to INJECT_PREFIX and the token.
@@ -25,11 +25,11 @@ var headerMode = injectMode{
 			p.add("INJECT_PREFIX", "must not hold control characters")
 		}
 	},
-	build: func(c Config, _ *proxy.Signer) proxy.Injector { return proxy.Header(c.InjectHeader, c.InjectPrefix) },
+	build: func(c Config, _ modeParts) proxy.Injector { return proxy.Header(c.InjectHeader, c.InjectPrefix) },
 }
 
 // noneMode adds nothing: requests go out as the app sent them.
 var noneMode = injectMode{
 	name:  "none",
-	build: func(Config, *proxy.Signer) proxy.Injector { return proxy.None() },
+	build: func(Config, modeParts) proxy.Injector { return proxy.None() },
 }

@@ -1,6 +1,9 @@
 package main
 
-import "github.com/authsidecar/authsidecar/proxy"
+import (
+	"github.com/authsidecar/authsidecar/proxy"
+	"github.com/authsidecar/authsidecar/proxy/paygate"
+)
 
 // injectMode describes one INJECT: how requests are authenticated, what the
 // mode needs, and how its injector is built. Adding a mode is one file
@@ -15,15 +18,25 @@ type injectMode struct {
 	signs bool
 	// bodies: the mode rewrites request bodies in memory.
 	bodies bool
+	// paygate: the mode seals calls with the merchant's Paygate passwords.
+	paygate bool
 	// check reports the problems of the mode's own settings; nil checks nothing.
 	check func(c *Config, p *problems)
-	// build constructs the injector once, at start-up; signer is set when
-	// the mode signs.
-	build func(c Config, signer *proxy.Signer) proxy.Injector
+	// build constructs the injector once, at start-up, from the parts the
+	// mode needs.
+	build func(c Config, parts modeParts) proxy.Injector
+}
+
+// modeParts are what build made for the modes that need them.
+type modeParts struct {
+	// signer is set when the mode signs.
+	signer *proxy.Signer
+	// merchant is set when the mode uses Paygate.
+	merchant func() *paygate.Merchant
 }
 
 // injectModes is every INJECT, in the order messages list them.
-var injectModes = []injectMode{bearerMode, headerMode, jsonBodyMode, signatureMode, noneMode}
+var injectModes = []injectMode{bearerMode, headerMode, jsonBodyMode, signatureMode, paygateMode, noneMode}
 
 // defaultInject is INJECT when unset: bearer, or none when TOKEN_SOURCE
 // yields no token.
@@ -90,7 +103,7 @@ func (c Config) signs() bool {
 }
 
 // injector builds the configured injector.
-func (c Config) injector(signer *proxy.Signer) proxy.Injector {
+func (c Config) injector(parts modeParts) proxy.Injector {
 	m, _ := lookupMode(c.Inject)
-	return m.build(c, signer)
+	return m.build(c, parts)
 }

@@ -23,8 +23,8 @@ func (p problems) err() error { return errors.Join(p...) }
 // fields adds the problems a tokens Config's Check found, each under the
 // variable that names gives its field (TOKEN_SOURCE for a field it lacks),
 // unless a problem already names that variable. A required field is said to
-// be required with TOKEN_SOURCE=source.
-func (p *problems) fields(err error, names map[string]string, source string) {
+// be required with the setting that asks for it (TOKEN_SOURCE=json).
+func (p *problems) fields(err error, names map[string]string, with string) {
 	if err == nil {
 		return
 	}
@@ -41,7 +41,7 @@ func (p *problems) fields(err error, names map[string]string, source string) {
 			}
 		}
 		if rest, ok := strings.CutPrefix(problem, "required"); ok {
-			problem = "required with " + envPrefix + "TOKEN_SOURCE=" + source + rest
+			problem = "required with " + envPrefix + with + rest
 		}
 		if !p.names(name) {
 			p.add(name, "%s", problem)

@@ -7,7 +7,7 @@ import "github.com/authsidecar/authsidecar/tokens"
 var fileSource = sourceKind{
 	name: "file",
 	check: func(c *Config, p *problems) {
-		p.fields(fileConfig(*c).Check(), map[string]string{"Path": "TOKEN_FILE", "DefaultTTL": "TOKEN_DEFAULT_TTL"}, c.TokenSource)
+		p.fields(fileConfig(*c).Check(), map[string]string{"Path": "TOKEN_FILE", "DefaultTTL": "TOKEN_DEFAULT_TTL"}, "TOKEN_SOURCE="+c.TokenSource)
 		if c.TokenFile != "" {
 			if _, err := tokens.ReadFile(c.TokenFile); err != nil {
 				p.add("TOKEN_FILE", "%v", err)

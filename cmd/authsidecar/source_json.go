@@ -16,7 +16,7 @@ var jsonSource = sourceKind{
 		if c.OAuth2AuthStyle == "private-key-jwt" {
 			p.add("OAUTH2_AUTH_STYLE", "private-key-jwt goes with %sTOKEN_SOURCE=oauth2, not json", envPrefix)
 		}
-		p.fields(jsonConfig(*c, nil).Check(), jsonFields, c.TokenSource)
+		p.fields(jsonConfig(*c, nil).Check(), jsonFields, "TOKEN_SOURCE="+c.TokenSource)
 	},
 	build: func(c Config, b *builder) (tokens.Source, error) {
 		return tokens.NewJSONSource(jsonConfig(c, b.tokenClient)), nil

@@ -24,13 +24,13 @@ var oauth2Source = sourceKind{
 			if assertion = c.clientAssertion(nil, p); assertion == nil {
 				// The key is missing or unusable, as reported: the client
 				// authentication's fields are not checked again.
-				p.fields(oauth2Config(*c, nil, nil).Check(), withoutClientAuth, c.TokenSource)
+				p.fields(oauth2Config(*c, nil, nil).Check(), withoutClientAuth, "TOKEN_SOURCE="+c.TokenSource)
 				return
 			}
 		} else {
 			p.oneOf("CLIENT_SECRET", c.ClientSecret, c.ClientSecretFile)
 		}
-		p.fields(oauth2Config(*c, nil, assertion).Check(), oauth2Fields, c.TokenSource)
+		p.fields(oauth2Config(*c, nil, assertion).Check(), oauth2Fields, "TOKEN_SOURCE="+c.TokenSource)
 	},
 	build: func(c Config, b *builder) (tokens.Source, error) {
 		var p problems

@@ -79,10 +79,6 @@ func TestLoadConfigSourcesValid(t *testing.T) {
 		check  func(t *testing.T, c Config)
 	}{
 		{
-			name: "TOKEN_TTL is not checked: no source uses it", source: "json", env: map[string]string{"TOKEN_TTL": "48h"},
-			check: func(t *testing.T, c Config) {},
-		},
-		{
 			name: "file with a readable TOKEN_FILE", source: "file", env: map[string]string{"TOKEN_FILE": tokenFile, "HANDOFF_PATH": "/token"},
 			check: func(t *testing.T, c Config) {
 				if c.TokenFile != tokenFile || c.HandoffPath != "/token" || c.Inject != "bearer" {
@@ -203,7 +199,7 @@ func TestLoadConfigSourcesBadValue(t *testing.T) {
 func TestLoadConfigSourcesProblemNamedOnce(t *testing.T) {
 	keys := writeKeyFiles(t)
 	for _, tc := range []badInject{
-		{"TOKEN_TTL", "json", map[string]string{"TOKEN_TTL": "a day"}, "TOKEN_TTL", ""},
+		{"SDK_AUTH_TTL", "json", map[string]string{"SDK_AUTH_TTL": "a day"}, "SDK_AUTH_TTL", ""},
 		{"TOKEN_FILE", "file", map[string]string{"TOKEN_FILE": filepath.Join(t.TempDir(), "gone")}, "TOKEN_FILE", ""},
 		{"CLIENT_ASSERTION_KEY_FILE", "oauth2", privateKeyJWT(filepath.Join(t.TempDir(), "gone.pem"), nil), "CLIENT_ASSERTION_KEY_FILE", ""},
 		{"CLIENT_ASSERTION_ALG", "oauth2", privateKeyJWT(keys.pkcs1, map[string]string{"CLIENT_ASSERTION_ALG": "ES256"}), "CLIENT_ASSERTION_ALG", ""},

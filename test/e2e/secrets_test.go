@@ -59,6 +59,20 @@ func trackTezPay(t *testing.T, p *fake.TezPay) {
 	})
 }
 
+// trackPaygate tracks the AuthTokens and AuthLabels registered at p.
+func trackPaygate(t *testing.T, p *fake.Paygate) {
+	trackSecrets(t, func() map[string]string {
+		m := map[string]string{}
+		i := 0
+		for tok, label := range p.AuthTokens() {
+			i++
+			m[fmt.Sprintf("AuthToken #%d registered at the fake Paygate", i)] = tok
+			m[fmt.Sprintf("AuthLabel #%d registered at the fake Paygate", i)] = label
+		}
+		return m
+	})
+}
+
 // related reports whether tests a and b are the same or one is a subtest of
 // the other.
 func related(a, b string) bool {
@@ -153,6 +167,11 @@ func (s *sidecar) secrets() map[string]string {
 	for i, v := range files["SHARED_CACHE_PASSWORD_FILE"] {
 		addSecret(fmt.Sprintf("Redis password #%d read from SHARED_CACHE_PASSWORD_FILE", i+1), strings.TrimSpace(v))
 	}
+	for _, k := range []string{"PAYGATE_KEY_FILE", "PAYGATE_HMAC_KEY_FILE"} {
+		for i, v := range files[k] {
+			addSecret(fmt.Sprintf("Paygate password #%d read from %s", i+1, k), strings.TrimSpace(v))
+		}
+	}
 	for i, v := range files["TOKEN_FILE"] {
 		add(fmt.Sprintf("token #%d read from TOKEN_FILE", i+1), strings.TrimSpace(v))
 	}
@@ -198,7 +217,7 @@ func (s *sidecar) readFiles() map[string][]string {
 		files[k] = slices.Clone(v)
 	}
 	s.mu.Unlock()
-	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE"}, keyFiles...) {
+	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE", "PAYGATE_KEY_FILE", "PAYGATE_HMAC_KEY_FILE"}, keyFiles...) {
 		if path := s.env[k]; path != "" {
 			if b, err := os.ReadFile(path); err == nil && !slices.Contains(files[k], string(b)) {
 				files[k] = append(files[k], string(b))

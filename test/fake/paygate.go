@@ -132,6 +132,17 @@ func (p *Paygate) Registered(authToken string) (label string, expiry time.Time, 
 	return r.label, r.expiry, ok
 }
 
+// AuthTokens returns every AuthToken registered, with its AuthLabel.
+func (p *Paygate) AuthTokens() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]string, len(p.regs))
+	for tok, r := range p.regs {
+		out[tok] = r.label
+	}
+	return out
+}
+
 // Registrations returns how many AuthTokens were registered.
 func (p *Paygate) Registrations() int {
 	p.mu.Lock()
