@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"mime"
 	"net/url"
 	"strings"
@@ -11,14 +12,25 @@ import (
 // formType is the media type of Paygate's calls and answers.
 const formType = "application/x-www-form-urlencoded"
 
+// maxFormPairs bounds the pairs parseForm reads. Paygate's calls and
+// answers hold a few dozen; a pair costs 32 bytes of Params for as little
+// as one byte of text, so a megabyte of "&" would otherwise take 32 MiB.
+// (url.ParseQuery stops at 10,000.)
+const maxFormPairs = 1000
+
 // parseForm reads a form-urlencoded text into parameters, in order and with
 // their names as sent. Empty pairs are skipped; a pair without '=' is a
-// name with an empty value, as url.ParseQuery reads it.
+// name with an empty value, as url.ParseQuery reads it. A text of more
+// than maxFormPairs pairs, empty ones included, is an error.
 func parseForm(s string) (paygate.Params, error) {
 	if s == "" {
 		return nil, nil
 	}
-	params := make(paygate.Params, 0, strings.Count(s, "&")+1)
+	n := strings.Count(s, "&") + 1
+	if n > maxFormPairs {
+		return nil, fmt.Errorf("more than %d parameters", maxFormPairs)
+	}
+	params := make(paygate.Params, 0, n)
 	for pair := range strings.SplitSeq(s, "&") {
 		if pair == "" {
 			continue

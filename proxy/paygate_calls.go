@@ -88,35 +88,39 @@ func (t *paygateTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 
 // callParams reads a call's plain parameters: a GET's query, or a POST's
 // form body (or its query, when it has no body). inBody says where they
-// were, and so where the envelope goes.
+// were, and so where the envelope goes. A GET's body is refused: it would
+// go upstream unsealed.
 func (t *paygateTransport) callParams(req *http.Request) (params paygate.Params, inBody bool, err error) {
-	hasBody := req.Body != nil && req.Body != http.NoBody
-	var body []byte
 	switch req.Method {
-	case http.MethodGet, http.MethodHead:
-	case http.MethodPost:
-		if hasBody {
-			if body, err = io.ReadAll(io.LimitReader(req.Body, t.maxBody+1)); err != nil {
-				return nil, false, err
-			}
-			req.Body.Close()
-		}
-		if int64(len(body)) > t.maxBody {
-			return nil, false, &RequestError{Reason: "too_large", Message: fmt.Sprintf("the request body is over %d bytes (AUTHSIDECAR_MAX_REPLAY_BODY)", t.maxBody)}
-		}
+	case http.MethodGet, http.MethodHead, http.MethodPost:
 	default:
 		return nil, false, &RequestError{Reason: "bad_method", Message: "a Paygate call is a GET or a POST"}
 	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	var body []byte
+	if hasBody {
+		if body, err = io.ReadAll(io.LimitReader(req.Body, t.maxBody+1)); err != nil {
+			return nil, false, err
+		}
+		req.Body.Close()
+	}
+	if int64(len(body)) > t.maxBody {
+		return nil, false, &RequestError{Reason: "too_large", Message: fmt.Sprintf("the request body is over %d bytes (AUTHSIDECAR_MAX_REPLAY_BODY)", t.maxBody)}
+	}
 	text := req.URL.RawQuery
 	switch {
+	case len(body) > 0 && req.Method != http.MethodPost:
+		return nil, false, &RequestError{Reason: "bad_param", Message: "a Paygate " + req.Method + " carries its parameters in the query, not in a body"}
 	case len(body) > 0 && !isForm(req.Header.Get("Content-Type")):
 		return nil, false, &RequestError{Reason: "not_form", Message: "a Paygate call's body must be " + formType}
 	case len(body) > 0 && text != "":
 		return nil, false, &RequestError{Reason: "bad_param", Message: "the call's parameters are both in the query and in the body: send them in one"}
 	case len(body) > 0:
 		text, inBody = string(body), true
-	case req.Method == http.MethodPost:
-		setBody(req, nil) // the envelope goes in the query, as the app's parameters
+	case hasBody:
+		// An empty body, now read: the envelope goes in the query, as the
+		// app's parameters, and no body (not an empty chunked one) follows.
+		req.Body, req.GetBody, req.ContentLength, req.TransferEncoding = http.NoBody, nil, 0, nil
 	}
 	if params, err = parseForm(text); err != nil {
 		return nil, false, &RequestError{Reason: "not_form", Message: "the call's parameters are not form-urlencoded: " + err.Error()}

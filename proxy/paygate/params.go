@@ -74,8 +74,11 @@ func plainText(s string) bool {
 
 // Parse splits a decrypted Key=value&… text. A value runs from the first
 // '=' of its pair to the next '&'; empty pairs (a trailing '&') are
-// skipped; a pair without '=' or with an empty name is an error wrapping
-// ErrMalformed.
+// skipped; a pair without '=', with an empty name, or holding an ASCII
+// control character (which Encode refuses too) is an error wrapping
+// ErrMalformed. Data decrypted with the wrong password, or cut to a wrong
+// Len, reads as such bytes, so that it is refused rather than taken for
+// parameters.
 func Parse(plain string) (Params, error) {
 	if plain == "" {
 		return nil, nil
@@ -92,9 +95,22 @@ func Parse(plain string) (Params, error) {
 		if k == "" {
 			return nil, fmt.Errorf("%w: parameter with an empty name", ErrMalformed)
 		}
+		if hasControl(pair) {
+			return nil, fmt.Errorf("%w: parameter holds a control character", ErrMalformed)
+		}
 		params = append(params, Param{Key: k, Value: v})
 	}
 	return params, nil
+}
+
+// hasControl reports whether s holds an ASCII control character.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // paramsLen is the length of params as Encode writes them.

@@ -141,6 +141,7 @@ func TestOpenMalformed(t *testing.T) {
 	aesData, _ := cs["aes"].Encrypt([]byte("Status=OK"))     // 16 bytes of plain text
 	noEq, _ := cs["blowfish"].Encrypt([]byte("Status"))      // a pair without '='
 	noName, _ := cs["blowfish"].Encrypt([]byte("=OK"))       // a pair without a name
+	control, _ := cs["aes"].Encrypt([]byte("Status=O\x01K")) // a control character
 	iv, body, _ := strings.Cut(aesData, "-")
 	tests := []struct {
 		name, cipher, length, data string
@@ -157,6 +158,8 @@ func TestOpenMalformed(t *testing.T) {
 		{"blowfish Len with space", "blowfish", " 9", bfData},
 		{"blowfish pair without =", "blowfish", "6", noEq},
 		{"blowfish pair without name", "blowfish", "3", noName},
+		{"blowfish Len into the zero padding", "blowfish", "12", bfData},
+		{"aes control character", "aes", "10", control},
 		{"aes no separator", "aes", "9", iv + body},
 		{"aes odd hex", "aes", "9", aesData[:len(aesData)-1]},
 		{"aes short IV", "aes", "9", iv[:30] + "-" + body},
