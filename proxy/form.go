@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"mime"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/authsidecar/authsidecar/proxy/paygate"
@@ -51,6 +52,11 @@ func parseForm(s string) (paygate.Params, error) {
 
 // appendForm appends params to dst form-urlencoded, in order.
 func appendForm(dst []byte, params paygate.Params) []byte {
+	n := len(dst)
+	for _, kv := range params {
+		n += len(kv.Key) + len(kv.Value) + 2
+	}
+	dst = slices.Grow(dst, n+n/8) // a little room for escapes
 	for i, kv := range params {
 		if i > 0 {
 			dst = append(dst, '&')
@@ -65,6 +71,9 @@ func appendForm(dst []byte, params paygate.Params) []byte {
 // isForm reports whether a Content-Type is form-urlencoded; an empty one is
 // not.
 func isForm(contentType string) bool {
+	if contentType == formType {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == formType
 }

@@ -50,7 +50,7 @@ func (*readerBody) Close() error { return nil }
 func BenchmarkPaygateCapture(b *testing.B) {
 	for _, c := range pgCiphers(b, false) {
 		b.Run(c.name, func(b *testing.B) {
-			m := &paygate.Merchant{ID: pgMerchantID, Cipher: c.c, HMACKey: pgHMACKey}
+			m := paygate.NewMerchant(pgMerchantID, c.c, pgHMACKey)
 			answer := answerParams(pgHMACKey, "OK", "00000000")
 			upstream, _ := url.Parse("http://paygate.example")
 			h := proxy.New(proxy.Config{

@@ -71,7 +71,7 @@ func pgMerchants(tb testing.TB) []pgMerchant {
 	for _, c := range pgCiphers(tb, false) {
 		ms = append(ms,
 			pgMerchant{c.name + "/no-hmac", &paygate.Merchant{ID: pgMerchantID, Cipher: c.c}},
-			pgMerchant{c.name + "/hmac", &paygate.Merchant{ID: pgMerchantID, Cipher: c.c, HMACKey: pgHMACKey}})
+			pgMerchant{c.name + "/hmac", paygate.NewMerchant(pgMerchantID, c.c, pgHMACKey)})
 	}
 	return ms
 }

@@ -96,17 +96,17 @@ func (c Config) paygateMerchant(log *slog.Logger, p *problems) func() *paygate.M
 	}
 	id := c.MerchantID
 	w, err := tokens.Watch("Paygate password files", paths, func(files [][]byte, _ **paygate.Merchant) (*paygate.Merchant, error) {
-		m := &paygate.Merchant{ID: id}
-		var err error
-		if m.Cipher, err = newCipher(bytes.TrimSpace(files[0])); err != nil {
+		c, err := newCipher(bytes.TrimSpace(files[0]))
+		if err != nil {
 			return nil, err
 		}
+		var hmacKey []byte
 		if len(files) > 1 {
-			if m.HMACKey = bytes.TrimSpace(files[1]); len(m.HMACKey) == 0 {
+			if hmacKey = bytes.TrimSpace(files[1]); len(hmacKey) == 0 {
 				return nil, errors.New("paygate: the HMAC password file is empty")
 			}
 		}
-		return m, nil
+		return paygate.NewMerchant(id, c, hmacKey), nil
 	}, log)
 	if err != nil {
 		p.add("PAYGATE_KEY_FILE", "%v", err) // the files changed since they were checked

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"hash"
 )
 
 // RequestMAC is the MAC of a call that carries an amount: the upper-case
@@ -44,6 +45,11 @@ func VerifyMAC(got, want string) bool {
 }
 
 func mac(key []byte, fields ...string) string {
+	return macWith(hmac.New(sha256.New, key), fields...)
+}
+
+// macWith is mac with h, a fresh or reset HMAC-SHA256 of the key.
+func macWith(h hash.Hash, fields ...string) string {
 	var text [256]byte
 	t := text[:0]
 	for i, f := range fields {
@@ -52,7 +58,6 @@ func mac(key []byte, fields ...string) string {
 		}
 		t = append(t, f...)
 	}
-	h := hmac.New(sha256.New, key)
 	h.Write(t)
 	var sum [sha256.Size]byte
 	var out [2 * sha256.Size]byte

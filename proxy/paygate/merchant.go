@@ -1,9 +1,13 @@
 package paygate
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 )
 
 // ErrBadMAC is returned by Merchant.Open for an answer or a notification
@@ -12,6 +16,8 @@ var ErrBadMAC = errors.New("paygate: the MAC does not verify")
 
 // Merchant is one merchant's Paygate identity: its id, its cipher and,
 // optionally, its HMAC password. It is immutable and safe for concurrent use.
+// NewMerchant's reuse their HMAC state; a Merchant written as a literal
+// works too, and computes it again for each MAC.
 type Merchant struct {
 	// ID is the MerchantID. Required.
 	ID string
@@ -21,6 +27,28 @@ type Merchant struct {
 	// HMACKey is the merchant's HMAC password. If nil, Seal adds no MAC and
 	// Open checks none.
 	HMACKey []byte
+
+	macs *sync.Pool // of hash.Hash, HMAC-SHA256 keyed with HMACKey; nil: none
+}
+
+// NewMerchant returns the Merchant of id, c and hmacKey (nil for none).
+func NewMerchant(id string, c Cipher, hmacKey []byte) *Merchant {
+	m := &Merchant{ID: id, Cipher: c, HMACKey: hmacKey}
+	if hmacKey != nil {
+		m.macs = &sync.Pool{New: func() any { return hmac.New(sha256.New, hmacKey) }}
+	}
+	return m
+}
+
+// mac computes the MAC of fields with the merchant's HMAC key.
+func (m *Merchant) mac(fields ...string) string {
+	if m.macs == nil {
+		return mac(m.HMACKey, fields...)
+	}
+	h := m.macs.Get().(hash.Hash)
+	defer m.macs.Put(h)
+	h.Reset()
+	return macWith(h, fields...)
 }
 
 // Seal returns the envelope of a call with params. With an HMAC key, and
@@ -33,7 +61,7 @@ func (m *Merchant) Seal(params Params) (Envelope, error) {
 			transID, _ := params.Get("TransID")
 			amount, _ := params.Get("Amount")
 			currency, _ := params.Get("Currency")
-			mac := RequestMAC(m.HMACKey, payID, transID, m.ID, amount, currency)
+			mac := m.mac(payID, transID, m.ID, amount, currency) // RequestMAC
 			params = append(params[:len(params):len(params)], Param{Key: "MAC", Value: mac})
 		}
 	}
@@ -61,7 +89,7 @@ func (m *Merchant) Open(length, data string) (Params, error) {
 	payID, _ := params.Get("PayID")
 	transID, _ := params.Get("TransID")
 	code, _ := params.Get("Code")
-	if !VerifyMAC(got, ResponseMAC(m.HMACKey, payID, transID, m.ID, status, code)) {
+	if !VerifyMAC(got, m.mac(payID, transID, m.ID, status, code)) { // ResponseMAC
 		return nil, ErrBadMAC
 	}
 	return params, nil
