@@ -51,6 +51,13 @@ type SourceFunc func(ctx context.Context) (*Token, error)
 // Token calls f.
 func (f SourceFunc) Token(ctx context.Context) (*Token, error) { return f(ctx) }
 
+// KeyedSource fetches a new token for one key (a customer, a tenant) each
+// time Token is called. Implementations must be safe for concurrent use and
+// must honour ctx's deadline. A KeyedCache wraps one.
+type KeyedSource interface {
+	Token(ctx context.Context, key string) (*Token, error)
+}
+
 // Rejecter is implemented by Sources that share their tokens beyond this
 // process: a Cache tells them when the upstream rejected a token they gave,
 // so that the token is not handed out again. Its methods must not block.
