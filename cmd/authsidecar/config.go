@@ -30,6 +30,7 @@ const envPrefix = "AUTHSIDECAR_"
 // Config is authsidecar's whole configuration, as read from the environment.
 // loadConfig checks it; build constructs the sidecar from it.
 type Config struct {
+	Provider                string        `env:"PROVIDER"` // a preset: fills in what the provider documents
 	UpstreamURL             string        `env:"UPSTREAM_URL"`
 	ListenAddr              string        `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
 	AdminAddr               string        `env:"ADMIN_ADDR" envDefault:":9090"`
@@ -97,6 +98,8 @@ type Config struct {
 func loadConfig(environ map[string]string) (Config, error) {
 	var c Config
 	var problems []error
+	set := environ
+	environ, _ = withPreset(environ)
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: envPrefix, Environment: environ}); err != nil {
 		problems = append(problems, parseProblems(err)...)
 	}
@@ -106,7 +109,7 @@ func loadConfig(environ map[string]string) (Config, error) {
 	if _, set := environ[envPrefix+"BODY_EXPIRY_FIELD"]; !set {
 		c.BodyExpiryField = "payload.authExpiry"
 	}
-	problems = append(problems, unknownVariables(environ)...)
+	problems = append(problems, unknownVariables(set)...)
 	for _, e := range c.check() {
 		if !sameVariable(problems, e) { // a value that did not parse is reported once
 			problems = append(problems, e)
@@ -192,6 +195,9 @@ func parseProblems(err error) []error {
 // constructs the parts.
 func (c *Config) check() []error {
 	var p problems
+	if _, ok := lookupProvider(c.Provider); c.Provider != "" && !ok {
+		p.add("PROVIDER", "must be %s, got %q", providerNames(), c.Provider)
+	}
 	p.url("UPSTREAM_URL", c.UpstreamURL)
 	p.addr("LISTEN_ADDR", c.ListenAddr)
 	p.addr("ADMIN_ADDR", c.AdminAddr)

@@ -665,7 +665,7 @@ func TestMainExitCheck(t *testing.T) {
 		{"valid", []string{
 			"AUTHSIDECAR_UPSTREAM_URL=https://api.example",
 			"AUTHSIDECAR_TOKEN_SOURCE=none",
-		}, 0, "authsidecar: configuration OK\n", ""},
+		}, 0, "AUTHSIDECAR_TOKEN_SOURCE=none (environment)\n", ""},
 		{"invalid", []string{
 			"AUTHSIDECAR_UPSTREAM_URL=https://api.example",
 			"AUTHSIDECAR_TOKEN_SOURCE=none",
@@ -677,8 +677,11 @@ func TestMainExitCheck(t *testing.T) {
 			if code := mainExit([]string{"-check"}, tc.environ, &stdout, &stderr); code != tc.code {
 				t.Errorf("mainExit(-check) = %d, want %d; stderr %q", code, tc.code, stderr.String())
 			}
-			if stdout.String() != tc.out {
-				t.Errorf("mainExit(-check) stdout = %q, want %q", stdout.String(), tc.out)
+			if tc.code == 0 && (!strings.Contains(stdout.String(), tc.out) || !strings.HasSuffix(stdout.String(), "\nauthsidecar: configuration OK\n")) {
+				t.Errorf("mainExit(-check) stdout = %q, want it to hold %q and end with the verdict", stdout.String(), tc.out)
+			}
+			if tc.code != 0 && stdout.Len() != 0 {
+				t.Errorf("mainExit(-check) stdout = %q, want nothing", stdout.String())
 			}
 			if !strings.Contains(stderr.String(), tc.err) || (tc.err == "" && stderr.Len() != 0) {
 				t.Errorf("mainExit(-check) stderr = %q, want it to contain %q", stderr.String(), tc.err)

@@ -32,7 +32,7 @@ func mainExit(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("authsidecar", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	check := fs.Bool("check", false, "validate the configuration (AUTHSIDECAR_* variables and the files they name) and exit")
+	check := fs.Bool("check", false, "validate the configuration (AUTHSIDECAR_* variables and the files they name), print the effective settings and where each came from, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -43,7 +43,8 @@ func mainExit(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "authsidecar", version)
 		return 0
 	}
-	cfg, err := loadConfig(environMap(environ))
+	vars := environMap(environ)
+	cfg, err := loadConfig(vars)
 	if err != nil {
 		fmt.Fprintf(stderr, "authsidecar: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
@@ -57,6 +58,7 @@ func mainExit(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	defer s.close()
 	if *check {
+		writeEffective(stdout, vars, cfg)
 		fmt.Fprintln(stdout, "authsidecar: configuration OK")
 		return 0
 	}

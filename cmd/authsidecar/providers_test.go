@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// checkOutput runs authsidecar -check with environ (names without the
+// prefix) and returns what it printed and its exit code.
+func checkOutput(t *testing.T, vars map[string]string) (string, string, int) {
+	t.Helper()
+	var environ []string
+	for k, v := range vars {
+		environ = append(environ, envPrefix+k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	code := mainExit([]string{"-check"}, environ, &stdout, &stderr)
+	return stdout.String(), stderr.String(), code
+}
+
+func TestProviderPresets(t *testing.T) {
+	dir := t.TempDir()
+	paygateKey := writeFile(t, dir, "paygate_key", "bf-password\n")
+	tests := []struct {
+		name string
+		vars map[string]string
+		want []string // lines of the effective configuration
+		not  []string // text that must not appear
+	}{
+		{
+			name: "tezpay: token URL from the upstream",
+			vars: map[string]string{"PROVIDER": "tezpay", "UPSTREAM_URL": "https://api.tezpay.example/", "CLIENT_ID": "c1", "CLIENT_SECRET": "tez-secret-1"},
+			want: []string{
+				"AUTHSIDECAR_TOKEN_SOURCE=json (preset tezpay)",
+				"AUTHSIDECAR_TOKEN_URL=https://api.tezpay.example/api/v1/tezpay/authenticate (preset tezpay)",
+				"AUTHSIDECAR_INJECT=bearer (preset tezpay)",
+				"AUTHSIDECAR_UPSTREAM_URL=https://api.tezpay.example/ (environment)",
+				"AUTHSIDECAR_CLIENT_SECRET=[secret: not shown] (environment)",
+			},
+			not: []string{"tez-secret-1"},
+		},
+		{
+			name: "tezpay: an explicit token URL wins",
+			vars: map[string]string{"PROVIDER": "tezpay", "UPSTREAM_URL": "https://api.tezpay.example", "TOKEN_URL": "https://auth.tezpay.example/login", "CLIENT_ID": "c1", "CLIENT_SECRET_FILE": writeFile(t, dir, "secret", "tez-secret-2")},
+			want: []string{
+				"AUTHSIDECAR_TOKEN_URL=https://auth.tezpay.example/login (environment)",
+				"AUTHSIDECAR_CLIENT_SECRET_FILE=" + dir + "/secret (environment)",
+			},
+			not: []string{"tez-secret-2"},
+		},
+		{
+			name: "alternative-payments: its public API and its token endpoint",
+			vars: map[string]string{"PROVIDER": "alternative-payments", "CLIENT_ID": "c1", "CLIENT_SECRET": "alt-secret-1"},
+			want: []string{
+				"AUTHSIDECAR_UPSTREAM_URL=https://public-api.alternativepayments.io (preset alternative-payments)",
+				"AUTHSIDECAR_TOKEN_URL=https://public-api.alternativepayments.io/oauth/token (preset alternative-payments)",
+				"AUTHSIDECAR_TOKEN_SOURCE=oauth2 (preset alternative-payments)",
+				"AUTHSIDECAR_OAUTH2_AUTH_STYLE=header (preset alternative-payments)",
+			},
+			not: []string{"alt-secret-1"},
+		},
+		{
+			name: "alternative-payments: a sandbox upstream moves the token URL too",
+			vars: map[string]string{"PROVIDER": "alternative-payments", "UPSTREAM_URL": "https://sandbox.example", "OAUTH2_AUTH_STYLE": "params", "CLIENT_ID": "c1", "CLIENT_SECRET": "alt-secret-2"},
+			want: []string{
+				"AUTHSIDECAR_TOKEN_URL=https://sandbox.example/oauth/token (preset alternative-payments)",
+				"AUTHSIDECAR_OAUTH2_AUTH_STYLE=params (environment)",
+			},
+		},
+		{
+			name: "axepta: the Paygate mode",
+			vars: map[string]string{"PROVIDER": "axepta", "MERCHANT_ID": "axepta_1", "PAYGATE_KEY_FILE": paygateKey},
+			want: []string{
+				"AUTHSIDECAR_UPSTREAM_URL=https://paymentpage.axepta.bnpparibas (preset axepta)",
+				"AUTHSIDECAR_TOKEN_SOURCE=none (preset axepta)",
+				"AUTHSIDECAR_INJECT=paygate (preset axepta)",
+				"AUTHSIDECAR_PAYGATE_CIPHER=blowfish (preset axepta)",
+				"AUTHSIDECAR_PAYGATE_KEY_FILE=" + paygateKey + " (environment)",
+			},
+			not: []string{"bf-password"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := checkOutput(t, tc.vars)
+			if code != 0 {
+				t.Fatalf("-check = %d, want 0; stderr:\n%s", code, errOut)
+			}
+			lines := strings.Split(out, "\n")
+			for _, w := range tc.want {
+				found := false
+				for _, l := range lines {
+					found = found || l == w
+				}
+				if !found {
+					t.Errorf("-check output lacks the line %q:\n%s", w, out)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(out+errOut, n) {
+					t.Errorf("-check output shows %q:\n%s", n, out)
+				}
+			}
+		})
+	}
+}
+
+func TestProviderUnknown(t *testing.T) {
+	_, errOut, code := checkOutput(t, map[string]string{"PROVIDER": "stripe", "UPSTREAM_URL": "https://api.example", "TOKEN_SOURCE": "none"})
+	if code != 2 || !strings.Contains(errOut, `AUTHSIDECAR_PROVIDER: must be tezpay, juspay, alternative-payments or axepta, got "stripe"`) {
+		t.Errorf("-check with PROVIDER=stripe = %d, %q; want 2 naming AUTHSIDECAR_PROVIDER and the presets", code, errOut)
+	}
+}
+
+// TestPresetNeverSuppliesASecret: a preset alone does not make a valid
+// configuration where a secret is needed: the secret's variable is named.
+func TestPresetNeverSuppliesASecret(t *testing.T) {
+	for _, p := range []string{"tezpay", "alternative-payments"} {
+		_, errOut, code := checkOutput(t, map[string]string{"PROVIDER": p, "UPSTREAM_URL": "https://api.example"})
+		if code != 2 || !strings.Contains(errOut, "AUTHSIDECAR_CLIENT_SECRET") {
+			t.Errorf("PROVIDER=%s without a secret: -check = %d, %q; want 2 naming AUTHSIDECAR_CLIENT_SECRET", p, code, errOut)
+		}
+	}
+	_, errOut, code := checkOutput(t, map[string]string{"PROVIDER": "axepta", "MERCHANT_ID": "m"})
+	if code != 2 || !strings.Contains(errOut, "AUTHSIDECAR_PAYGATE_KEY_FILE") {
+		t.Errorf("PROVIDER=axepta without passwords: -check = %d, %q; want 2 naming AUTHSIDECAR_PAYGATE_KEY_FILE", code, errOut)
+	}
+}
