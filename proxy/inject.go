@@ -32,7 +32,9 @@ type TokenSource interface {
 // It is only given requests that ReverseProxy has already cloned, so it may
 // set their headers and body.
 type authTransport struct {
-	tokens    TokenSource // nil: no token source
+	tokens    TokenSource      // nil: no token source, or a keyed one
+	keyed     KeyedTokenSource // nil: tokens are not per customer
+	key       customerKey      // where a request's customer is, with keyed
 	inj       Injector
 	use       BodyUse // inj.Body(), fixed at start
 	next      http.RoundTripper
@@ -52,7 +54,7 @@ func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refr
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.tokens == nil && t.use == BodyUntouched {
+	if t.tokens == nil && t.keyed == nil && t.use == BodyUntouched {
 		// Nothing to rewrite and no token to replay with: stream as is.
 		if _, err := t.inj.Inject(req.Header, nil, nil); err != nil {
 			return nil, err
@@ -60,13 +62,6 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.next.RoundTrip(req)
 	}
 	ctx := req.Context()
-	var tok *tokens.Token
-	if t.tokens != nil {
-		var err error
-		if tok, err = t.tokens.Token(ctx); err != nil {
-			return nil, err
-		}
-	}
 	body, replayable, err := t.keepBody(req)
 	if err != nil {
 		return nil, err
@@ -74,21 +69,35 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.use != BodyUntouched && !replayable {
 		return nil, &RequestError{Reason: "too_large", Message: fmt.Sprintf("the request body is over %d bytes (AUTHSIDECAR_MAX_REPLAY_BODY) and cannot be rewritten", t.maxBody)}
 	}
+	ts := t.tokens
+	if t.keyed != nil {
+		key, err := t.key.of(body)
+		if err != nil {
+			return nil, err
+		}
+		ts = &keyBound{src: t.keyed, key: key}
+	}
+	var tok *tokens.Token
+	if ts != nil {
+		if tok, err = ts.Token(ctx); err != nil {
+			return nil, err
+		}
+	}
 	sent, err := t.authenticate(req, tok, body)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := t.next.RoundTrip(req)
-	if err != nil || t.tokens == nil {
+	if err != nil || ts == nil {
 		return resp, err
 	}
 	if !t.rejected(resp.StatusCode) {
 		if resp.StatusCode < 400 {
-			t.tokens.Accepted(tok) // a 404 or a 5xx may come before any token check
+			ts.Accepted(tok) // a 404 or a 5xx may come before any token check
 		}
 		return resp, nil
 	}
-	worth := t.tokens.Invalidate(tok) // even when this request cannot be replayed
+	worth := ts.Invalidate(tok) // even when this request cannot be replayed
 	if !replayable {
 		t.metrics.Replay(metrics.ReplayTooLarge)
 		return resp, nil
@@ -97,7 +106,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.metrics.Replay(metrics.ReplayRateLimited)
 		return resp, nil
 	}
-	fresh, err := t.tokens.Token(ctx)
+	fresh, err := ts.Token(ctx)
 	if err != nil {
 		// No new token: the app sees the upstream's own rejection.
 		t.metrics.Replay(metrics.ReplayError)
@@ -123,10 +132,10 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The new token was rejected too: revoked with the old one, or the
 		// upstream rejects this request whatever its token. Either way the
 		// refresh did not help.
-		t.tokens.Replayed(fresh, false)
+		ts.Replayed(fresh, false)
 	default:
 		if resp.StatusCode < 400 {
-			t.tokens.Replayed(fresh, true)
+			ts.Replayed(fresh, true)
 		}
 		t.metrics.Replay(metrics.ReplaySuccess)
 	}

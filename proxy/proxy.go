@@ -25,6 +25,13 @@ type Config struct {
 	// Tokens supplies the token put on each request. If nil, no token is
 	// fetched, and requests are not replayed.
 	Tokens TokenSource
+	// KeyedTokens, if not nil, supplies each request's token by its
+	// customer, read from its JSON body (see CustomerField), in place of
+	// Tokens: a body without a customer is refused with 400.
+	KeyedTokens KeyedTokenSource
+	// CustomerField is the dotted path of the customer id in a body, with
+	// KeyedTokens. If empty, payload.customerId, else payload.customer_id.
+	CustomerField string
 	// Injector puts the credentials on each request. If nil, Bearer is used
 	// when Tokens is set; with neither, requests go out as the app sent them.
 	Injector Injector
@@ -100,7 +107,14 @@ func New(c Config) http.Handler {
 		rt = w.wrap(rt, c.MaxReplayBody)
 	}
 	if c.Injector != nil {
-		rt = newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
+		at := newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
+		if c.KeyedTokens != nil {
+			at.tokens, at.keyed = nil, c.KeyedTokens
+			if c.CustomerField != "" {
+				at.key.path = splitPath(c.CustomerField)
+			}
+		}
+		rt = at
 	}
 	if c.Tokens != nil && c.HandoffPath != "" {
 		h.handoffPath, h.tokens = c.HandoffPath, c.Tokens

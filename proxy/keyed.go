@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/authsidecar/authsidecar/tokens"
+)
+
+// KeyedTokenSource is what the proxy needs of a cache of tokens per key
+// (Juspay's clientAuthToken per customer); *tokens.KeyedCache is one. Its
+// methods are TokenSource's, for one key.
+type KeyedTokenSource interface {
+	Token(ctx context.Context, key string) (*tokens.Token, error)
+	Invalidate(key string, tok *tokens.Token) bool
+	Accepted(key string, tok *tokens.Token)
+	Replayed(key string, tok *tokens.Token, accepted bool)
+}
+
+// keyBound is a KeyedTokenSource bound to one key: the TokenSource of one
+// request.
+type keyBound struct {
+	src KeyedTokenSource
+	key string
+}
+
+func (k *keyBound) Token(ctx context.Context) (*tokens.Token, error) { return k.src.Token(ctx, k.key) }
+func (k *keyBound) Invalidate(tok *tokens.Token) bool                 { return k.src.Invalidate(k.key, tok) }
+func (k *keyBound) Accepted(tok *tokens.Token)                        { k.src.Accepted(k.key, tok) }
+func (k *keyBound) Replayed(tok *tokens.Token, accepted bool)         { k.src.Replayed(k.key, tok, accepted) }
+
+// customerKey finds a request's customer in its JSON body: at path if set,
+// else payload.customerId, else payload.customer_id. The id is a non-empty
+// string, or a number as written.
+type customerKey struct {
+	path []string // nil: the two payload fields
+}
+
+func (k customerKey) of(body []byte) (string, error) {
+	if body == nil {
+		return "", &RequestError{Reason: "not_json_object", Message: "the request has no body: a JSON object naming the customer is needed"}
+	}
+	doc, err := decodeObject(body)
+	if err != nil {
+		return "", err
+	}
+	if k.path == nil {
+		payload, _ := doc["payload"].(map[string]any)
+		if id, ok := customerID(payload); ok {
+			return id, nil
+		}
+		return "", &RequestError{Reason: "no_customer_id", Message: `the payload has no "customerId" or "customer_id": the token is the customer's`}
+	}
+	var v any = doc
+	for _, name := range k.path {
+		m, _ := v.(map[string]any)
+		v = m[name]
+	}
+	switch v := v.(type) {
+	case string:
+		if v != "" {
+			return v, nil
+		}
+	case json.Number:
+		return v.String(), nil
+	}
+	return "", &RequestError{Reason: "no_customer_id", Message: "the body has no customer id at " + strings.Join(k.path, ".") + ": the token is the customer's"}
+}
