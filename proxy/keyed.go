@@ -26,9 +26,9 @@ type keyBound struct {
 }
 
 func (k *keyBound) Token(ctx context.Context) (*tokens.Token, error) { return k.src.Token(ctx, k.key) }
-func (k *keyBound) Invalidate(tok *tokens.Token) bool                 { return k.src.Invalidate(k.key, tok) }
-func (k *keyBound) Accepted(tok *tokens.Token)                        { k.src.Accepted(k.key, tok) }
-func (k *keyBound) Replayed(tok *tokens.Token, accepted bool)         { k.src.Replayed(k.key, tok, accepted) }
+func (k *keyBound) Invalidate(tok *tokens.Token) bool                { return k.src.Invalidate(k.key, tok) }
+func (k *keyBound) Accepted(tok *tokens.Token)                       { k.src.Accepted(k.key, tok) }
+func (k *keyBound) Replayed(tok *tokens.Token, accepted bool)        { k.src.Replayed(k.key, tok, accepted) }
 
 // customerKey finds a request's customer in its JSON body: at path if set,
 // else payload.customerId, else payload.customer_id. The id is a non-empty
