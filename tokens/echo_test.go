@@ -64,6 +64,14 @@ func TestProviderValuesInErrorsAreCutShort(t *testing.T) {
 			reply(200, `{"access_token":"tok","token_type":"bearer","expires_in":"`+swappedToken+`"}`), "tokens: token request: oauth2: cannot parse json", swappedToken[:12]},
 		{"OAuth2: malformed status line", newOAuth2Test(),
 			malformedStatusLine(bigValue), "tokens: token request: ", bigValue[:maxDescription+1]},
+		{"Juspay: 800 KB expiry", newJuspayTest(),
+			reply(200, `{"juspay":{"client_auth_token":"tkn_1","client_auth_token_expiry":"`+bigValue+`"}}`), "client_auth_token_expiry", bigValue[:maxEchoed+1]},
+		{"Juspay: 800 KB error_message", newJuspayTest(),
+			reply(401, `{"error_code":"access_denied","error_message":"`+bigValue+`"}`), "status 401: access_denied", bigValue[:maxDescription+1]},
+		{"Juspay: 800 KB unknown customer message", newJuspayTest(),
+			reply(404, `{"error_message":"`+bigValue+`"}`), "does not know the customer", bigValue[:maxDescription+1]},
+		{"Juspay: malformed status line", newJuspayTest(),
+			malformedStatusLine(bigValue), "tokens: customer request: ", bigValue[:maxDescription+1]},
 		{"registration: 300 KB MID", newAxeptaTest(),
 			sealedReply(testBlowfish, func(paygate.Params) paygate.Params {
 				return p("MID", bigValue[:300<<10], "Status", "OK")
@@ -144,5 +152,14 @@ func newAxeptaTest() func(e *endpoint) Source {
 			}
 			return &Token{Value: a.AuthToken, Label: a.AuthLabel}, nil
 		})
+	}
+}
+
+// newJuspayTest adapts a Juspay customer source to a Source, for the tables
+// of Sources' errors.
+func newJuspayTest() func(e *endpoint) Source {
+	return func(e *endpoint) Source {
+		src := newJuspayTestSource(e)
+		return SourceFunc(func(ctx context.Context) (*Token, error) { return src.Token(ctx, "cust-0001") })
 	}
 }
