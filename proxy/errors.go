@@ -22,6 +22,10 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 		// The app went away; nobody is left to answer.
 		h.log.Debug("request canceled by the app", "method", r.Method, "path", r.URL.Path)
 		h.metrics.Error("canceled")
+	case isUnknownCustomer(err):
+		msg, _ := unknownCustomer(err)
+		h.log.Info("unknown customer: answering 404", "method", r.Method, "path", r.URL.Path)
+		h.reject(w, http.StatusNotFound, "unknown_customer", msg)
 	case errors.Is(err, tokens.ErrNoToken):
 		h.log.Warn("no valid token: answering 503", "method", r.Method, "path", r.URL.Path, "error", err)
 		h.reject(w, http.StatusServiceUnavailable, "token_unavailable", err.Error())
@@ -67,3 +71,5 @@ func (h *handler) reject(w http.ResponseWriter, status int, code, msg string) {
 		Message string `json:"message"`
 	}{code, msg})
 }
+
+func isUnknownCustomer(err error) bool { _, ok := unknownCustomer(err); return ok }

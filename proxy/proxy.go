@@ -29,6 +29,10 @@ type Config struct {
 	// customer, read from its JSON body (see CustomerField), in place of
 	// Tokens: a body without a customer is refused with 400.
 	KeyedTokens KeyedTokenSource
+	// ClientAuthTokenPath is the path of the local endpoint that answers a
+	// customer's token from KeyedTokens (Juspay's clientAuthToken, for the
+	// SDK); empty means none.
+	ClientAuthTokenPath string
 	// CustomerField is the dotted path of the customer id in a body, with
 	// KeyedTokens. If empty, payload.customerId, else payload.customer_id.
 	CustomerField string
@@ -123,6 +127,9 @@ func New(c Config) http.Handler {
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
 	}
+	if c.KeyedTokens != nil && c.ClientAuthTokenPath != "" {
+		h.clientAuthTokenPath, h.keyed = c.ClientAuthTokenPath, c.KeyedTokens
+	}
 	if c.PaygateMerchant != nil && c.PaygatePath != "" {
 		h.paygatePath, h.paygate, h.maxBody = c.PaygatePath, c.PaygateMerchant, c.MaxReplayBody
 	}
@@ -143,6 +150,9 @@ type handler struct {
 
 	handoffPath string // the local hand-off endpoint; empty means none
 	tokens      TokenSource
+
+	clientAuthTokenPath string // the local client auth token endpoint; empty means none
+	keyed               KeyedTokenSource
 
 	paygatePath string // the local Paygate codec's prefix; empty means none
 	paygate     func() *paygate.Merchant
@@ -187,6 +197,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveSign(w, r)
 	case h.handoffPath != "" && r.URL.Path == h.handoffPath:
 		h.serveHandoff(w, r)
+	case h.clientAuthTokenPath != "" && r.URL.Path == h.clientAuthTokenPath:
+		h.serveClientAuthToken(w, r)
 	case h.paygatePath != "" && (r.URL.Path == h.paygatePath || strings.HasPrefix(r.URL.Path, h.paygatePath+"/")):
 		h.servePaygate(w, r)
 	default:
