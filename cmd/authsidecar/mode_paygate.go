@@ -16,6 +16,7 @@ import (
 var paygateMode = injectMode{
 	name:    "paygate",
 	paygate: true,
+	bodies:  true, // a POST's form is read, sealed and sent in its place
 	check: func(c *Config, p *problems) {
 		if k, ok := lookupSource(c.TokenSource); ok && k.build != nil {
 			p.add("TOKEN_SOURCE", "must be none with %sINJECT=paygate: the Paygate passwords are the credential, got %q", envPrefix, c.TokenSource)
