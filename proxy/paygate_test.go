@@ -477,6 +477,21 @@ func TestPaygateAnswerWithheld(t *testing.T) {
 			}
 			checkForm(t, resp, body)
 		})
+		// The MAC covers one Status, Code, PayID and TransID; an app that
+		// reads the last of two would read one it does not cover.
+		for name, answer := range map[string]paygate.Params{
+			"FAILED without MAC, then OK": append(answerParams(nil, "FAILED", "21500984"), paygate.Param{Key: "Status", Value: "OK"}),
+			"a MAC over FAILED, then OK":  append(answerParams(pm.m.HMACKey, "FAILED", "21500984"), paygate.Param{Key: "status", Value: "OK"}),
+			"a MAC, then another Code":    append(answerParams(pm.m.HMACKey, "OK", "00000000"), paygate.Param{Key: "CODE", Value: "21500984"}),
+			"two MACs":                    append(answerParams(pm.m.HMACKey, "OK", "00000000"), paygate.Param{Key: "MAC", Value: "00"}),
+		} {
+			t.Run(pm.name+"/"+name, func(t *testing.T) {
+				up := newUpstream(t, answering(answerBody(t, pm.m.Cipher, answer)))
+				srv := startPaygate(t, up.base(t, ""), fixed(pm.m))
+				resp, body := do(t, srv.Client(), pgRequest(t, srv, http.MethodPost, "/capture.aspx", captureForm))
+				checkSidecarError(t, resp, body, http.StatusBadGateway, "bad_upstream_signature")
+			})
+		}
 		t.Run(pm.name+"/FAILED with a wrong MAC", func(t *testing.T) {
 			answer := answerParams(nil, "FAILED", "21500984")
 			answer = append(answer, paygate.Param{Key: "MAC", Value: hmacHex([]byte("other"), "x")})
