@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/authsidecar/authsidecar/proxy/paygate"
 	"github.com/authsidecar/authsidecar/tokens"
@@ -185,28 +186,44 @@ func openAnswer(m *paygate.Merchant, resp *http.Response) (*http.Response, error
 }
 
 // envelopeIn finds Len and Data, their names in any case, in a
-// form-urlencoded text.
+// form-urlencoded text: the first of each, as Params.Get would. It reads
+// the pairs one at a time, so that neither a pair it cannot decode nor
+// the number of pairs can hide a Data from the MAC check; a value it
+// cannot decode is returned as it is, and fails to open.
 func envelopeIn(form string) (length, data string, ok bool) {
-	params, err := parseForm(form)
-	if err != nil {
-		return "", "", false
+	hasLen := false
+	for pair := range strings.SplitSeq(form, "&") {
+		k, v, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			continue
+		}
+		switch {
+		case !ok && strings.EqualFold(key, "Data"):
+			data, ok = unescapeOr(v), true
+		case !hasLen && strings.EqualFold(key, "Len"):
+			length, hasLen = unescapeOr(v), true
+		}
 	}
-	data, ok = params.Get("Data")
 	if !ok {
 		return "", "", false
 	}
-	length, _ = params.Get("Len")
 	return length, data, true
 }
 
+// unescapeOr returns v query-unescaped, or v itself if it cannot be.
+func unescapeOr(v string) string {
+	if u, err := url.QueryUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
 // locationQuery returns the query of a Location header; "" if it has none.
+// It does not parse the URL, which need not be valid for its query to be
+// read.
 func locationQuery(location string) string {
-	if location == "" {
-		return ""
-	}
-	u, err := url.Parse(location)
-	if err != nil {
-		return ""
-	}
-	return u.RawQuery
+	location, _, _ = strings.Cut(location, "#")
+	_, query, _ := strings.Cut(location, "?")
+	return query
 }

@@ -477,6 +477,21 @@ func TestPaygateAnswerWithheld(t *testing.T) {
 			}
 			checkForm(t, resp, body)
 		})
+		// The MAC covers one Status, Code, PayID and TransID; an app that
+		// reads the last of two would read one it does not cover.
+		for name, answer := range map[string]paygate.Params{
+			"FAILED without MAC, then OK": append(answerParams(nil, "FAILED", "21500984"), paygate.Param{Key: "Status", Value: "OK"}),
+			"a MAC over FAILED, then OK":  append(answerParams(pm.m.HMACKey, "FAILED", "21500984"), paygate.Param{Key: "status", Value: "OK"}),
+			"a MAC, then another Code":    append(answerParams(pm.m.HMACKey, "OK", "00000000"), paygate.Param{Key: "CODE", Value: "21500984"}),
+			"two MACs":                    append(answerParams(pm.m.HMACKey, "OK", "00000000"), paygate.Param{Key: "MAC", Value: "00"}),
+		} {
+			t.Run(pm.name+"/"+name, func(t *testing.T) {
+				up := newUpstream(t, answering(answerBody(t, pm.m.Cipher, answer)))
+				srv := startPaygate(t, up.base(t, ""), fixed(pm.m))
+				resp, body := do(t, srv.Client(), pgRequest(t, srv, http.MethodPost, "/capture.aspx", captureForm))
+				checkSidecarError(t, resp, body, http.StatusBadGateway, "bad_upstream_signature")
+			})
+		}
 		t.Run(pm.name+"/FAILED with a wrong MAC", func(t *testing.T) {
 			answer := answerParams(nil, "FAILED", "21500984")
 			answer = append(answer, paygate.Param{Key: "MAC", Value: hmacHex([]byte("other"), "x")})
@@ -484,6 +499,48 @@ func TestPaygateAnswerWithheld(t *testing.T) {
 			srv := startPaygate(t, up.base(t, ""), fixed(pm.m))
 			resp, body := do(t, srv.Client(), pgRequest(t, srv, http.MethodPost, "/capture.aspx", captureForm))
 			checkSidecarError(t, resp, body, http.StatusBadGateway, "bad_upstream_signature")
+		})
+	}
+}
+
+// TestPaygateAnswerHiddenData sends answers whose Data has a wrong MAC,
+// around which the rest of the form, or the Location, cannot be parsed: a
+// bad escape, more pairs than a form may have, a Location that is not a
+// URL. The Data must still be found and checked, and the answer withheld,
+// not passed to the app as an answer without Data.
+func TestPaygateAnswerHiddenData(t *testing.T) {
+	m := pgMerchants(t)[1].m // blowfish, with an HMAC key
+	length, data := sealAnswer(t, m.Cipher, answerParams([]byte("another hmac key"), "OK", "00000000"))
+	tampered := "mid=" + pgMerchantID + "&Len=" + length + "&Data=" + data
+	tests := []struct {
+		name, location, body string
+	}{
+		{name: "bad escape after Data", body: tampered + "&x=%zz"},
+		{name: "bad escape before Data", body: "x=%zz&" + tampered},
+		{name: "too many pairs", body: tampered + strings.Repeat("&", 1001)},
+		{name: "Location not a URL", location: "https://shop.example/ok%zz?" + tampered},
+		{name: "Location with a bad escape", location: "https://shop.example/ok?x=%zz&" + tampered},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newUpstream(t, func(w http.ResponseWriter, _ *http.Request, _ received) {
+				status := http.StatusOK
+				if tc.location != "" {
+					w.Header().Set("Location", tc.location)
+					status = http.StatusFound
+				}
+				w.Header().Set("Content-Type", formType)
+				w.WriteHeader(status)
+				w.Write([]byte(tc.body))
+			})
+			srv := startPaygate(t, up.base(t, ""), fixed(m))
+			client := srv.Client()
+			client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			resp, body := do(t, client, pgRequest(t, srv, http.MethodPost, "/capture.aspx", captureForm))
+			checkSidecarError(t, resp, body, http.StatusBadGateway, "bad_upstream_signature")
+			if resp.Header.Get("Location") != "" || bytes.Contains(body, []byte(data)) {
+				t.Errorf("answer = %d %q, Location %q: the tampered Data reached the app", resp.StatusCode, shorten(body), resp.Header.Get("Location"))
+			}
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/proxy/paygate"
@@ -16,6 +17,7 @@ import (
 var paygateMode = injectMode{
 	name:    "paygate",
 	paygate: true,
+	bodies:  true, // a POST's form is read, sealed and sent in its place
 	check: func(c *Config, p *problems) {
 		if k, ok := lookupSource(c.TokenSource); ok && k.build != nil {
 			p.add("TOKEN_SOURCE", "must be none with %sINJECT=paygate: the Paygate passwords are the credential, got %q", envPrefix, c.TokenSource)
@@ -43,6 +45,10 @@ func (c *Config) checkPaygate(p *problems) {
 	if c.PaygatePath != "" {
 		if err := proxy.CheckEndpointPath(c.PaygatePath); err != nil {
 			p.add("PAYGATE_PATH", "%v", err)
+		} else if strings.HasSuffix(c.PaygatePath, "/") {
+			// The codec serves PAYGATE_PATH + "/encrypt": with /paygate/ it
+			// would be /paygate//encrypt, and /paygate/encrypt forwarded.
+			p.add("PAYGATE_PATH", "must not end with /: the codec serves %q and %q under it, got %q", "/encrypt", "/decrypt", c.PaygatePath)
 		}
 	}
 	if !c.usesPaygate() {

@@ -85,8 +85,8 @@ func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
 			p.add("MERCHANT_ID", "required for signing: it becomes merchant_id in the signature payload")
 		}
 	}
-	if c.MaxReplayBody == 0 && (mode.bodies || c.SignPath != "") {
-		p.add("MAX_REPLAY_BODY", "must be positive with %sINJECT=%s or %sSIGN_PATH: bodies are rewritten in memory", envPrefix, c.Inject, envPrefix)
+	if c.MaxReplayBody == 0 && (mode.bodies || c.SignPath != "" || c.PaygatePath != "") {
+		p.add("MAX_REPLAY_BODY", "must be positive with %sINJECT=%s, %sSIGN_PATH or %sPAYGATE_PATH: bodies are rewritten in memory", envPrefix, c.Inject, envPrefix, envPrefix)
 	}
 	if c.SignPath != "" {
 		if err := proxy.CheckEndpointPath(c.SignPath); err != nil {

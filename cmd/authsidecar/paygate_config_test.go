@@ -87,6 +87,11 @@ func TestPaygateConfigProblems(t *testing.T) {
 		{"unknown cipher", paygateVars(t, map[string]string{"PAYGATE_CIPHER": "des"}), "PAYGATE_CIPHER", `got "des"`},
 		{"password without paygate", minimal("none", map[string]string{"PAYGATE_KEY_FILE": long}), "PAYGATE_KEY_FILE", "not used"},
 		{"codec path not a path", paygateVars(t, map[string]string{"PAYGATE_PATH": "paygate"}), "PAYGATE_PATH", "starting with /"},
+		// The codec would serve /paygate//encrypt, and /paygate/encrypt would be forwarded upstream.
+		{"codec path with a trailing slash", paygateVars(t, map[string]string{"PAYGATE_PATH": "/paygate/"}), "PAYGATE_PATH", "must not end with /"},
+		// Every body would be a 413: a POST call's form, and every codec request.
+		{"paygate with MAX_REPLAY_BODY 0", paygateVars(t, map[string]string{"MAX_REPLAY_BODY": "0"}), "MAX_REPLAY_BODY", "must be positive"},
+		{"codec with MAX_REPLAY_BODY 0", minimal("none", map[string]string{"PAYGATE_PATH": "/paygate", "MERCHANT_ID": "axepta_1", "PAYGATE_KEY_FILE": writeFile(t, dir, "bf", "bf-password"), "MAX_REPLAY_BODY": "0"}), "MAX_REPLAY_BODY", "must be positive"},
 		{"SDK endpoint under the codec", paygateVars(t, map[string]string{"PAYGATE_PATH": "/paygate", "SDK_AUTH_PATH": "/paygate/sdk", "SDK_AUTH_URL": "https://p.example/AuthToken.aspx"}), "SDK_AUTH_PATH", "overlaps AUTHSIDECAR_PAYGATE_PATH"},
 		{"SDK endpoint on the signing path", paygateVars(t, map[string]string{"SIGN_PATH": "/sdk", "SDK_AUTH_PATH": "/sdk", "SDK_AUTH_URL": "https://p.example/AuthToken.aspx"}), "SDK_AUTH_PATH", "must differ from AUTHSIDECAR_SIGN_PATH"},
 		{"SDK endpoint without URL", paygateVars(t, map[string]string{"SDK_AUTH_PATH": "/sdk"}), "SDK_AUTH_URL", "required with AUTHSIDECAR_SDK_AUTH_PATH"},

@@ -72,11 +72,17 @@ func (m *Merchant) Seal(params Params) (Envelope, error) {
 // key the MAC is checked (see ResponseMAC): one that does not verify is
 // ErrBadMAC, and so is a missing one, except on a Status=FAILED answer,
 // which Paygate may send before it knows the call (an envelope it could
-// not decrypt).
+// not decrypt). So is an answer that gives a field the MAC covers, or the
+// MAC, twice: the MAC covers the first, and a reader may take the last.
 func (m *Merchant) Open(length, data string) (Params, error) {
 	params, err := Open(m.Cipher, length, data)
 	if err != nil || m.HMACKey == nil {
 		return params, err
+	}
+	for _, name := range [...]string{"PayID", "TransID", "Status", "Code", "MAC"} {
+		if count(params, name) > 1 {
+			return nil, fmt.Errorf("%w: the answer gives %s twice", ErrBadMAC, name)
+		}
 	}
 	status, _ := params.Get("Status")
 	got, ok := params.Get("MAC")
@@ -93,4 +99,15 @@ func (m *Merchant) Open(length, data string) (Params, error) {
 		return nil, ErrBadMAC
 	}
 	return params, nil
+}
+
+// count returns how many of params are named name, in any case.
+func count(params Params, name string) int {
+	n := 0
+	for _, kv := range params {
+		if strings.EqualFold(kv.Key, name) {
+			n++
+		}
+	}
+	return n
 }
