@@ -314,14 +314,19 @@ func (c *Cache) dropLocked(e *entry, fruitless int) bool {
 // after fruitless refreshes in a row that did not help: none for zero, then
 // 1s doubled for each one, up to ForcedRefreshInterval.
 func (c *Cache) forcedWait(fruitless int) time.Duration {
+	return forcedWait(fruitless, c.opts.ForcedRefreshInterval)
+}
+
+// forcedWait is Cache.forcedWait with the interval given, for a KeyedCache too.
+func forcedWait(fruitless int, interval time.Duration) time.Duration {
 	if fruitless == 0 {
 		return 0
 	}
 	d := forcedRefreshBase
-	for i := 1; i < fruitless && d < c.opts.ForcedRefreshInterval; i++ {
+	for i := 1; i < fruitless && d < interval; i++ {
 		d *= 2
 	}
-	return min(d, c.opts.ForcedRefreshInterval)
+	return min(d, interval)
 }
 
 // kickLocked wakes the renewal goroutine for an immediate fetch.
@@ -417,20 +422,27 @@ func (c *Cache) fetch(ctx context.Context) (*Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.FetchTimeout)
 	defer cancel()
 	start := time.Now()
-	tok, err := c.src.Token(ctx)
-	if err == nil {
-		switch {
-		case tok == nil || strings.TrimSpace(tok.Value) == "":
-			tok, err = nil, errNoValue
-		case hasControl(tok.Value) || hasControl(tok.Label):
-			// No header could carry it: every request would fail until expiry.
-			tok, err = nil, errors.New("tokens: provider returned a token with control characters")
-		case !tok.Expiry.After(time.Now()):
-			tok, err = nil, fmt.Errorf("tokens: provider returned a token that expired at %s", tok.Expiry.UTC().Format(time.RFC3339))
-		}
-	}
+	tok, err := checkFetched(c.src.Token(ctx))
 	c.opts.Observer.TokenFetched(time.Since(start), tok, err)
 	return tok, err
+}
+
+// checkFetched passes on a source's answer if its token is usable, and
+// otherwise an error saying why not.
+func checkFetched(tok *Token, err error) (*Token, error) {
+	if err != nil {
+		return tok, err
+	}
+	switch {
+	case tok == nil || strings.TrimSpace(tok.Value) == "":
+		return nil, errNoValue
+	case hasControl(tok.Value) || hasControl(tok.Label):
+		// No header could carry it: every request would fail until expiry.
+		return nil, errors.New("tokens: provider returned a token with control characters")
+	case !tok.Expiry.After(time.Now()):
+		return nil, fmt.Errorf("tokens: provider returned a token that expired at %s", tok.Expiry.UTC().Format(time.RFC3339))
+	}
+	return tok, nil
 }
 
 // publish records a fetch's outcome and wakes every waiter.
@@ -465,8 +477,13 @@ func staleAt(tok *Token, now time.Time) time.Time {
 // less up to 5% jitter so that a fleet of sidecars does not renew in step,
 // and never later than the moment the token goes stale.
 func (c *Cache) renewIn(tok *Token, now time.Time) time.Duration {
+	return renewIn(tok, now, c.opts.RenewAt)
+}
+
+// renewIn is Cache.renewIn with the fraction given, for a KeyedCache too.
+func renewIn(tok *Token, now time.Time, renewAt float64) time.Duration {
 	life := tok.Expiry.Sub(now)
-	d := time.Duration(float64(life) * c.opts.RenewAt * (1 - 0.05*jitter()))
+	d := time.Duration(float64(life) * renewAt * (1 - 0.05*jitter()))
 	return max(0, min(d, staleAt(tok, now).Sub(now)))
 }
 
@@ -474,7 +491,12 @@ func (c *Cache) renewIn(tok *Token, now time.Time) time.Duration {
 // n-1 times, capped at limit, with "equal jitter" (half fixed, half random);
 // a longer Retry-After from the provider wins, up to 10 minutes.
 func (c *Cache) backoff(n int, err error, limit time.Duration) time.Duration {
-	d := c.opts.MinBackoff
+	return backoff(n, err, c.opts.MinBackoff, limit)
+}
+
+// backoff is Cache.backoff from the least wait given, for a KeyedCache too.
+func backoff(n int, err error, least, limit time.Duration) time.Duration {
+	d := least
 	for i := 1; i < n && d < limit; i++ {
 		d *= 2
 	}

@@ -13,8 +13,9 @@ import (
 	"unicode/utf8"
 )
 
-// ErrNoToken is returned by [Cache.Token] when no valid token can be had
-// within the wait allowed; it wraps the last fetch error, if any.
+// ErrNoToken is returned by [Cache.Token] and [KeyedCache.Token] when no
+// valid token can be had within the wait allowed; it wraps the last fetch
+// error, if any.
 var ErrNoToken = errors.New("tokens: no valid token")
 
 // RetrieveError is a provider's refusal to issue a token: a non-2xx answer
