@@ -22,6 +22,9 @@ type sidecar struct {
 	// yields none.
 	source tokens.Source
 	cache  *tokens.Cache
+	// keyed holds tokens per customer when TOKEN_SOURCE gives them so; nil
+	// otherwise.
+	keyed *tokens.KeyedCache
 	// proxy is the proxy's configuration, for proxy.New.
 	proxy proxy.Config
 	// background runs beside the servers until renewal stops (a token
@@ -72,7 +75,7 @@ func build(cfg Config, log *slog.Logger) (*sidecar, error) {
 		Metrics:       m,
 	}
 	kind, _ := lookupSource(cfg.TokenSource)
-	if kind.build != nil {
+	if fetchesTokens(kind) {
 		if err := s.buildTokens(kind, transport, log, m); err != nil {
 			s.close()
 			return nil, err
@@ -111,6 +114,23 @@ func build(cfg Config, log *slog.Logger) (*sidecar, error) {
 func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *slog.Logger, m *metrics.Metrics) error {
 	cfg := s.cfg
 	b := &builder{log: log, tokenClient: tokenClient(transport, cfg.TokenTimeout)}
+	if kind.keyed != nil {
+		src, err := kind.keyed(cfg, b)
+		if err != nil {
+			return err
+		}
+		s.keyed = tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{
+			Size:                  cfg.TokenCacheSize,
+			RenewAt:               cfg.RenewAt,
+			FetchTimeout:          cfg.TokenTimeout,
+			MaxWait:               cfg.TokenWait,
+			ForcedRefreshInterval: cfg.ForcedRefreshInterval,
+			Logger:                log,
+			Observer:              m,
+		})
+		s.proxy.KeyedTokens, s.proxy.CustomerField, s.proxy.ClientAuthTokenPath = s.keyed, cfg.BodyCustomerField, cfg.ClientAuthTokenPath
+		return nil
+	}
 	src, err := kind.build(cfg, b)
 	if err != nil {
 		return err

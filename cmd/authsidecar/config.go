@@ -83,6 +83,11 @@ type Config struct {
 	SharedCacheKeyFile      string        `env:"SHARED_CACHE_KEY_FILE"`
 	SharedCachePasswordFile string        `env:"SHARED_CACHE_PASSWORD_FILE"`
 	SharedCacheCAFile       string        `env:"SHARED_CACHE_CA_FILE"`
+	APIKey                  string        `env:"API_KEY"`
+	APIKeyFile              string        `env:"API_KEY_FILE"`
+	TokenCacheSize          int           `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	BodyCustomerField       string        `env:"BODY_CUSTOMER_FIELD"`
+	ClientAuthTokenPath     string        `env:"CLIENT_AUTH_TOKEN_PATH"`
 	PaygateCipher           string        `env:"PAYGATE_CIPHER" envDefault:"blowfish"`
 	PaygateKeyFile          string        `env:"PAYGATE_KEY_FILE"`
 	PaygateHMACKeyFile      string        `env:"PAYGATE_HMAC_KEY_FILE"`
@@ -270,6 +275,7 @@ func (c *Config) check() []error {
 		p.add("LOG_FORMAT", "must be json or text, got %q", c.LogFormat)
 	}
 	c.checkInjection(&p, source, sourceOK)
+	c.checkKeyed(&p, source, sourceOK)
 	c.checkPaygate(&p)
 	c.checkSDKAuth(&p)
 	c.checkEndpoints(&p)

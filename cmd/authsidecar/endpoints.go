@@ -8,7 +8,7 @@ import "strings"
 func (c *Config) checkEndpoints(p *problems) {
 	type endpoint struct{ name, path string }
 	var all []endpoint
-	for _, e := range []endpoint{{"SIGN_PATH", c.SignPath}, {"HANDOFF_PATH", c.HandoffPath}, {"PAYGATE_PATH", c.PaygatePath}, {"SDK_AUTH_PATH", c.SDKAuthPath}} {
+	for _, e := range []endpoint{{"SIGN_PATH", c.SignPath}, {"HANDOFF_PATH", c.HandoffPath}, {"PAYGATE_PATH", c.PaygatePath}, {"SDK_AUTH_PATH", c.SDKAuthPath}, {"CLIENT_AUTH_TOKEN_PATH", c.ClientAuthTokenPath}} {
 		if e.path != "" {
 			all = append(all, e)
 		}

@@ -41,8 +41,12 @@ var injectModes = []injectMode{bearerMode, headerMode, jsonBodyMode, signatureMo
 // defaultInject is INJECT when unset: bearer, or none when TOKEN_SOURCE
 // yields no token.
 func defaultInject(source string) string {
-	if k, ok := lookupSource(source); ok && !fetchesTokens(k) {
+	k, ok := lookupSource(source)
+	switch {
+	case ok && !fetchesTokens(k):
 		return noneMode.name
+	case k.inject != "":
+		return k.inject
 	}
 	return bearerMode.name
 }

@@ -1,14 +1,31 @@
 package main
 
-// juspayProvider: Juspay's server API (seeds 000, 001). Filled in once
-// INJECT=basic and TOKEN_SOURCE=juspay-customer exist.
+// juspayProvider: Juspay (seeds 000, 001). Its server API takes HTTP Basic
+// with the API key as user name and an empty password, and x-merchantid on
+// every call. With TOKEN_SOURCE=juspay-customer, each customer's
+// clientAuthToken comes from the Customers API at the same base URL, is
+// written into bodies and answered at CLIENT_AUTH_TOKEN_PATH for the SDK.
+// With INJECT=signature, the seed's signature payload instead.
 var juspayProvider = provider{
 	name: "juspay",
 	settings: func(get func(string) string) map[string]string {
 		s := map[string]string{"UPSTREAM_URL": "https://api.juspay.in"}
-		if get("INJECT") == "signature" {
-			s["TOKEN_SOURCE"] = "none"
+		switch {
+		case get("INJECT") == signatureMode.name:
+			s["TOKEN_SOURCE"] = noSource.name
 			s["SERVICE"] = "in.juspay.hyperapi"
+			return s
+		case get("TOKEN_SOURCE") == juspayCustomerSource.name:
+			s["TOKEN_URL"] = get("UPSTREAM_URL")
+			s["CLIENT_AUTH_TOKEN_PATH"] = "/juspay/client-auth-token"
+		default:
+			s["TOKEN_SOURCE"] = noSource.name
+			s["INJECT"] = basicModeName
+			s["BASIC_USER"] = get("API_KEY")
+			s["BASIC_USER_FILE"] = get("API_KEY_FILE")
+		}
+		if id := get("MERCHANT_ID"); id != "" {
+			s["SET_HEADERS"] = "x-merchantid=" + id
 		}
 		return s
 	},

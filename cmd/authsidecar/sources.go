@@ -18,6 +18,11 @@ type sourceKind struct {
 	// build constructs the source once, at start-up. Nil for a kind that
 	// fetches no token (requests go out without one).
 	build func(c Config, b *builder) (tokens.Source, error)
+	// keyed, in place of build, constructs a source of tokens per key (per
+	// customer), held in a keyed cache.
+	keyed func(c Config, b *builder) (tokens.KeyedSource, error)
+	// inject is INJECT's default with this kind; empty means bearer.
+	inject string
 	// identity, if not nil, lets the shared cache hold the kind's tokens: it
 	// names what makes two sidecars' tokens interchangeable (the provider, the
 	// client, whatever changes the token asked for or read). Never a secret.
@@ -25,7 +30,7 @@ type sourceKind struct {
 }
 
 // sourceKinds is every TOKEN_SOURCE, in the order messages list them.
-var sourceKinds = []sourceKind{jsonSource, oauth2Source, fileSource, noSource}
+var sourceKinds = []sourceKind{jsonSource, oauth2Source, juspayCustomerSource, fileSource, noSource}
 
 // noSource fetches nothing: requests go out as the app sent them, or signed.
 var noSource = sourceKind{name: "none"}
@@ -75,7 +80,7 @@ func (c *Config) checkSource(p *problems) (sourceKind, bool) {
 }
 
 // fetchesTokens reports whether a kind yields tokens.
-func fetchesTokens(k sourceKind) bool { return k.build != nil }
+func fetchesTokens(k sourceKind) bool { return k.build != nil || k.keyed != nil }
 
 // clientID reads CLIENT_ID or CLIENT_ID_FILE.
 func (c Config) clientID() (string, error) {
