@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -172,6 +173,11 @@ func (s *sidecar) secrets() map[string]string {
 			addSecret(fmt.Sprintf("Paygate password #%d read from %s", i+1, k), strings.TrimSpace(v))
 		}
 	}
+	for i, v := range files["API_KEY_FILE"] {
+		key := strings.TrimSpace(v)
+		addSecret(fmt.Sprintf("API key #%d read from API_KEY_FILE", i+1), key)
+		add(fmt.Sprintf("API key #%d read from API_KEY_FILE, as HTTP Basic credentials", i+1), base64.StdEncoding.EncodeToString([]byte(key+":")))
+	}
 	for i, v := range files["TOKEN_FILE"] {
 		add(fmt.Sprintf("token #%d read from TOKEN_FILE", i+1), strings.TrimSpace(v))
 	}
@@ -217,7 +223,7 @@ func (s *sidecar) readFiles() map[string][]string {
 		files[k] = slices.Clone(v)
 	}
 	s.mu.Unlock()
-	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE", "PAYGATE_KEY_FILE", "PAYGATE_HMAC_KEY_FILE"}, keyFiles...) {
+	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE", "PAYGATE_KEY_FILE", "PAYGATE_HMAC_KEY_FILE", "API_KEY_FILE"}, keyFiles...) {
 		if path := s.env[k]; path != "" {
 			if b, err := os.ReadFile(path); err == nil && !slices.Contains(files[k], string(b)) {
 				files[k] = append(files[k], string(b))
