@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -81,6 +83,13 @@ type Config struct {
 	// processes that can reach the listener, and web pages that make a
 	// browser send requests to it, cannot set it by accident.
 	RequireHeader string
+	// SetHeaders are fixed headers set on every request sent upstream,
+	// replays included, replacing the app's values of the same names (in
+	// any case: names are canonicalized, the app's by Go's server). The
+	// Injector sets its own header after them, and wins. New does not check
+	// the names: a hop-by-hop or framing header, Host or RequireHeader here
+	// is the caller's mistake. If nil, no header is set.
+	SetHeaders http.Header
 	// Logger receives errors. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Metrics counts requests, replays and errors. If nil, nothing is counted.
@@ -103,6 +112,7 @@ func New(c Config) http.Handler {
 	if c.RequireHeader != "" {
 		h.requireHeader = http.CanonicalHeaderKey(c.RequireHeader)
 	}
+	h.setHeaders = fixedHeaders(c.SetHeaders)
 	var rt http.RoundTripper = c.Metrics.InstrumentTransport(c.Transport)
 	if c.Injector == nil && c.Tokens != nil {
 		c.Injector = Bearer()
@@ -160,6 +170,7 @@ type handler struct {
 	sdkAuth *sdkAuth // the mobile-SDK authentication endpoint; nil means none
 
 	requireHeader string // canonical; empty means none
+	setHeaders    []fixedHeader
 
 	upstream *url.URL
 	rp       *httputil.ReverseProxy
@@ -229,6 +240,33 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 			delete(pr.Out.Header, k)
 		}
 	}
+	for _, f := range h.setHeaders {
+		pr.Out.Header[f.name] = f.values
+	}
+}
+
+// fixedHeader is one of Config.SetHeaders, built once: every request's
+// header shares values, which nothing changes in place (Header.Set
+// replaces a slice, and Add cannot append to one that has no room).
+type fixedHeader struct {
+	name   string // canonical
+	values []string
+}
+
+// fixedHeaders builds Config.SetHeaders, the values of names that differ
+// only in case merged.
+func fixedHeaders(set http.Header) []fixedHeader {
+	merged := http.Header{}
+	for name, values := range set {
+		for _, v := range values {
+			merged.Add(name, v)
+		}
+	}
+	var out []fixedHeader
+	for _, name := range slices.Sorted(maps.Keys(merged)) {
+		out = append(out, fixedHeader{name: name, values: slices.Clip(merged[name])})
+	}
+	return out
 }
 
 // isTrace reports whether method is TRACE or TRACK (Microsoft's TRACE), in

@@ -93,7 +93,7 @@ func build(cfg Config, log *slog.Logger) (*sidecar, error) {
 		})
 		s.proxy.Signer, s.proxy.SignPath = signer, cfg.SignPath
 	}
-	parts := modeParts{signer: signer}
+	parts := modeParts{log: log, signer: signer}
 	if cfg.usesPaygate() {
 		if parts.merchant = cfg.paygateMerchant(log, &p); p.err() != nil {
 			s.close()
@@ -105,7 +105,14 @@ func build(cfg Config, log *slog.Logger) (*sidecar, error) {
 		s.proxy.SDKAuthPath, s.proxy.SDKAuthMerchantID, s.proxy.SDKAuthMaxInflight = cfg.SDKAuthPath, cfg.MerchantID, cfg.SDKAuthMaxInflight
 		s.proxy.SDKAuth = tokens.NewAxeptaRegistrar(cfg.axeptaConfig(parts.merchant, tokenClient(transport, cfg.TokenTimeout)))
 	}
-	s.proxy.Injector = cfg.injector(parts)
+	if s.proxy.SetHeaders = cfg.setHeaders(&p); p.err() != nil {
+		s.close()
+		return nil, p.err()
+	}
+	if s.proxy.Injector, err = cfg.injector(parts); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
 }
 

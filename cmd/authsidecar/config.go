@@ -96,6 +96,11 @@ type Config struct {
 	SDKAuthURL              string        `env:"SDK_AUTH_URL"`
 	SDKAuthTTL              time.Duration `env:"SDK_AUTH_TTL" envDefault:"15m"`
 	SDKAuthMaxInflight      int           `env:"SDK_AUTH_MAX_INFLIGHT" envDefault:"16"`
+	BasicUser               string        `env:"BASIC_USER"`
+	BasicUserFile           string        `env:"BASIC_USER_FILE"`
+	BasicPassword           string        `env:"BASIC_PASSWORD"`
+	BasicPasswordFile       string        `env:"BASIC_PASSWORD_FILE"`
+	SetHeaders              string        `env:"SET_HEADERS"` // name=value,name=value
 }
 
 // loadConfig reads the configuration from environ and validates it as a
@@ -276,6 +281,7 @@ func (c *Config) check() []error {
 	}
 	c.checkInjection(&p, source, sourceOK)
 	c.checkKeyed(&p, source, sourceOK)
+	c.setHeaders(&p)
 	c.checkPaygate(&p)
 	c.checkSDKAuth(&p)
 	c.checkEndpoints(&p)

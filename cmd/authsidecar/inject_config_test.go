@@ -309,6 +309,7 @@ func TestBuildInjection(t *testing.T) {
 			body: `{"payload":{"customerId":"c-1","clientAuthToken":"tok-1"}}`},
 		{name: "signature", source: "none", env: signing(keys.pkcs8, map[string]string{"SERVICE": "in.juspay.hyperapi"}), use: proxy.BodyOnce, header: http.Header{}, signer: true},
 		{name: "signature with endpoint", source: "json", env: signing(keys.pkcs1, map[string]string{"SIGN_PATH": "/v1/sign"}), use: proxy.BodyOnce, header: http.Header{}, signer: true, signPath: "/v1/sign"},
+		{name: "basic", source: "none", env: map[string]string{"INJECT": "basic", "BASIC_USER": "Aladdin", "BASIC_PASSWORD": "open sesame"}, use: proxy.BodyUntouched, header: http.Header{"Authorization": {"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="}}}, // RFC 7617's example
 		{name: "bearer with endpoint", source: "json", env: signing(keys.pkcs1, map[string]string{"INJECT": "bearer", "SIGN_PATH": "/v1/sign"}), use: proxy.BodyUntouched, header: http.Header{"Authorization": {"Bearer tok-1"}}, signer: true, signPath: "/v1/sign"},
 	}
 	for _, tc := range tests {

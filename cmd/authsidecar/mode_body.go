@@ -22,8 +22,8 @@ var jsonBodyMode = injectMode{
 			p.add("BODY_EXPIRY_FIELD", "%q overlaps %sBODY_TOKEN_FIELD %q: the two must be separate fields", c.BodyExpiryField, envPrefix, c.BodyTokenField)
 		}
 	},
-	build: func(c Config, _ modeParts) proxy.Injector {
-		return proxy.JSONBody(c.BodyTokenField, c.BodyExpiryField)
+	build: func(c Config, _ modeParts) (proxy.Injector, error) {
+		return proxy.JSONBody(c.BodyTokenField, c.BodyExpiryField), nil
 	},
 }
 
@@ -33,7 +33,7 @@ var signatureMode = injectMode{
 	name:   "signature",
 	signs:  true,
 	bodies: true,
-	build:  func(_ Config, parts modeParts) proxy.Injector { return parts.signer },
+	build:  func(_ Config, parts modeParts) (proxy.Injector, error) { return parts.signer, nil },
 }
 
 // signingKey loads SIGNING_KEY_FILE, an RSA private key; log receives the

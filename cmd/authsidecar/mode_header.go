@@ -10,13 +10,15 @@ import (
 var bearerMode = injectMode{
 	name:       "bearer",
 	needsToken: true,
-	build:      func(Config, modeParts) proxy.Injector { return proxy.Bearer() },
+	header:     func(Config) string { return "Authorization" },
+	build:      func(Config, modeParts) (proxy.Injector, error) { return proxy.Bearer(), nil },
 }
 
 // headerMode sets INJECT_HEADER to INJECT_PREFIX and the token.
 var headerMode = injectMode{
 	name:       "header",
 	needsToken: true,
+	header:     func(c Config) string { return c.InjectHeader },
 	check: func(c *Config, p *problems) {
 		if !validHeaderName(c.InjectHeader) {
 			p.add("INJECT_HEADER", "not a valid header name: %q", c.InjectHeader)
@@ -25,11 +27,13 @@ var headerMode = injectMode{
 			p.add("INJECT_PREFIX", "must not hold control characters")
 		}
 	},
-	build: func(c Config, _ modeParts) proxy.Injector { return proxy.Header(c.InjectHeader, c.InjectPrefix) },
+	build: func(c Config, _ modeParts) (proxy.Injector, error) {
+		return proxy.Header(c.InjectHeader, c.InjectPrefix), nil
+	},
 }
 
 // noneMode adds nothing: requests go out as the app sent them.
 var noneMode = injectMode{
 	name:  "none",
-	build: func(Config, modeParts) proxy.Injector { return proxy.None() },
+	build: func(Config, modeParts) (proxy.Injector, error) { return proxy.None(), nil },
 }

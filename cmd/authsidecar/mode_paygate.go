@@ -23,7 +23,7 @@ var paygateMode = injectMode{
 			p.add("TOKEN_SOURCE", "must be none with %sINJECT=paygate: the Paygate passwords are the credential, got %q", envPrefix, c.TokenSource)
 		}
 	},
-	build: func(_ Config, parts modeParts) proxy.Injector { return proxy.Paygate(parts.merchant) },
+	build: func(_ Config, parts modeParts) (proxy.Injector, error) { return proxy.Paygate(parts.merchant), nil },
 }
 
 // paygateCiphers maps PAYGATE_CIPHER to the cipher built from the

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/proxy/paygate"
 )
@@ -20,15 +22,23 @@ type injectMode struct {
 	bodies bool
 	// paygate: the mode seals calls with the merchant's Paygate passwords.
 	paygate bool
+	// header, if not nil, names the header the mode sets, which SET_HEADERS
+	// may not set.
+	header func(c Config) string
 	// check reports the problems of the mode's own settings; nil checks nothing.
 	check func(c *Config, p *problems)
+	// own lists the variables set that only this mode reads: with another
+	// INJECT each is refused as not used. Nil reads none.
+	own func(c Config) []string
 	// build constructs the injector once, at start-up, from the parts the
-	// mode needs.
-	build func(c Config, parts modeParts) proxy.Injector
+	// mode needs. Its error names the variables at fault.
+	build func(c Config, parts modeParts) (proxy.Injector, error)
 }
 
 // modeParts are what build made for the modes that need them.
 type modeParts struct {
+	// log receives what happens later to the files a mode reads.
+	log *slog.Logger
 	// signer is set when the mode signs.
 	signer *proxy.Signer
 	// merchant is set when the mode uses Paygate.
@@ -36,7 +46,7 @@ type modeParts struct {
 }
 
 // injectModes is every INJECT, in the order messages list them.
-var injectModes = []injectMode{bearerMode, headerMode, jsonBodyMode, signatureMode, paygateMode, noneMode}
+var injectModes = []injectMode{bearerMode, headerMode, jsonBodyMode, signatureMode, paygateMode, basicMode, noneMode}
 
 // defaultInject is INJECT when unset: bearer, or none when TOKEN_SOURCE
 // yields no token.
@@ -79,6 +89,13 @@ func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
 	if mode.check != nil {
 		mode.check(c, p)
 	}
+	for _, m := range injectModes {
+		if ok && m.name != mode.name && m.own != nil {
+			for _, name := range m.own(*c) {
+				p.add(name, "not used: set %sINJECT=%s", envPrefix, m.name)
+			}
+		}
+	}
 	p.dottedPath("JSON_EXPIRES_AT_FIELD", c.JSONExpiresAtField, false)
 	if c.signs() {
 		c.signingKey(nil, p)
@@ -107,7 +124,7 @@ func (c Config) signs() bool {
 }
 
 // injector builds the configured injector.
-func (c Config) injector(parts modeParts) proxy.Injector {
+func (c Config) injector(parts modeParts) (proxy.Injector, error) {
 	m, _ := lookupMode(c.Inject)
 	return m.build(c, parts)
 }

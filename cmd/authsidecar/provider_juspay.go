@@ -20,7 +20,7 @@ var juspayProvider = provider{
 			s["CLIENT_AUTH_TOKEN_PATH"] = "/juspay/client-auth-token"
 		default:
 			s["TOKEN_SOURCE"] = noSource.name
-			s["INJECT"] = basicModeName
+			s["INJECT"] = basicMode.name
 			s["BASIC_USER"] = get("API_KEY")
 			s["BASIC_USER_FILE"] = get("API_KEY_FILE")
 		}

@@ -22,6 +22,8 @@ func checkOutput(t *testing.T, vars map[string]string) (string, string, int) {
 func TestProviderPresets(t *testing.T) {
 	dir := t.TempDir()
 	paygateKey := writeFile(t, dir, "paygate_key", "bf-password\n")
+	apiKey := writeFile(t, dir, "api_key", "juspay-api-key-1\n")
+	signingKey := writeKeyFiles(t).pkcs1
 	tests := []struct {
 		name string
 		vars map[string]string
@@ -66,6 +68,37 @@ func TestProviderPresets(t *testing.T) {
 			want: []string{
 				"AUTHSIDECAR_TOKEN_URL=https://sandbox.example/oauth/token (preset alternative-payments)",
 				"AUTHSIDECAR_OAUTH2_AUTH_STYLE=params (environment)",
+			},
+		},
+		{
+			name: "juspay: its server API with HTTP Basic and x-merchantid",
+			vars: map[string]string{"PROVIDER": "juspay", "API_KEY_FILE": apiKey, "MERCHANT_ID": "stock"},
+			want: []string{
+				"AUTHSIDECAR_UPSTREAM_URL=https://api.juspay.in (preset juspay)",
+				"AUTHSIDECAR_TOKEN_SOURCE=none (preset juspay)",
+				"AUTHSIDECAR_INJECT=basic (preset juspay)",
+				"AUTHSIDECAR_BASIC_USER_FILE=" + apiKey + " (preset juspay)",
+				"AUTHSIDECAR_SET_HEADERS=x-merchantid=stock (preset juspay)",
+			},
+			not: []string{"juspay-api-key-1"},
+		},
+		{
+			name: "juspay: tokens per customer",
+			vars: map[string]string{"PROVIDER": "juspay", "TOKEN_SOURCE": "juspay-customer", "UPSTREAM_URL": "https://sandbox.juspay.in", "API_KEY": "juspay-api-key-2", "MERCHANT_ID": "stock"},
+			want: []string{
+				"AUTHSIDECAR_TOKEN_URL=https://sandbox.juspay.in (preset juspay)",
+				"AUTHSIDECAR_INJECT=json-body (default)",
+				"AUTHSIDECAR_CLIENT_AUTH_TOKEN_PATH=/juspay/client-auth-token (preset juspay)",
+				"AUTHSIDECAR_API_KEY=[secret: not shown] (environment)",
+			},
+			not: []string{"juspay-api-key-2"},
+		},
+		{
+			name: "juspay: the signature payload",
+			vars: map[string]string{"PROVIDER": "juspay", "INJECT": "signature", "SIGNING_KEY_FILE": signingKey, "SIGNING_KEY_ID": "1234", "MERCHANT_ID": "stock"},
+			want: []string{
+				"AUTHSIDECAR_TOKEN_SOURCE=none (preset juspay)",
+				"AUTHSIDECAR_SERVICE=in.juspay.hyperapi (preset juspay)",
 			},
 		},
 		{

@@ -92,7 +92,7 @@ func scanFigure() string {
 	defer scanned.Unlock()
 	return fmt.Sprintf("secrets scan: %d sidecars (LOG_LEVEL=debug unless a test chose another level) scanned as they stopped: "+
 		"%d bytes of output, %d /metrics scrapes and %d error bodies they made, for %d secret values in all "+
-		"(client secrets as written, JSON-escaped and URL-encoded, private-key lines, token files, tokens the fakes issued and their parts): %d hits",
+		"(client secrets and Basic credentials as written, JSON-escaped and URL-encoded, private-key lines, token files, tokens the fakes issued and their parts): %d hits",
 		scanned.sidecars, scanned.outputBytes, scanned.scrapes, scanned.bodies, scanned.secrets, scanned.hits)
 }
 
@@ -178,6 +178,23 @@ func (s *sidecar) secrets() map[string]string {
 		addSecret(fmt.Sprintf("API key #%d read from API_KEY_FILE", i+1), key)
 		add(fmt.Sprintf("API key #%d read from API_KEY_FILE, as HTTP Basic credentials", i+1), base64.StdEncoding.EncodeToString([]byte(key+":")))
 	}
+	// The Basic credentials: the user name too, Juspay's API key.
+	users, passwords := []string{s.env["BASIC_USER"]}, []string{s.env["BASIC_PASSWORD"]}
+	for _, v := range files["BASIC_USER_FILE"] {
+		users = append(users, strings.TrimSpace(v))
+	}
+	for _, v := range files["BASIC_PASSWORD_FILE"] {
+		passwords = append(passwords, strings.TrimSpace(v))
+	}
+	for i, u := range users {
+		addSecret(fmt.Sprintf("Basic user name #%d (BASIC_USER or its file)", i+1), u)
+		for j, p := range passwords {
+			addSecret(fmt.Sprintf("Basic password #%d (BASIC_PASSWORD or its file)", j+1), p)
+			if u != "" {
+				add(fmt.Sprintf("Basic credentials of user #%d and password #%d, encoded", i+1, j+1), base64.StdEncoding.EncodeToString([]byte(u+":"+p)))
+			}
+		}
+	}
 	for i, v := range files["TOKEN_FILE"] {
 		add(fmt.Sprintf("token #%d read from TOKEN_FILE", i+1), strings.TrimSpace(v))
 	}
@@ -223,7 +240,7 @@ func (s *sidecar) readFiles() map[string][]string {
 		files[k] = slices.Clone(v)
 	}
 	s.mu.Unlock()
-	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE", "PAYGATE_KEY_FILE", "PAYGATE_HMAC_KEY_FILE", "API_KEY_FILE"}, keyFiles...) {
+	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE", "PAYGATE_KEY_FILE", "PAYGATE_HMAC_KEY_FILE", "API_KEY_FILE", "BASIC_USER_FILE", "BASIC_PASSWORD_FILE"}, keyFiles...) {
 		if path := s.env[k]; path != "" {
 			if b, err := os.ReadFile(path); err == nil && !slices.Contains(files[k], string(b)) {
 				files[k] = append(files[k], string(b))
@@ -345,6 +362,11 @@ func TestSecretScanFindsLeaks(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte("-----BEGIN PRIVATE KEY-----\n"+keyLine+"\n-----END PRIVATE KEY-----\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	basicPasswordFile := t.TempDir() + "/basic_password"
+	if err := os.WriteFile(basicPasswordFile, []byte("basic-pw-Zq8Lt3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	basicEncoded := base64.StdEncoding.EncodeToString([]byte("key_scan_Hy6:basic-pw-Zq8Lt3"))
 	sig := token[strings.LastIndexByte(token, '.')+1:]
 	if p.Fetches() != 1 {
 		t.Fatalf("the fake issued %d tokens, want 1", p.Fetches())
@@ -404,6 +426,16 @@ func TestSecretScanFindsLeaks(t *testing.T) {
 			env:    map[string]string{"SIGNING_KEY_FILE": keyFile},
 			output: "key: " + keyLine + "\n",
 			want:   []string{"the line 2 of the key #1 read from SIGNING_KEY_FILE appears in the process output (line 1)"},
+		},
+		{
+			name:   "Basic password from its file, and the encoded credentials",
+			env:    map[string]string{"BASIC_USER": "key_scan_Hy6", "BASIC_PASSWORD_FILE": basicPasswordFile},
+			output: `{"msg":"x","password":"basic-pw-Zq8Lt3"}` + "\n" + "Authorization: Basic " + basicEncoded + "\n",
+			want: []string{
+				"the Basic credentials of user #1 and password #2, encoded appears in the process output (line 2)",
+				"the Basic password #2 (BASIC_PASSWORD or its file) appears in the process output (line 1)",
+				"the Basic password #2 (BASIC_PASSWORD or its file) appears in the process output, JSON-decoded",
+			},
 		},
 		{
 			name:  "client secret in an error body the sidecar made",
