@@ -33,6 +33,13 @@ load 1m
   authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="expired"}          1700x30
   authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="never-fetched"}    0x30
   authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="no-token-source"}  0x30
+  authsidecar_token_fetches_total{namespace="n",pod="per-customer",result="error"}     0x30
+  authsidecar_token_fetches_total{namespace="n",pod="per-customer",result="success"}   0x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="per-customer"}     0x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="per-customer",result="success"}      0+3x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="per-customer",result="error"}        0+1x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="customers-failing",result="success"} 5x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="customers-failing",result="error"}   0+2x30
   authsidecar_token_forced_refreshes_total{namespace="n",pod="rejected-tokens"}    0+1x30
   authsidecar_token_forced_refreshes_total{namespace="n",pod="healthy"}            0x30
   authsidecar_upstream_responses_total{namespace="n",pod="upstream-failing",code="200"} 0+90x30
@@ -69,6 +76,7 @@ func TestAlertsFireWhenTheyShould(t *testing.T) {
 		"AuthsidecarUpstreamErrors":        {"upstream-failing": 0.1}, // the 5xx ratio
 		"AuthsidecarServing503":            {"starved": -1},
 		"AuthsidecarSharedCacheUnusable":   {"cache-fallback": 3, "cache-started-fallback": 1}, // fallbacks in 15 minutes
+		"AuthsidecarCustomerTokensFailing": {"customers-failing": -1},
 	}
 	rules := alertExprs(t)
 	if got := slices.Sorted(maps.Keys(rules)); !slices.Equal(got, slices.Sorted(maps.Keys(want))) {

@@ -21,6 +21,7 @@ var wantAlerts = []string{
 	"AuthsidecarUpstreamErrors",        // upstream 5xx ratio
 	"AuthsidecarServing503",            // sidecar-made 503s
 	"AuthsidecarSharedCacheUnusable",   // shared cache fallbacks: Redis unusable
+	"AuthsidecarCustomerTokensFailing", // every per-customer token fetch failing
 }
 
 func TestAlertRules(t *testing.T) {

@@ -28,6 +28,7 @@ type Metrics struct {
 	SharedCache        *prometheus.CounterVec
 	SharedCacheWaits   prometheus.Counter
 	SDKAuths           *prometheus.CounterVec
+	CustomerTokens     *prometheus.CounterVec
 }
 
 // Replay results, the values of authsidecar_replays_total's result label.
@@ -115,12 +116,17 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "authsidecar_sdk_auth_total",
 			Help: "Requests to the Axepta mobile-SDK authentication endpoint, each registering one fresh AuthToken, by result (ok, failed, unreachable, timeout, busy, bad_request, canceled).",
 		}, []string{"result"}),
+		CustomerTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_customer_token_fetches_total",
+			Help: "Fetches of per-customer tokens (TOKEN_SOURCE=juspay-customer), by result (success, error). The single-token metrics (authsidecar_token_fetches_total, authsidecar_token_expiry_timestamp_seconds) stay 0 with such a source.",
+		}, []string{"result"}),
 	}
 	reg.MustRegister(m.TokenFetches, m.TokenFetchDuration, m.TokenExpiry, m.ForcedRefreshes,
 		m.Requests, m.RequestDuration, m.UpstreamResponses, m.Replays, m.Errors,
-		m.Signatures, m.RejectedBodies, m.SharedCache, m.SharedCacheWaits, m.SDKAuths)
+		m.Signatures, m.RejectedBodies, m.SharedCache, m.SharedCacheWaits, m.SDKAuths, m.CustomerTokens)
 	for _, r := range []string{"success", "error"} {
 		m.TokenFetches.WithLabelValues(r)
+		m.CustomerTokens.WithLabelValues(r)
 	}
 	for _, r := range []string{ReplaySuccess, ReplayRejected, ReplayError, ReplayTooLarge, ReplayRateLimited} {
 		m.Replays.WithLabelValues(r)
@@ -147,6 +153,27 @@ func (m *Metrics) TokenFetched(d time.Duration, tok *tokens.Token, err error) {
 	m.TokenFetches.WithLabelValues("success").Inc()
 	m.TokenExpiry.Set(float64(tok.Expiry.UnixMilli()) / 1000)
 }
+
+// Customers returns the tokens.Observer of a cache of tokens per customer:
+// its fetches are counted apart, and no expiry is kept, since no one token
+// is the sidecar's. Forced refreshes are counted with the others.
+func (m *Metrics) Customers() tokens.Observer { return customerObserver{m} }
+
+type customerObserver struct{ m *Metrics }
+
+func (o customerObserver) TokenFetched(d time.Duration, _ *tokens.Token, err error) {
+	if o.m == nil {
+		return
+	}
+	o.m.TokenFetchDuration.Observe(d.Seconds())
+	result := "success"
+	if err != nil {
+		result = "error"
+	}
+	o.m.CustomerTokens.WithLabelValues(result).Inc()
+}
+
+func (o customerObserver) TokenForcedRefresh() { o.m.TokenForcedRefresh() }
 
 // TokenForcedRefresh implements tokens.Observer.
 func (m *Metrics) TokenForcedRefresh() {

@@ -26,6 +26,7 @@ var (
 )
 
 var allNames = []string{
+	"authsidecar_customer_token_fetches_total",
 	"authsidecar_errors_total",
 	"authsidecar_replays_total",
 	"authsidecar_request_duration_seconds",
@@ -80,6 +81,7 @@ func TestNewRegistersEveryMetricWithHelp(t *testing.T) {
 		t.Errorf("registered metrics = %q, want %q", names, allNames)
 	}
 	wantType := map[string]dto.MetricType{
+		"authsidecar_customer_token_fetches_total":   dto.MetricType_COUNTER,
 		"authsidecar_errors_total":                   dto.MetricType_COUNTER,
 		"authsidecar_replays_total":                  dto.MetricType_COUNTER,
 		"authsidecar_request_duration_seconds":       dto.MetricType_HISTOGRAM,
@@ -132,6 +134,10 @@ func TestNewStartsWithKnownSeries(t *testing.T) {
 	// Result labels exist at zero from the start, so that rate() works on
 	// the first increment; the other families wait for their first series.
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+		# HELP authsidecar_customer_token_fetches_total Fetches of per-customer tokens (TOKEN_SOURCE=juspay-customer), by result (success, error). The single-token metrics (authsidecar_token_fetches_total, authsidecar_token_expiry_timestamp_seconds) stay 0 with such a source.
+		# TYPE authsidecar_customer_token_fetches_total counter
+		authsidecar_customer_token_fetches_total{result="error"} 0
+		authsidecar_customer_token_fetches_total{result="success"} 0
 		# HELP authsidecar_replays_total Requests whose token the upstream rejected, by what followed (success, rejected, error, too_large, rate_limited).
 		# TYPE authsidecar_replays_total counter
 		authsidecar_replays_total{result="error"} 0
@@ -477,4 +483,30 @@ func TestSharedCacheMetrics(t *testing.T) {
 	var nilM *metrics.Metrics
 	nilM.SharedCacheLookup(shared.ResultMiss) // must not panic
 	nilM.SharedCacheLockWait()
+}
+
+// TestCustomerTokensLeaveTheSingleTokenAlone: fetches of per-customer
+// tokens are counted apart, and set no expiry: no one token is the
+// sidecar's, and the alerts on the single token must not fire.
+func TestCustomerTokensLeaveTheSingleTokenAlone(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry())
+	o := m.Customers()
+	o.TokenFetched(time.Millisecond, &tokens.Token{Value: "tkn_1", Expiry: time.Now().Add(time.Minute)}, nil)
+	o.TokenFetched(time.Millisecond, nil, errors.New("unknown customer"))
+	o.TokenForcedRefresh()
+	for _, tc := range []struct {
+		name string
+		c    prometheus.Collector
+		want float64
+	}{
+		{"customer fetches, success", m.CustomerTokens.WithLabelValues("success"), 1},
+		{"customer fetches, error", m.CustomerTokens.WithLabelValues("error"), 1},
+		{"token fetches", m.TokenFetches.WithLabelValues("success"), 0},
+		{"token expiry", m.TokenExpiry, 0},
+		{"forced refreshes", m.ForcedRefreshes, 1},
+	} {
+		if got := testutil.ToFloat64(tc.c); got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

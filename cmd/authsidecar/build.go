@@ -133,7 +133,7 @@ func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *s
 			MaxWait:               cfg.TokenWait,
 			ForcedRefreshInterval: cfg.ForcedRefreshInterval,
 			Logger:                log,
-			Observer:              m,
+			Observer:              m.Customers(),
 		})
 		s.proxy.KeyedTokens, s.proxy.CustomerField, s.proxy.ClientAuthTokenPath = s.keyed, cfg.BodyCustomerField, cfg.ClientAuthTokenPath
 		return nil
