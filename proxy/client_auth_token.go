@@ -27,22 +27,18 @@ func (h *handler) serveClientAuthToken(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusBadRequest, "bad_request", "proxy: read request body: "+err.Error())
 		return
 	}
-	var req struct {
-		CustomerID  *string `json:"customerId"`
-		CustomerID2 *string `json:"customer_id"`
+	var doc map[string]any
+	if len(body) <= maxClientAuthTokenBody {
+		doc, err = decodeObject(body)
 	}
-	if len(body) > maxClientAuthTokenBody || json.Unmarshal(body, &req) != nil {
+	if len(body) > maxClientAuthTokenBody || err != nil {
 		h.reject(w, http.StatusBadRequest, "bad_request", `the body must be a JSON object {"customerId":"…"}`)
 		return
 	}
-	id := ""
-	for _, v := range []*string{req.CustomerID, req.CustomerID2} {
-		if v != nil && *v != "" {
-			id = *v
-			break
-		}
-	}
-	if id == "" {
+	// As json-body reads payload.customerId: a customer's key is the same
+	// in both, a number included.
+	id, ok := customerID(doc)
+	if !ok {
 		h.reject(w, http.StatusBadRequest, "no_customer_id", `the body names no customer: send {"customerId":"…"}`)
 		return
 	}
