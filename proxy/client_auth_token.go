@@ -42,6 +42,10 @@ func (h *handler) serveClientAuthToken(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusBadRequest, "no_customer_id", `the body names no customer: send {"customerId":"…"}`)
 		return
 	}
+	if err := checkCustomerID(id); err != nil {
+		h.handleError(w, r, err)
+		return
+	}
 	tok, err := h.keyed.Token(r.Context(), id)
 	if err != nil {
 		h.handleError(w, r, err)

@@ -59,7 +59,7 @@ func clientAuthTokenProxy(t *testing.T, up *upstream, src proxy.KeyedTokenSource
 	t.Helper()
 	reg, m := newMetrics()
 	c.Upstream = up.base(t, "/api")
-	c.KeyedTokens = src
+	c.KeyedTokens, c.ClientAuthTokens = src, src
 	c.ClientAuthTokenPath = clientAuthTokenPath
 	c.Injector = proxy.JSONBody("payload.clientAuthToken", "payload.authExpiry")
 	c.MaxReplayBody = 64 << 10
@@ -175,7 +175,7 @@ func TestClientAuthTokenRequireHeader(t *testing.T) {
 	}
 }
 
-// TestClientAuthTokenOnlyWithKeyedTokens: without KeyedTokens the path is
+// TestClientAuthTokenOnlyWithKeyedTokens: without ClientAuthTokens the path is
 // not served locally but forwarded like any other.
 func TestClientAuthTokenOnlyWithKeyedTokens(t *testing.T) {
 	up := newUpstream(t, nil)
@@ -280,5 +280,19 @@ func checkNoAPIKey(t *testing.T, body []byte, key string) {
 		if strings.Contains(string(body), form) {
 			t.Errorf("body = %s, holds the API key (%q)", body, form)
 		}
+	}
+}
+
+// TestClientAuthTokenWithoutKeyedRequests: the endpoint serves a customer's
+// token while requests go out with no customer's token (Juspay's server API
+// with HTTP Basic): a GET needs no body naming a customer.
+func TestClientAuthTokenWithoutKeyedRequests(t *testing.T) {
+	up := newUpstream(t, nil)
+	src := newKeyedTokens()
+	srv := startProxy(t, proxy.Config{Upstream: up.base(t, "/api"), ClientAuthTokens: src, ClientAuthTokenPath: clientAuthTokenPath, Injector: proxy.None()})
+	resp, body := do(t, srv.Client(), bodyRequest(t, http.MethodPost, srv.URL+clientAuthTokenPath, []byte(`{"customerId":"cust-a"}`), false))
+	checkClientAuthToken(t, resp, body, src.tokenOf("cust-a"))
+	if resp, body := get(t, srv, "/orders/1"); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /orders/1 = %d %q, want the upstream's 200: requests need no customer", resp.StatusCode, body)
 	}
 }

@@ -32,8 +32,11 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 	case errors.As(err, &re):
 		h.metrics.RejectedBody(re.Reason)
 		status, code := http.StatusBadRequest, "bad_request"
-		if re.Reason == "too_large" {
+		switch re.Reason {
+		case "too_large":
 			status, code = http.StatusRequestEntityTooLarge, "body_too_large"
+		case "no_customer_id":
+			code = re.Reason // the app must name a customer: say so in the code too
 		}
 		h.log.Info("request refused: cannot authenticate its body", "method", r.Method, "path", r.URL.Path, "reason", re.Reason)
 		h.reject(w, status, code, re.Message)

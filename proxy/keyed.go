@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/authsidecar/authsidecar/tokens"
@@ -37,7 +38,34 @@ type customerKey struct {
 	path []string // nil: the two payload fields
 }
 
+// maxCustomerID bounds a customer id, so that the keys a cache of tokens
+// per customer holds stay small (Juspay's customer ids are at most 128
+// characters).
+const maxCustomerID = 256
+
+// checkCustomerID refuses an id a provider could not take as one: too long,
+// holding a control character, or a path step ("." or "..").
+func checkCustomerID(id string) error {
+	switch {
+	case len(id) > maxCustomerID:
+		return &RequestError{Reason: "no_customer_id", Message: fmt.Sprintf("the customer id is over %d bytes", maxCustomerID)}
+	case id == "." || id == "..":
+		return &RequestError{Reason: "no_customer_id", Message: `the customer id may not be "." or ".."`}
+	case strings.ContainsFunc(id, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return &RequestError{Reason: "no_customer_id", Message: "the customer id holds a control character"}
+	}
+	return nil
+}
+
 func (k customerKey) of(body []byte) (string, error) {
+	id, err := k.find(body)
+	if err != nil {
+		return "", err
+	}
+	return id, checkCustomerID(id)
+}
+
+func (k customerKey) find(body []byte) (string, error) {
 	if body == nil {
 		return "", &RequestError{Reason: "not_json_object", Message: "the request has no body: a JSON object naming the customer is needed"}
 	}

@@ -184,24 +184,36 @@ func TestKeyedJSONBody(t *testing.T) {
 			want:  `{"customer":42,"payload":{"clientAuthToken":"{{tok}}","authExpiry":"{{exp}}"}}`,
 		},
 		{
+			name: "customer id too long", body: `{"payload":{"customerId":"` + strings.Repeat("c", 257) + `"}}`,
+			status: http.StatusBadRequest, code: "no_customer_id", reason: "no_customer_id", msg: "over 256 bytes",
+		},
+		{
+			name: "customer id a path step", body: `{"payload":{"customerId":".."}}`,
+			status: http.StatusBadRequest, code: "no_customer_id", reason: "no_customer_id", msg: "may not be",
+		},
+		{
+			name: "customer id with a control character", body: `{"payload":{"customerId":"a\tb"}}`,
+			status: http.StatusBadRequest, code: "no_customer_id", reason: "no_customer_id", msg: "control character",
+		},
+		{
 			name: "no customer id", body: `{"payload":{"action":"initiate"}}`,
-			status: http.StatusBadRequest, code: "bad_request", reason: "no_customer_id", msg: "customerId",
+			status: http.StatusBadRequest, code: "no_customer_id", reason: "no_customer_id", msg: "customerId",
 		},
 		{
 			name: "no payload", body: `{"customerId":"cust-a"}`,
-			status: http.StatusBadRequest, code: "bad_request", reason: "no_customer_id", msg: "customerId",
+			status: http.StatusBadRequest, code: "no_customer_id", reason: "no_customer_id", msg: "customerId",
 		},
 		{
 			name: "empty customer ids", body: `{"payload":{"customerId":"","customer_id":""}}`,
-			status: http.StatusBadRequest, code: "bad_request", reason: "no_customer_id", msg: "customerId",
+			status: http.StatusBadRequest, code: "no_customer_id", reason: "no_customer_id", msg: "customerId",
 		},
 		{
 			name: "customer id neither string nor number", body: `{"payload":{"customerId":{"id":"cust-a"},"customer_id":true}}`,
-			status: http.StatusBadRequest, code: "bad_request", reason: "no_customer_id", msg: "customerId",
+			status: http.StatusBadRequest, code: "no_customer_id", reason: "no_customer_id", msg: "customerId",
 		},
 		{
 			name: "nothing at CustomerField", field: "order.customer.id", body: `{"order":"cust-c","payload":{"customerId":"cust-a"}}`,
-			status: http.StatusBadRequest, code: "bad_request", reason: "no_customer_id", msg: "order.customer.id",
+			status: http.StatusBadRequest, code: "no_customer_id", reason: "no_customer_id", msg: "order.customer.id",
 		},
 		{
 			name: "not JSON", body: `customerId=cust-a`,

@@ -32,9 +32,14 @@ type Config struct {
 	// Tokens: a body without a customer is refused with 400.
 	KeyedTokens KeyedTokenSource
 	// ClientAuthTokenPath is the path of the local endpoint that answers a
-	// customer's token from KeyedTokens (Juspay's clientAuthToken, for the
-	// SDK); empty means none.
+	// customer's token from ClientAuthTokens (Juspay's clientAuthToken, for
+	// the SDK); empty means none.
 	ClientAuthTokenPath string
+	// ClientAuthTokens supplies the tokens of ClientAuthTokenPath; it may be
+	// set without KeyedTokens, when requests carry no customer's token
+	// (Juspay's server API with HTTP Basic). Required with
+	// ClientAuthTokenPath.
+	ClientAuthTokens KeyedTokenSource
 	// CustomerField is the dotted path of the customer id in a body, with
 	// KeyedTokens. If empty, payload.customerId, else payload.customer_id.
 	CustomerField string
@@ -137,8 +142,8 @@ func New(c Config) http.Handler {
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
 	}
-	if c.KeyedTokens != nil && c.ClientAuthTokenPath != "" {
-		h.clientAuthTokenPath, h.keyed = c.ClientAuthTokenPath, c.KeyedTokens
+	if c.ClientAuthTokens != nil && c.ClientAuthTokenPath != "" {
+		h.clientAuthTokenPath, h.keyed = c.ClientAuthTokenPath, c.ClientAuthTokens
 	}
 	if c.PaygateMerchant != nil && c.PaygatePath != "" {
 		h.paygatePath, h.paygate, h.maxBody = c.PaygatePath, c.PaygateMerchant, c.MaxReplayBody

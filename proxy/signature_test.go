@@ -447,7 +447,11 @@ func TestSignatureRefusesBadBodies(t *testing.T) {
 			s := newSigner(t, proxy.SignerConfig{Metrics: m})
 			srv := startProxy(t, proxy.Config{Upstream: up.base(t, ""), Injector: s, MaxReplayBody: 64 << 10, Metrics: m})
 			resp, body := do(t, srv.Client(), bodyRequest(t, tc.method, srv.URL+"/session", tc.body, false))
-			checkSidecarError(t, resp, body, http.StatusBadRequest, "bad_request")
+			code := "bad_request"
+			if tc.reason == "no_customer_id" {
+				code = tc.reason
+			}
+			checkSidecarError(t, resp, body, http.StatusBadRequest, code)
 			var e sidecarError
 			json.Unmarshal(body, &e)
 			if !strings.Contains(e.Message, tc.message) {
@@ -618,7 +622,7 @@ func TestSignEndpoint(t *testing.T) {
 		{name: "GET", method: "GET", path: "/v1/sign", status: 405, code: "method_not_allowed", allow: true},
 		{name: "PUT", method: "PUT", path: "/v1/sign", body: []byte(initiate), status: 405, code: "method_not_allowed", allow: true},
 		{name: "not JSON", method: "POST", path: "/v1/sign", body: []byte(`hello`), status: 400, code: "bad_request"},
-		{name: "no customer id", method: "POST", path: "/v1/sign", body: []byte(`{"payload":{}}`), status: 400, code: "bad_request"},
+		{name: "no customer id", method: "POST", path: "/v1/sign", body: []byte(`{"payload":{}}`), status: 400, code: "no_customer_id"},
 		{name: "too large", method: "POST", path: "/v1/sign", body: []byte(`{"payload":{"customerId":"c","x":"` + strings.Repeat("x", limit) + `"}}`), status: 413, code: "body_too_large"},
 	}
 	for _, tc := range tests {

@@ -135,7 +135,10 @@ func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *s
 			Logger:                log,
 			Observer:              m.Customers(),
 		})
-		s.proxy.KeyedTokens, s.proxy.CustomerField, s.proxy.ClientAuthTokenPath = s.keyed, cfg.BodyCustomerField, cfg.ClientAuthTokenPath
+		s.proxy.ClientAuthTokens, s.proxy.ClientAuthTokenPath = s.keyed, cfg.ClientAuthTokenPath
+		if m, _ := lookupMode(cfg.Inject); m.needsToken { // json-body: each body gets its customer's token
+			s.proxy.KeyedTokens, s.proxy.CustomerField = s.keyed, cfg.BodyCustomerField
+		}
 		return nil
 	}
 	src, err := kind.build(cfg, b)

@@ -175,8 +175,8 @@ func TestSignatureMode(t *testing.T) {
 	// A body that cannot be signed is refused, and says why.
 	r = call(c, http.MethodPost, s.URL+"/v1/initiate", []byte(`{"payload":{"action":"initiate"}}`))
 	var e sidecarError
-	if r.status != http.StatusBadRequest || json.Unmarshal(r.body, &e) != nil || e.Error != "bad_request" || !strings.Contains(e.Message, "customerId") {
-		t.Errorf("POST without a customer id = %v, want 400 bad_request naming customerId", r)
+	if r.status != http.StatusBadRequest || json.Unmarshal(r.body, &e) != nil || e.Error != "no_customer_id" || !strings.Contains(e.Message, "customerId") {
+		t.Errorf("POST without a customer id = %v, want 400 no_customer_id naming customerId", r)
 	}
 	r = call(c, http.MethodPost, s.URL+"/v1/initiate", []byte(`not json`))
 	if r.status != http.StatusBadRequest {
