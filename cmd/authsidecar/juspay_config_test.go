@@ -1,0 +1,165 @@
+package main
+
+import (
+	"encoding/base64"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/authsidecar/authsidecar/test/fake"
+)
+
+// juspayAPIKey is the API key the tests below configure: no problem may
+// show it, in any form.
+const juspayAPIKey = "key_live_juspay_7f3a"
+
+// juspayVars is a valid TOKEN_SOURCE=juspay-customer configuration, its
+// token URL tokenURL (a fake's, so that a fetch would be seen), overrides
+// applied.
+func juspayVars(tokenURL string, overrides map[string]string) map[string]string {
+	vars := map[string]string{"TOKEN_URL": tokenURL, "API_KEY": juspayAPIKey, "MERCHANT_ID": "stock"}
+	maps.Copy(vars, overrides)
+	return minimal("juspay-customer", vars)
+}
+
+// newFakeJuspay serves a fake Juspay that knows customer c-1, and returns
+// its URL.
+func newFakeJuspay(t *testing.T) (*fake.Juspay, string) {
+	t.Helper()
+	j := fake.NewJuspay(juspayAPIKey, "stock", 0)
+	j.AddCustomer("c-1")
+	srv := httptest.NewServer(j.Handler())
+	t.Cleanup(srv.Close)
+	return j, srv.URL
+}
+
+func TestJuspayConfigValid(t *testing.T) {
+	j, juspayURL := newFakeJuspay(t)
+	keyFile := writeFile(t, t.TempDir(), "api_key", juspayAPIKey+"\n")
+	tests := []struct {
+		name     string
+		env      map[string]string
+		inject   string // INJECT as loaded
+		endpoint string // CLIENT_AUTH_TOKEN_PATH as loaded
+		field    string // BODY_CUSTOMER_FIELD as loaded
+	}{
+		{name: "API key", env: juspayVars(juspayURL, nil), inject: "json-body"},
+		{name: "API key from a file", env: juspayVars(juspayURL, map[string]string{"API_KEY": unset, "API_KEY_FILE": keyFile}), inject: "json-body"},
+		{name: "customer elsewhere in the body", env: juspayVars(juspayURL, map[string]string{"BODY_CUSTOMER_FIELD": "order.customer.id"}), inject: "json-body", field: "order.customer.id"},
+		{name: "client auth token endpoint", env: juspayVars(juspayURL, map[string]string{"CLIENT_AUTH_TOKEN_PATH": "/juspay/client-auth-token"}), inject: "json-body", endpoint: "/juspay/client-auth-token"},
+		{name: "the juspay preset", env: map[string]string{
+			"AUTHSIDECAR_PROVIDER": "juspay", "AUTHSIDECAR_TOKEN_SOURCE": "juspay-customer", "AUTHSIDECAR_UPSTREAM_URL": juspayURL,
+			"AUTHSIDECAR_API_KEY_FILE": keyFile, "AUTHSIDECAR_MERCHANT_ID": "stock",
+		}, inject: "json-body", endpoint: "/juspay/client-auth-token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadConfig(tc.env)
+			if err != nil {
+				t.Fatalf("loadConfig() error = %v", err)
+			}
+			if c.Inject != tc.inject || c.ClientAuthTokenPath != tc.endpoint || c.BodyCustomerField != tc.field {
+				t.Errorf("INJECT, CLIENT_AUTH_TOKEN_PATH, BODY_CUSTOMER_FIELD = %q, %q, %q; want %q, %q, %q",
+					c.Inject, c.ClientAuthTokenPath, c.BodyCustomerField, tc.inject, tc.endpoint, tc.field)
+			}
+			if c.TokenURL != juspayURL {
+				t.Errorf("TOKEN_URL = %q, want %q", c.TokenURL, juspayURL)
+			}
+			s := built(t, c)
+			if s.keyed == nil || s.proxy.KeyedTokens == nil {
+				t.Fatalf("build() made no keyed cache (keyed %v, proxy.KeyedTokens %v)", s.keyed, s.proxy.KeyedTokens)
+			}
+			if s.cache != nil || s.source != nil || s.proxy.Tokens != nil {
+				t.Errorf("build() made a single-token cache beside the keyed one: cache %v, source %v, proxy.Tokens %v", s.cache, s.source, s.proxy.Tokens)
+			}
+			if s.proxy.ClientAuthTokenPath != tc.endpoint || s.proxy.CustomerField != tc.field {
+				t.Errorf("proxy ClientAuthTokenPath, CustomerField = %q, %q; want %q, %q", s.proxy.ClientAuthTokenPath, s.proxy.CustomerField, tc.endpoint, tc.field)
+			}
+			if len(s.background) != 0 {
+				t.Errorf("build() started %d background tasks, want none: per-customer tokens are fetched on demand", len(s.background))
+			}
+			// Ready at once: no token is fetched before a customer asks.
+			rec := httptest.NewRecorder()
+			adminHandler(s.registry, s.cache, new(atomic.Bool), false).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if rec.Code != http.StatusOK {
+				t.Errorf("GET /readyz = %d %q, want 200", rec.Code, rec.Body)
+			}
+			if n := j.TotalFetches(); n != 0 {
+				t.Errorf("Juspay saw %d token fetches, want none before a request", n)
+			}
+		})
+	}
+}
+
+func TestJuspayConfigProblems(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := writeFile(t, dir, "api_key", juspayAPIKey+"\n")
+	fleetKey := writeFile(t, dir, "fleet_key", strings.Repeat("ab", 32))
+	keys := writeKeyFiles(t)
+	const url = "https://sandbox.juspay.in"
+	tests := []struct {
+		name     string
+		env      map[string]string
+		variable string
+		want     string
+	}{
+		// The source's own settings.
+		{"no API key", juspayVars(url, map[string]string{"API_KEY": unset}), "API_KEY", "required (or AUTHSIDECAR_API_KEY_FILE)"},
+		{"API key twice", juspayVars(url, map[string]string{"API_KEY_FILE": keyFile}), "API_KEY", "not both"},
+		{"API key file missing", juspayVars(url, map[string]string{"API_KEY": unset, "API_KEY_FILE": dir + "/missing"}), "API_KEY_FILE", "no such file"},
+		{"no merchant", juspayVars(url, map[string]string{"MERCHANT_ID": unset}), "MERCHANT_ID", "required with AUTHSIDECAR_TOKEN_SOURCE=juspay-customer"},
+		{"merchant with surrounding space", juspayVars(url, map[string]string{"MERCHANT_ID": "stock "}), "MERCHANT_ID", "surrounding space"},
+		{"no token URL", juspayVars(url, map[string]string{"TOKEN_URL": unset}), "TOKEN_URL", "required with AUTHSIDECAR_TOKEN_SOURCE=juspay-customer"},
+		{"token URL not http", juspayVars("ftp://sandbox.juspay.in", nil), "TOKEN_URL", "absolute http or https URL"},
+		{"token URL relative", juspayVars("/customers", nil), "TOKEN_URL", "absolute http or https URL"},
+		{"token URL with a query", juspayVars(url+"/?merchant=stock", nil), "TOKEN_URL", "without query or fragment"},
+
+		// What the rest of the sidecar may do with tokens per customer.
+		{"bearer", juspayVars(url, map[string]string{"INJECT": "bearer"}), "INJECT", "gives a token per customer"},
+		{"header", juspayVars(url, map[string]string{"INJECT": "header", "INJECT_HEADER": "X-Token"}), "INJECT", "gives a token per customer"},
+		{"hand-off endpoint", juspayVars(url, map[string]string{"HANDOFF_PATH": "/token"}), "HANDOFF_PATH", "use AUTHSIDECAR_CLIENT_AUTH_TOKEN_PATH"},
+		{"shared cache", juspayVars(url, map[string]string{"SHARED_CACHE": "redis://redis.example:6379", "SHARED_CACHE_KEY_FILE": fleetKey}), "SHARED_CACHE", `got "juspay-customer"`},
+		{"bodies not kept", juspayVars(url, map[string]string{"MAX_REPLAY_BODY": "0"}), "MAX_REPLAY_BODY", "must be positive"},
+
+		// The cache and where the customer is.
+		{"cache of none", juspayVars(url, map[string]string{"TOKEN_CACHE_SIZE": "0"}), "TOKEN_CACHE_SIZE", "at least 1, got 0"},
+		{"cache negative", juspayVars(url, map[string]string{"TOKEN_CACHE_SIZE": "-5"}), "TOKEN_CACHE_SIZE", "at least 1, got -5"},
+		{"cache not a number", juspayVars(url, map[string]string{"TOKEN_CACHE_SIZE": "10k"}), "TOKEN_CACHE_SIZE", "not a number"},
+		{"customer field with an empty segment", juspayVars(url, map[string]string{"BODY_CUSTOMER_FIELD": "payload..customerId"}), "BODY_CUSTOMER_FIELD", "want a dotted path"},
+		{"customer field ending in a dot", juspayVars(url, map[string]string{"BODY_CUSTOMER_FIELD": "payload."}), "BODY_CUSTOMER_FIELD", "want a dotted path"},
+		{"customer field with a control character", juspayVars(url, map[string]string{"BODY_CUSTOMER_FIELD": "payload.customer\tId"}), "BODY_CUSTOMER_FIELD", "want a dotted path"},
+
+		// The endpoint.
+		{"endpoint not a path", juspayVars(url, map[string]string{"CLIENT_AUTH_TOKEN_PATH": "juspay/client-auth-token"}), "CLIENT_AUTH_TOKEN_PATH", "starting with /"},
+		{"endpoint with a dot segment", juspayVars(url, map[string]string{"CLIENT_AUTH_TOKEN_PATH": "/juspay/../token"}), "CLIENT_AUTH_TOKEN_PATH", "without dot segments"},
+		{"endpoint with a query", juspayVars(url, map[string]string{"CLIENT_AUTH_TOKEN_PATH": "/token?x=1"}), "CLIENT_AUTH_TOKEN_PATH", "without dot segments, ? or #"},
+		{"endpoint on the signing path", juspayVars(url, map[string]string{"SIGN_PATH": "/juspay/sign", "CLIENT_AUTH_TOKEN_PATH": "/juspay/sign", "SIGNING_KEY_FILE": keys.pkcs1, "SIGNING_KEY_ID": "1234"}), "CLIENT_AUTH_TOKEN_PATH", "must differ from AUTHSIDECAR_SIGN_PATH (/juspay/sign)"},
+		{"endpoint without a per-customer source", minimal("json", map[string]string{"CLIENT_AUTH_TOKEN_PATH": "/juspay/client-auth-token"}), "CLIENT_AUTH_TOKEN_PATH", "needs tokens per customer: AUTHSIDECAR_TOKEN_SOURCE=juspay-customer"},
+		{"endpoint without any source", minimal("none", map[string]string{"CLIENT_AUTH_TOKEN_PATH": "/juspay/client-auth-token"}), "CLIENT_AUTH_TOKEN_PATH", "needs tokens per customer"},
+		{"customer field without a per-customer source", minimal("oauth2", map[string]string{"BODY_CUSTOMER_FIELD": "payload.customerId"}), "BODY_CUSTOMER_FIELD", "needs tokens per customer"},
+
+		// The preset fills in the URL and the endpoint, never the key.
+		{"preset without a key", map[string]string{"AUTHSIDECAR_PROVIDER": "juspay", "AUTHSIDECAR_TOKEN_SOURCE": "juspay-customer", "AUTHSIDECAR_MERCHANT_ID": "stock"}, "API_KEY", "required"},
+		{"preset with a bearer", map[string]string{"AUTHSIDECAR_PROVIDER": "juspay", "AUTHSIDECAR_TOKEN_SOURCE": "juspay-customer", "AUTHSIDECAR_INJECT": "bearer", "AUTHSIDECAR_API_KEY_FILE": keyFile, "AUTHSIDECAR_MERCHANT_ID": "stock"}, "INJECT", "gives a token per customer"},
+	}
+	encoded := base64.StdEncoding.EncodeToString([]byte(juspayAPIKey + ":"))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(tc.env)
+			lines := problemLines(err)
+			if n := linesNaming(lines, envPrefix+tc.variable); n != 1 || len(lines) != 1 {
+				t.Fatalf("loadConfig() problems = %q, want one, naming %s%s", lines, envPrefix, tc.variable)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("loadConfig() error = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "key_live") || strings.Contains(err.Error(), encoded) {
+				t.Errorf("loadConfig() error = %v, shows the API key", err)
+			}
+			checkEveryLineNamesAVariable(t, err)
+		})
+	}
+}
