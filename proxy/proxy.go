@@ -29,7 +29,8 @@ type Config struct {
 	Tokens TokenSource
 	// KeyedTokens, if not nil, supplies each request's token by its
 	// customer, read from its JSON body (see CustomerField), in place of
-	// Tokens: a body without a customer is refused with 400.
+	// Tokens: a body without a customer is refused with 400 (unless
+	// KeyedTokensEndpointOnly).
 	KeyedTokens KeyedTokenSource
 	// ClientAuthTokenPath is the path of the local endpoint that answers a
 	// customer's token from KeyedTokens (Juspay's clientAuthToken, for the
@@ -38,6 +39,11 @@ type Config struct {
 	// CustomerField is the dotted path of the customer id in a body, with
 	// KeyedTokens. If empty, payload.customerId, else payload.customer_id.
 	CustomerField string
+	// KeyedTokensEndpointOnly keeps KeyedTokens for ClientAuthTokenPath
+	// alone, for an Injector that puts no token on requests (Basic, None):
+	// requests then need not name a customer, and go out as the Injector
+	// makes them.
+	KeyedTokensEndpointOnly bool
 	// Injector puts the credentials on each request. If nil, Bearer is used
 	// when Tokens is set; with neither, requests go out as the app sent them.
 	Injector Injector
@@ -122,7 +128,7 @@ func New(c Config) http.Handler {
 	}
 	if c.Injector != nil {
 		at := newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
-		if c.KeyedTokens != nil {
+		if c.KeyedTokens != nil && !c.KeyedTokensEndpointOnly {
 			at.tokens, at.keyed = nil, c.KeyedTokens
 			if c.CustomerField != "" {
 				at.key.path = splitPath(c.CustomerField)

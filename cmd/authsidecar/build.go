@@ -136,6 +136,10 @@ func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *s
 			Observer:              m.Customers(),
 		})
 		s.proxy.KeyedTokens, s.proxy.CustomerField, s.proxy.ClientAuthTokenPath = s.keyed, cfg.BodyCustomerField, cfg.ClientAuthTokenPath
+		// A mode without a token (basic, none) leaves requests alone: the
+		// customers' tokens are for CLIENT_AUTH_TOKEN_PATH only.
+		mode, _ := lookupMode(cfg.Inject)
+		s.proxy.KeyedTokensEndpointOnly = !mode.needsToken
 		return nil
 	}
 	src, err := kind.build(cfg, b)

@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/test/fake"
 )
 
@@ -50,6 +54,7 @@ func TestJuspayConfigValid(t *testing.T) {
 		{name: "API key from a file", env: juspayVars(juspayURL, map[string]string{"API_KEY": unset, "API_KEY_FILE": keyFile}), inject: "json-body"},
 		{name: "customer elsewhere in the body", env: juspayVars(juspayURL, map[string]string{"BODY_CUSTOMER_FIELD": "order.customer.id"}), inject: "json-body", field: "order.customer.id"},
 		{name: "client auth token endpoint", env: juspayVars(juspayURL, map[string]string{"CLIENT_AUTH_TOKEN_PATH": "/juspay/client-auth-token"}), inject: "json-body", endpoint: "/juspay/client-auth-token"},
+		{name: "requests untouched, tokens at the endpoint", env: juspayVars(juspayURL, map[string]string{"INJECT": "none", "CLIENT_AUTH_TOKEN_PATH": "/cat"}), inject: "none", endpoint: "/cat"},
 		{name: "the juspay preset", env: map[string]string{
 			"AUTHSIDECAR_PROVIDER": "juspay", "AUTHSIDECAR_TOKEN_SOURCE": "juspay-customer", "AUTHSIDECAR_UPSTREAM_URL": juspayURL,
 			"AUTHSIDECAR_API_KEY_FILE": keyFile, "AUTHSIDECAR_MERCHANT_ID": "stock",
@@ -78,6 +83,9 @@ func TestJuspayConfigValid(t *testing.T) {
 			if s.proxy.ClientAuthTokenPath != tc.endpoint || s.proxy.CustomerField != tc.field {
 				t.Errorf("proxy ClientAuthTokenPath, CustomerField = %q, %q; want %q, %q", s.proxy.ClientAuthTokenPath, s.proxy.CustomerField, tc.endpoint, tc.field)
 			}
+			if got, want := s.proxy.KeyedTokensEndpointOnly, tc.inject != "json-body"; got != want {
+				t.Errorf("proxy KeyedTokensEndpointOnly = %v, want %v with INJECT=%s", got, want, tc.inject)
+			}
 			if len(s.background) != 0 {
 				t.Errorf("build() started %d background tasks, want none: per-customer tokens are fetched on demand", len(s.background))
 			}
@@ -89,6 +97,70 @@ func TestJuspayConfigValid(t *testing.T) {
 			}
 			if n := j.TotalFetches(); n != 0 {
 				t.Errorf("Juspay saw %d token fetches, want none before a request", n)
+			}
+		})
+	}
+}
+
+// With a mode that puts no token on requests, the customers' tokens are for
+// CLIENT_AUTH_TOKEN_PATH alone: requests go out without naming a customer
+// and without a fetch, and the endpoint answers a customer's token.
+func TestJuspayTokenlessModes(t *testing.T) {
+	j, juspayURL := newFakeJuspay(t)
+	var gotAuth atomic.Value
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth.Store(r.Header.Get("Authorization"))
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(upstream.Close)
+	for _, tc := range []struct {
+		inject, user, wantAuth string
+	}{
+		{"none", unset, "Bearer app"},
+	} {
+		t.Run(tc.inject, func(t *testing.T) {
+			c, err := loadConfig(juspayVars(juspayURL, map[string]string{
+				"UPSTREAM_URL": upstream.URL, "INJECT": tc.inject, "BASIC_USER": tc.user, "CLIENT_AUTH_TOKEN_PATH": "/juspay/client-auth-token",
+			}))
+			if err != nil {
+				t.Fatalf("loadConfig() error = %v", err)
+			}
+			srv := httptest.NewServer(proxy.New(built(t, c).proxy))
+			t.Cleanup(srv.Close)
+			before := j.TotalFetches()
+
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/orders/o-1", nil)
+			req.Header.Set("Authorization", "Bearer app")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+				t.Fatalf("GET /orders/o-1 = %d %q, want 200 from the upstream", resp.StatusCode, body)
+			}
+			if got := gotAuth.Load(); got != tc.wantAuth {
+				t.Errorf("upstream Authorization = %q, want %q", got, tc.wantAuth)
+			}
+			if n := j.TotalFetches() - before; n != 0 {
+				t.Errorf("a request naming no customer made %d token fetches, want 0", n)
+			}
+
+			resp, err = http.Post(srv.URL+"/juspay/client-auth-token", "application/json", strings.NewReader(`{"customerId":"c-1"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var answer struct{ ClientAuthToken, AuthExpiry string }
+			if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("POST /juspay/client-auth-token = %d (%v), want 200", resp.StatusCode, err)
+			}
+			if !j.Valid("c-1", answer.ClientAuthToken) {
+				t.Errorf("clientAuthToken %q is not one Juspay issued for c-1", answer.ClientAuthToken)
+			}
+			if _, err := time.Parse(time.RFC3339, answer.AuthExpiry); err != nil {
+				t.Errorf("authExpiry %q: %v", answer.AuthExpiry, err)
 			}
 		})
 	}
