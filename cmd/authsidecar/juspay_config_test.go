@@ -54,6 +54,7 @@ func TestJuspayConfigValid(t *testing.T) {
 		{name: "API key from a file", env: juspayVars(juspayURL, map[string]string{"API_KEY": unset, "API_KEY_FILE": keyFile}), inject: "json-body"},
 		{name: "customer elsewhere in the body", env: juspayVars(juspayURL, map[string]string{"BODY_CUSTOMER_FIELD": "order.customer.id"}), inject: "json-body", field: "order.customer.id"},
 		{name: "client auth token endpoint", env: juspayVars(juspayURL, map[string]string{"CLIENT_AUTH_TOKEN_PATH": "/juspay/client-auth-token"}), inject: "json-body", endpoint: "/juspay/client-auth-token"},
+		{name: "Basic to the server API, tokens at the endpoint", env: juspayVars(juspayURL, map[string]string{"INJECT": "basic", "BASIC_USER": juspayAPIKey, "CLIENT_AUTH_TOKEN_PATH": "/juspay/client-auth-token"}), inject: "basic", endpoint: "/juspay/client-auth-token"},
 		{name: "requests untouched, tokens at the endpoint", env: juspayVars(juspayURL, map[string]string{"INJECT": "none", "CLIENT_AUTH_TOKEN_PATH": "/cat"}), inject: "none", endpoint: "/cat"},
 		{name: "the juspay preset", env: map[string]string{
 			"AUTHSIDECAR_PROVIDER": "juspay", "AUTHSIDECAR_TOKEN_SOURCE": "juspay-customer", "AUTHSIDECAR_UPSTREAM_URL": juspayURL,
@@ -113,10 +114,12 @@ func TestJuspayTokenlessModes(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	t.Cleanup(upstream.Close)
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(juspayAPIKey+":"))
 	for _, tc := range []struct {
 		inject, user, wantAuth string
 	}{
 		{"none", unset, "Bearer app"},
+		{"basic", juspayAPIKey, basic},
 	} {
 		t.Run(tc.inject, func(t *testing.T) {
 			c, err := loadConfig(juspayVars(juspayURL, map[string]string{
