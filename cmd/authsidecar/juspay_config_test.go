@@ -172,6 +172,8 @@ func TestJuspayTokenlessModes(t *testing.T) {
 func TestJuspayConfigProblems(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := writeFile(t, dir, "api_key", juspayAPIKey+"\n")
+	emptyKey := writeFile(t, dir, "empty_key", "\n")
+	colonKey := writeFile(t, dir, "colon_key", juspayAPIKey+":x\n")
 	fleetKey := writeFile(t, dir, "fleet_key", strings.Repeat("ab", 32))
 	keys := writeKeyFiles(t)
 	const url = "https://sandbox.juspay.in"
@@ -185,6 +187,9 @@ func TestJuspayConfigProblems(t *testing.T) {
 		{"no API key", juspayVars(url, map[string]string{"API_KEY": unset}), "API_KEY", "required (or AUTHSIDECAR_API_KEY_FILE)"},
 		{"API key twice", juspayVars(url, map[string]string{"API_KEY_FILE": keyFile}), "API_KEY", "not both"},
 		{"API key file missing", juspayVars(url, map[string]string{"API_KEY": unset, "API_KEY_FILE": dir + "/missing"}), "API_KEY_FILE", "no such file"},
+		{"API key file empty", juspayVars(url, map[string]string{"API_KEY": unset, "API_KEY_FILE": emptyKey}), "API_KEY_FILE", "empty"},
+		{"API key with a colon", juspayVars(url, map[string]string{"API_KEY": unset, "API_KEY_FILE": colonKey}), "API_KEY_FILE", "':'"},
+		{"API key with a control character", juspayVars(url, map[string]string{"API_KEY": juspayAPIKey + "\n"}), "API_KEY", "control character"},
 		{"no merchant", juspayVars(url, map[string]string{"MERCHANT_ID": unset}), "MERCHANT_ID", "required with AUTHSIDECAR_TOKEN_SOURCE=juspay-customer"},
 		{"merchant with surrounding space", juspayVars(url, map[string]string{"MERCHANT_ID": "stock "}), "MERCHANT_ID", "surrounding space"},
 		{"no token URL", juspayVars(url, map[string]string{"TOKEN_URL": unset}), "TOKEN_URL", "required with AUTHSIDECAR_TOKEN_SOURCE=juspay-customer"},
