@@ -202,6 +202,9 @@ func TestJuspayConfigProblems(t *testing.T) {
 		{"header", juspayVars(url, map[string]string{"INJECT": "header", "INJECT_HEADER": "X-Token"}), "INJECT", "gives a token per customer"},
 		{"hand-off endpoint", juspayVars(url, map[string]string{"HANDOFF_PATH": "/token"}), "HANDOFF_PATH", "use AUTHSIDECAR_CLIENT_AUTH_TOKEN_PATH"},
 		{"shared cache", juspayVars(url, map[string]string{"SHARED_CACHE": "redis://redis.example:6379", "SHARED_CACHE_KEY_FILE": fleetKey}), "SHARED_CACHE", `got "juspay-customer"`},
+		{"Basic without the endpoint", juspayVars(url, map[string]string{"INJECT": "basic", "BASIC_USER": juspayAPIKey}), "CLIENT_AUTH_TOKEN_PATH", "required with AUTHSIDECAR_TOKEN_SOURCE=juspay-customer and AUTHSIDECAR_INJECT=basic"},
+		{"none without the endpoint", juspayVars(url, map[string]string{"INJECT": "none"}), "CLIENT_AUTH_TOKEN_PATH", "required with AUTHSIDECAR_TOKEN_SOURCE=juspay-customer and AUTHSIDECAR_INJECT=none"},
+		{"customer field with a mode that reads no body", juspayVars(url, map[string]string{"INJECT": "none", "CLIENT_AUTH_TOKEN_PATH": "/cat", "BODY_CUSTOMER_FIELD": "payload.customerId"}), "BODY_CUSTOMER_FIELD", "not used with AUTHSIDECAR_INJECT=none"},
 		{"bodies not kept", juspayVars(url, map[string]string{"MAX_REPLAY_BODY": "0"}), "MAX_REPLAY_BODY", "must be positive"},
 
 		// The cache and where the customer is.

@@ -75,6 +75,16 @@ func (c *Config) checkKeyed(p *problems, source sourceKind, sourceOK bool) {
 		if c.HandoffPath != "" {
 			p.add("HANDOFF_PATH", "hands out one token, but %sTOKEN_SOURCE=%s gives a token per customer: use %sCLIENT_AUTH_TOKEN_PATH", envPrefix, c.TokenSource, envPrefix)
 		}
+		// Without a token on requests, the endpoint is the tokens' only use,
+		// and no body is read for a customer.
+		if m, ok := lookupMode(c.Inject); ok && !m.needsToken && !p.names("TOKEN_SOURCE") {
+			if c.ClientAuthTokenPath == "" {
+				p.add("CLIENT_AUTH_TOKEN_PATH", "required with %sTOKEN_SOURCE=%s and %sINJECT=%s: nothing else would use the customers' tokens", envPrefix, c.TokenSource, envPrefix, c.Inject)
+			}
+			if c.BodyCustomerField != "" {
+				p.add("BODY_CUSTOMER_FIELD", "not used with %sINJECT=%s: bodies are read for a customer with json-body only", envPrefix, c.Inject)
+			}
+		}
 	}
 	if !keyed && sourceOK {
 		for name, v := range map[string]string{"CLIENT_AUTH_TOKEN_PATH": c.ClientAuthTokenPath, "BODY_CUSTOMER_FIELD": c.BodyCustomerField} {
