@@ -60,6 +60,10 @@ func TestJuspayConfigValid(t *testing.T) {
 			"AUTHSIDECAR_PROVIDER": "juspay", "AUTHSIDECAR_TOKEN_SOURCE": "juspay-customer", "AUTHSIDECAR_UPSTREAM_URL": juspayURL,
 			"AUTHSIDECAR_API_KEY_FILE": keyFile, "AUTHSIDECAR_MERCHANT_ID": "stock",
 		}, inject: "json-body", endpoint: "/juspay/client-auth-token"},
+		{name: "the juspay preset, Basic to the server API", env: map[string]string{
+			"AUTHSIDECAR_PROVIDER": "juspay", "AUTHSIDECAR_TOKEN_SOURCE": "juspay-customer", "AUTHSIDECAR_INJECT": "basic", "AUTHSIDECAR_UPSTREAM_URL": juspayURL,
+			"AUTHSIDECAR_API_KEY_FILE": keyFile, "AUTHSIDECAR_MERCHANT_ID": "stock",
+		}, inject: "basic", endpoint: "/juspay/client-auth-token"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
