@@ -250,3 +250,41 @@ func TestJuspayConfigProblems(t *testing.T) {
 		})
 	}
 }
+
+// FuzzJuspayConfig feeds juspay-customer's own settings to loadConfig:
+// whatever it accepts must build, with a key Juspay can be sent, an
+// endpoint path the proxy serves and a cache that holds at least one
+// customer; whatever it refuses is a list of problems that each name a
+// variable, and none shows the API key.
+func FuzzJuspayConfig(f *testing.F) {
+	f.Add(juspayAPIKey, "stock", "https://sandbox.juspay.in", "payload.customerId", "/juspay/client-auth-token", "10000", "json-body")
+	f.Add("key:with-colon", " stock", "https://sandbox.juspay.in/?a=b", "payload..customerId", "/juspay/../x", "0", "bearer")
+	f.Add("key\twith-tab", "", "ftp://juspay", ".", "juspay", "-1", "basic")
+	f.Add("", "stock\n", "", "", "", "1e4", "none")
+	f.Fuzz(func(t *testing.T, apiKey, merchant, tokenURL, customerField, endpoint, cacheSize, inject string) {
+		c, err := loadConfig(juspayVars(tokenURL, map[string]string{
+			"API_KEY": apiKey, "MERCHANT_ID": merchant, "BODY_CUSTOMER_FIELD": customerField,
+			"CLIENT_AUTH_TOKEN_PATH": endpoint, "TOKEN_CACHE_SIZE": cacheSize, "INJECT": inject,
+			"BASIC_USER": "user-1",
+		}))
+		if err != nil {
+			checkEveryLineNamesAVariable(t, err)
+			if len(apiKey) >= 8 && strings.Contains(err.Error(), apiKey) {
+				t.Errorf("loadConfig() error = %v, shows the API key %q", err, apiKey)
+			}
+			return
+		}
+		if proxy.CheckBasicUser(c.APIKey) != nil {
+			t.Errorf("API_KEY %q accepted, but Juspay cannot be sent it as the Basic user name", apiKey)
+		}
+		if c.ClientAuthTokenPath != "" && proxy.CheckEndpointPath(c.ClientAuthTokenPath) != nil {
+			t.Errorf("CLIENT_AUTH_TOKEN_PATH %q accepted", endpoint)
+		}
+		if c.TokenCacheSize < 1 {
+			t.Errorf("TOKEN_CACHE_SIZE %q accepted as %d", cacheSize, c.TokenCacheSize)
+		}
+		if s := built(t, c); s.keyed == nil {
+			t.Errorf("accepted, but build() made no keyed cache")
+		}
+	})
+}
