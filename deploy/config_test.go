@@ -28,8 +28,9 @@ func TestExampleConfigurationsAreAccepted(t *testing.T) {
 			if out, code := check(t, env); code != 0 || !strings.HasSuffix(out, "authsidecar: configuration OK\n") {
 				t.Errorf("authsidecar -check = %d\n%s", code, out)
 			}
-			// The check is real: without the upstream it fails, and with the
-			// shared cache, with a fleet key one byte short.
+			// The check is real: with an upstream that is not a URL it fails
+			// (a preset may supply one when none is set), and with the shared
+			// cache, with a fleet key one byte short.
 			if path, ok := env["AUTHSIDECAR_SHARED_CACHE_KEY_FILE"]; ok {
 				short := base64.StdEncoding.EncodeToString(make([]byte, 31))
 				if err := os.WriteFile(path, []byte(short), 0o600); err != nil {
@@ -42,9 +43,9 @@ func TestExampleConfigurationsAreAccepted(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			delete(env, "AUTHSIDECAR_UPSTREAM_URL")
+			env["AUTHSIDECAR_UPSTREAM_URL"] = "api.example.com"
 			if out, code := check(t, env); code != 2 || !strings.Contains(out, "AUTHSIDECAR_UPSTREAM_URL") {
-				t.Errorf("authsidecar -check without UPSTREAM_URL = %d\n%s", code, out)
+				t.Errorf("authsidecar -check with UPSTREAM_URL=api.example.com = %d\n%s", code, out)
 			}
 		})
 	}
@@ -52,8 +53,8 @@ func TestExampleConfigurationsAreAccepted(t *testing.T) {
 
 // withFiles moves every *_FILE path under a temporary directory and writes a
 // stand-in there: a fleet key as `openssl rand -base64 32` writes it for the
-// shared cache's key file, a fresh RSA key for other key files, text
-// otherwise.
+// shared cache's key file, a fresh RSA key for other key files (the API
+// key's excepted), text otherwise.
 func withFiles(t *testing.T, env map[string]string) map[string]string {
 	t.Helper()
 	root := t.TempDir()
@@ -71,6 +72,9 @@ func withFiles(t *testing.T, env map[string]string) map[string]string {
 		case strings.HasPrefix(name, "AUTHSIDECAR_PAYGATE_"):
 			// Paygate's passwords are text; 32 bytes suit both ciphers.
 			content = []byte("example-paygate-password-32bytes\n")
+		case name == "AUTHSIDECAR_API_KEY_FILE":
+			// An API key is text, however its name ends.
+			content = []byte("example_api_key\n")
 		case strings.HasSuffix(name, "KEY_FILE"):
 			content = rsaKeyPEM(t)
 		}

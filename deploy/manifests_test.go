@@ -294,7 +294,7 @@ func checkSecurity(t *testing.T, pod *corev1.PodSecurityContext, sc *corev1.Secu
 
 // Credentials reach the sidecar as files from a Secret, never as env values.
 func TestCredentialsAreFilesFromSecrets(t *testing.T) {
-	secretVars := []string{"CLIENT_ID", "CLIENT_SECRET", "SHARED_CACHE_PASSWORD"}
+	secretVars := []string{"CLIENT_ID", "CLIENT_SECRET", "SHARED_CACHE_PASSWORD", "API_KEY", "BASIC_USER", "BASIC_PASSWORD"}
 	for _, dir := range appDirs(t) {
 		t.Run(dir, func(t *testing.T) {
 			a := appOf(t, dir)
@@ -340,17 +340,26 @@ func underSecretMount(spec *corev1.PodSpec, c *corev1.Container, path string) bo
 // secretAt names the Secret whose volume c mounts read-only above path, or
 // is "".
 func secretAt(spec *corev1.PodSpec, c *corev1.Container, path string) string {
+	name, _ := secretFile(spec, c, path)
+	return name
+}
+
+// secretFile names the Secret whose volume c mounts read-only above path,
+// and the path below the mount: the Secret's key, for a volume that maps
+// none. Both are "" if no such mount holds path.
+func secretFile(spec *corev1.PodSpec, c *corev1.Container, path string) (secret, key string) {
 	for _, m := range c.VolumeMounts {
-		if !m.ReadOnly || !strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
+		dir := strings.TrimSuffix(m.MountPath, "/") + "/"
+		if !m.ReadOnly || !strings.HasPrefix(path, dir) {
 			continue
 		}
 		for _, v := range spec.Volumes {
 			if v.Name == m.Name && v.Secret != nil {
-				return v.Secret.SecretName
+				return v.Secret.SecretName, strings.TrimPrefix(path, dir)
 			}
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // The fleet example is the Alternative example with the shared cache on:

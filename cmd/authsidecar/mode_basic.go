@@ -16,7 +16,9 @@ var basicMode = injectMode{
 	name:   "basic",
 	header: func(Config) string { return "Authorization" },
 	check: func(c *Config, p *problems) {
-		if k, ok := lookupSource(c.TokenSource); ok && fetchesTokens(k) {
+		// A source of tokens per customer may go with it: those tokens are
+		// handed out at CLIENT_AUTH_TOKEN_PATH, never put on requests.
+		if k, ok := lookupSource(c.TokenSource); ok && k.build != nil {
 			p.add("TOKEN_SOURCE", "must be none with %sINJECT=basic: the user name and password are the credential, got %q", envPrefix, c.TokenSource)
 		}
 		c.basicAuth(nil, p)

@@ -21,6 +21,11 @@ var juspayProvider = provider{
 		default:
 			s["TOKEN_SOURCE"] = noSource.name
 			s["INJECT"] = basicMode.name
+		}
+		// The server API's Basic credential, whenever INJECT is basic (the
+		// preset's, on its next pass, or the environment's beside
+		// juspay-customer).
+		if get("INJECT") == basicMode.name {
 			s["BASIC_USER"] = get("API_KEY")
 			s["BASIC_USER_FILE"] = get("API_KEY_FILE")
 		}

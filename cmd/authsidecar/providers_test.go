@@ -94,6 +94,27 @@ func TestProviderPresets(t *testing.T) {
 			not: []string{"juspay-api-key-2"},
 		},
 		{
+			name: "juspay: tokens per customer at the endpoint, Basic to the server API",
+			vars: map[string]string{"PROVIDER": "juspay", "TOKEN_SOURCE": "juspay-customer", "INJECT": "basic", "API_KEY_FILE": apiKey, "MERCHANT_ID": "stock"},
+			want: []string{
+				"AUTHSIDECAR_TOKEN_URL=https://api.juspay.in (preset juspay)",
+				"AUTHSIDECAR_INJECT=basic (environment)",
+				"AUTHSIDECAR_BASIC_USER_FILE=" + apiKey + " (preset juspay)",
+				"AUTHSIDECAR_SET_HEADERS=x-merchantid=stock (preset juspay)",
+				"AUTHSIDECAR_CLIENT_AUTH_TOKEN_PATH=/juspay/client-auth-token (preset juspay)",
+			},
+			not: []string{"juspay-api-key-1"},
+		},
+		{
+			name: "juspay: an explicit INJECT=none gets no Basic credential",
+			vars: map[string]string{"PROVIDER": "juspay", "INJECT": "none", "API_KEY_FILE": apiKey, "MERCHANT_ID": "stock"},
+			want: []string{
+				"AUTHSIDECAR_INJECT=none (environment)",
+				"AUTHSIDECAR_SET_HEADERS=x-merchantid=stock (preset juspay)",
+			},
+			not: []string{"BASIC_USER", "juspay-api-key-1"},
+		},
+		{
 			name: "juspay: the signature payload",
 			vars: map[string]string{"PROVIDER": "juspay", "INJECT": "signature", "SIGNING_KEY_FILE": signingKey, "SIGNING_KEY_ID": "1234", "MERCHANT_ID": "stock"},
 			want: []string{

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
@@ -15,6 +16,7 @@ var juspayCustomerSource = sourceKind{
 	inject: jsonBodyMode.name,
 	check: func(c *Config, p *problems) {
 		p.oneOf("API_KEY", c.APIKey, c.APIKeyFile)
+		c.checkAPIKey(p)
 		p.fields(juspayConfig(*c, nil).Check(), juspayFields, "TOKEN_SOURCE="+c.TokenSource)
 	},
 	keyed: func(c Config, b *builder) (tokens.KeyedSource, error) {
@@ -27,6 +29,26 @@ var juspayFields = map[string]string{"URL": "TOKEN_URL", "APIKey": "API_KEY", "M
 
 func juspayConfig(c Config, client *http.Client) tokens.JuspayConfig {
 	return tokens.JuspayConfig{URL: c.TokenURL, APIKey: secret(c.APIKey, c.APIKeyFile), MerchantID: c.MerchantID, Client: client}
+}
+
+// checkAPIKey checks the API key's value, read now: it is the Basic user
+// name of every call to Juspay, so a key Juspay could never be sent would
+// fail every fetch. The problem never quotes the key.
+func (c *Config) checkAPIKey(p *problems) {
+	if p.names("API_KEY") || p.names("API_KEY_FILE") {
+		return
+	}
+	name := "API_KEY"
+	if c.APIKeyFile != "" {
+		name = "API_KEY_FILE"
+	}
+	key, err := secret(c.APIKey, c.APIKeyFile).Read()
+	if err == nil {
+		err = proxy.CheckBasicUser(key)
+	}
+	if err != nil {
+		p.add(name, "%s (the API key is the Basic user name of Juspay's API)", strings.TrimPrefix(err.Error(), "proxy: "))
+	}
 }
 
 // checkKeyed checks the settings of tokens per customer: the cache's size,
@@ -52,6 +74,16 @@ func (c *Config) checkKeyed(p *problems, source sourceKind, sourceOK bool) {
 		}
 		if c.HandoffPath != "" {
 			p.add("HANDOFF_PATH", "hands out one token, but %sTOKEN_SOURCE=%s gives a token per customer: use %sCLIENT_AUTH_TOKEN_PATH", envPrefix, c.TokenSource, envPrefix)
+		}
+		// Without a token on requests, the endpoint is the tokens' only use,
+		// and no body is read for a customer.
+		if m, ok := lookupMode(c.Inject); ok && !m.needsToken && !p.names("TOKEN_SOURCE") {
+			if c.ClientAuthTokenPath == "" {
+				p.add("CLIENT_AUTH_TOKEN_PATH", "required with %sTOKEN_SOURCE=%s and %sINJECT=%s: nothing else would use the customers' tokens", envPrefix, c.TokenSource, envPrefix, c.Inject)
+			}
+			if c.BodyCustomerField != "" {
+				p.add("BODY_CUSTOMER_FIELD", "not used with %sINJECT=%s: bodies are read for a customer with json-body only", envPrefix, c.Inject)
+			}
 		}
 	}
 	if !keyed && sourceOK {
