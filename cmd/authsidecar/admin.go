@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,10 +21,30 @@ import (
 // scrapers need few, and the port is reachable from the pod network.
 const maxAdminConnections = 64
 
-// adminHandler serves /metrics, /healthz (the process runs) and /readyz (a
-// valid token is held and the sidecar is not shutting down), and with
+// readiness is each route's token cache, for /readyz: nil for a route that
+// holds no single token (none, signature, per-customer tokens).
+type readiness []struct {
+	name  string
+	cache *tokens.Cache
+}
+
+// readiness lists the routes' caches.
+func (a *app) readiness() readiness {
+	var r readiness
+	for _, s := range a.routes {
+		r = append(r, struct {
+			name  string
+			cache *tokens.Cache
+		}{s.name, s.cache})
+	}
+	return r
+}
+
+// adminHandler serves /metrics, /healthz (the process runs) and /readyz
+// (every route that needs a token holds a valid one, and the sidecar is not
+// shutting down; /readyz?route=NAME answers for one route), and with
 // withPprof the runtime profiles under /debug/pprof/.
-func adminHandler(reg *prometheus.Registry, cache *tokens.Cache, draining *atomic.Bool, withPprof bool) http.Handler {
+func adminHandler(reg *prometheus.Registry, routes readiness, draining *atomic.Bool, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	if withPprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -37,11 +58,29 @@ func adminHandler(reg *prometheus.Registry, cache *tokens.Cache, draining *atomi
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case draining.Load():
+		only, one := r.URL.Query()["route"]
+		if draining.Load() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		case cache != nil && !cache.Valid():
+			return
+		}
+		var notReady []string
+		found := false
+		for _, rt := range routes {
+			if one && rt.name != only[0] {
+				continue
+			}
+			found = true
+			if rt.cache != nil && !rt.cache.Valid() {
+				notReady = append(notReady, rt.name)
+			}
+		}
+		switch {
+		case one && !found:
+			http.Error(w, "no route "+only[0], http.StatusNotFound)
+		case len(notReady) > 0 && len(routes) == 1 && routes[0].name == defaultRoute:
 			http.Error(w, "no valid token", http.StatusServiceUnavailable)
+		case len(notReady) > 0:
+			http.Error(w, "no valid token for route "+strings.Join(notReady, ", "), http.StatusServiceUnavailable)
 		default:
 			fmt.Fprintln(w, "ok")
 		}

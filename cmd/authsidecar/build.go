@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -14,10 +15,15 @@ import (
 	"github.com/authsidecar/authsidecar/tokens"
 )
 
-// sidecar is everything run serves, built once from a checked Config.
+// sidecar is one route's parts, built once from a checked Config.
 type sidecar struct {
-	cfg      Config
-	registry *prometheus.Registry
+	// name is the route's; defaultRoute without ROUTES.
+	name string
+	// ownListener: the route listens on its own LISTEN_ADDR, not under a
+	// PATH_PREFIX on the main listener.
+	ownListener bool
+	cfg         Config
+	registry    *prometheus.Registry
 	// source fetches tokens, and cache holds them; nil when TOKEN_SOURCE
 	// yields none.
 	source tokens.Source
@@ -45,10 +51,25 @@ type builder struct {
 	background []func(ctx context.Context) error
 }
 
-// build constructs the sidecar's parts once, from a Config that loadConfig
-// accepted: keys, TLS configurations, the token source and its cache, the
-// injector and the proxy. Nothing listens yet.
+// newRegistry is the sidecar's own Prometheus registry, with the Go
+// runtime's and the process's collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// build constructs a sidecar of one route from a Config that loadConfig
+// accepted, with a registry of its own.
 func build(cfg Config, log *slog.Logger) (*sidecar, error) {
+	reg := newRegistry()
+	return buildRoute(cfg, log, reg, metrics.New(reg))
+}
+
+// buildRoute constructs one route's parts once: keys, TLS configurations,
+// the token source and its cache, the injector and the proxy, counting in m
+// and exporting on reg. Nothing listens yet.
+func buildRoute(cfg Config, log *slog.Logger, reg *prometheus.Registry, m *metrics.Metrics) (*sidecar, error) {
 	var p problems
 	upstream := p.url("UPSTREAM_URL", cfg.UpstreamURL)
 	refreshOn, err := parseStatuses(cfg.RefreshOnStatus)
@@ -61,9 +82,7 @@ func build(cfg Config, log *slog.Logger) (*sidecar, error) {
 	}
 	transport.ResponseHeaderTimeout = cfg.UpstreamTimeout
 
-	s := &sidecar{cfg: cfg, registry: prometheus.NewRegistry()}
-	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(s.registry)
+	s := &sidecar{name: defaultRoute, cfg: cfg, registry: reg}
 	s.proxy = proxy.Config{
 		Upstream:      upstream,
 		Transport:     transport,
@@ -165,6 +184,48 @@ func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *s
 	s.background = append(b.background, s.cache.Run)
 	s.proxy.Tokens = s.cache
 	return nil
+}
+
+// app is every route, and what they share: the process-wide settings and
+// the registry.
+type app struct {
+	global   Config
+	registry *prometheus.Registry
+	routes   []*sidecar
+	// routed: ROUTES is set (without it, the one route listens alone on
+	// LISTEN_ADDR).
+	routed bool
+}
+
+// buildApp builds every route of st, in order; a problem names the route's
+// variable.
+func buildApp(st setup, log *slog.Logger) (*app, error) {
+	a := &app{global: st.global, registry: newRegistry(), routed: st.routed()}
+	fam := tmpFamilies{a.registry}
+	for _, r := range st.routes {
+		s, err := buildRoute(r.cfg, log, a.registry, fam.Route(r.name))
+		if err != nil {
+			a.close()
+			if a.routed {
+				var out []error
+				for _, e := range flatten(err) {
+					out = append(out, routeProblem(e, r.name, st.own[r.name]))
+				}
+				err = errors.Join(out...)
+			}
+			return nil, err
+		}
+		s.name, s.ownListener = r.name, r.ownListener
+		a.routes = append(a.routes, s)
+	}
+	return a, nil
+}
+
+// close releases what every route opened.
+func (a *app) close() {
+	for _, s := range a.routes {
+		s.close()
+	}
 }
 
 // close releases what build opened.

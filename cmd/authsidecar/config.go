@@ -30,7 +30,9 @@ const envPrefix = "AUTHSIDECAR_"
 // Config is authsidecar's whole configuration, as read from the environment.
 // loadConfig checks it; build constructs the sidecar from it.
 type Config struct {
-	Provider                string        `env:"PROVIDER"` // a preset: fills in what the provider documents
+	Routes                  string        `env:"ROUTES"`      // several providers: one route each (see routes.go)
+	PathPrefix              string        `env:"PATH_PREFIX"` // a route's path prefix on the main listener
+	Provider                string        `env:"PROVIDER"`    // a preset: fills in what the provider documents
 	UpstreamURL             string        `env:"UPSTREAM_URL"`
 	ListenAddr              string        `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
 	AdminAddr               string        `env:"ADMIN_ADDR" envDefault:":9090"`
@@ -110,7 +112,7 @@ func loadConfig(environ map[string]string) (Config, error) {
 	var problems []error
 	set := environ
 	environ, _ = withPreset(environ)
-	if err := env.ParseWithOptions(&c, env.Options{Prefix: envPrefix, Environment: environ}); err != nil {
+	if err := parseEnv(&c, environ); err != nil {
 		problems = append(problems, parseProblems(err)...)
 	}
 	if c.Inject == "" {
@@ -126,6 +128,11 @@ func loadConfig(environ map[string]string) (Config, error) {
 		}
 	}
 	return c, errors.Join(problems...)
+}
+
+// parseEnv reads the AUTHSIDECAR_* variables of environ into c.
+func parseEnv(c *Config, environ map[string]string) error {
+	return env.ParseWithOptions(c, env.Options{Prefix: envPrefix, Environment: environ})
 }
 
 // framingHeaders are set by HTTP itself: no setting may name one.

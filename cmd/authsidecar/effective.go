@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -42,5 +43,23 @@ func writeEffective(w io.Writer, environ map[string]string, c Config) {
 			value = "[secret: not shown]"
 		}
 		fmt.Fprintf(w, "%s=%s (%s)\n", key, strings.ReplaceAll(value, "\n", `\n`), origin)
+	}
+}
+
+// writeSetup writes the effective configuration of every route: without
+// ROUTES as writeEffective does, with ROUTES under a "route NAME:" line
+// each, its variables named as they were set.
+func writeSetup(w io.Writer, st setup) {
+	if !st.routed() {
+		writeEffective(w, st.environ[defaultRoute], st.routes[0].cfg)
+		return
+	}
+	for _, r := range st.routes {
+		fmt.Fprintf(w, "route %s:\n", r.name)
+		var b strings.Builder
+		writeEffective(&b, st.environ[r.name], r.cfg)
+		for line := range strings.Lines(b.String()) {
+			fmt.Fprint(w, "  "+routeProblem(errors.New(line), r.name, st.own[r.name]).Error())
+		}
 	}
 }

@@ -96,7 +96,7 @@ func TestJuspayConfigValid(t *testing.T) {
 			}
 			// Ready at once: no token is fetched before a customer asks.
 			rec := httptest.NewRecorder()
-			adminHandler(s.registry, s.cache, new(atomic.Bool), false).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			adminHandler(s.registry, (&app{routes: []*sidecar{s}}).readiness(), new(atomic.Bool), false).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			if rec.Code != http.StatusOK {
 				t.Errorf("GET /readyz = %d %q, want 200", rec.Code, rec.Body)
 			}

@@ -44,21 +44,21 @@ func mainExit(args, environ []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	vars := environMap(environ)
-	cfg, err := loadConfig(vars)
+	st, err := loadSetup(vars)
 	if err != nil {
 		fmt.Fprintf(stderr, "authsidecar: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
 	}
-	log := newLogger(cfg, stderr)
+	log := newLogger(st.global, stderr)
 	redis.SetLogger(redisLogger{log}) // go-redis logs through a process-wide logger
-	s, err := build(cfg, log)
+	a, err := buildApp(st, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "authsidecar: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
 	}
-	defer s.close()
+	defer a.close()
 	if *check {
-		writeEffective(stdout, vars, cfg)
+		writeSetup(stdout, st)
 		fmt.Fprintln(stdout, "authsidecar: configuration OK")
 		return 0
 	}
@@ -68,7 +68,7 @@ func mainExit(args, environ []string, stdout, stderr io.Writer) int {
 	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, s, log); err != nil {
+	if err := run(ctx, a, log); err != nil {
 		log.Error("authsidecar stopped", "error", err)
 		return 1
 	}

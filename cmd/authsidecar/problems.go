@@ -59,6 +59,11 @@ func (p problems) names(name string) bool {
 	return false
 }
 
+// addRaw adds a problem of the variable named in full (a route's).
+func (p *problems) addRaw(variable, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", variable, fmt.Sprintf(format, args...)))
+}
+
 func (p *problems) add(name, format string, args ...any) {
 	*p = append(*p, fmt.Errorf("%s%s: %s", envPrefix, name, fmt.Sprintf(format, args...)))
 }
