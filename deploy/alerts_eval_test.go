@@ -13,70 +13,97 @@ import (
 )
 
 // series is what the alert rules are evaluated against, at 30m: one pod per
-// situation, named for it.
+// situation, named for it, with the one route of a sidecar without ROUTES
+// ("default"); and a pod with several routes, multi-route, where tezpay
+// fails in every way the alerts watch, juspay is healthy and busy enough
+// that the pod as a whole would look healthy, and plain fetches no token.
 const series = `
 load 1m
-  authsidecar_token_fetches_total{namespace="n",pod="renewal-failing",result="error"}   0+2x30
-  authsidecar_token_fetches_total{namespace="n",pod="renewal-failing",result="success"} 1x30
-  authsidecar_token_fetches_total{namespace="n",pod="renewal-flaky",result="error"}     0+1x30
-  authsidecar_token_fetches_total{namespace="n",pod="renewal-flaky",result="success"}   1+1x30
-  authsidecar_token_fetches_total{namespace="n",pod="healthy",result="error"}           0x30
-  authsidecar_token_fetches_total{namespace="n",pod="healthy",result="success"}         1x30
-  authsidecar_token_fetches_total{namespace="n",pod="expired",result="error"}           0+1x30
-  authsidecar_token_fetches_total{namespace="n",pod="expired",result="success"}         1x30
-  authsidecar_token_fetches_total{namespace="n",pod="never-fetched",result="error"}     0+5x30
-  authsidecar_token_fetches_total{namespace="n",pod="never-fetched",result="success"}   0x30
-  authsidecar_token_fetches_total{namespace="n",pod="no-token-source",result="error"}   0x30
-  authsidecar_token_fetches_total{namespace="n",pod="no-token-source",result="success"} 0x30
-  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="healthy"}          5400x30
-  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="expiring"}         1860x30
-  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="expired"}          1700x30
-  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="never-fetched"}    0x30
-  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="no-token-source"}  0x30
-  authsidecar_token_fetches_total{namespace="n",pod="per-customer",result="error"}     0x30
-  authsidecar_token_fetches_total{namespace="n",pod="per-customer",result="success"}   0x30
-  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="per-customer"}     0x30
-  authsidecar_customer_token_fetches_total{namespace="n",pod="per-customer",result="success"}      0+3x30
-  authsidecar_customer_token_fetches_total{namespace="n",pod="per-customer",result="error"}        0+1x30
-  authsidecar_customer_token_fetches_total{namespace="n",pod="customers-failing",result="success"} 5x30
-  authsidecar_customer_token_fetches_total{namespace="n",pod="customers-failing",result="error"}   0+2x30
-  authsidecar_token_forced_refreshes_total{namespace="n",pod="rejected-tokens"}    0+1x30
-  authsidecar_token_forced_refreshes_total{namespace="n",pod="healthy"}            0x30
-  authsidecar_upstream_responses_total{namespace="n",pod="upstream-failing",code="200"} 0+90x30
-  authsidecar_upstream_responses_total{namespace="n",pod="upstream-failing",code="502"} 0+10x30
-  authsidecar_upstream_responses_total{namespace="n",pod="healthy",code="200"}          0+99x30
-  authsidecar_upstream_responses_total{namespace="n",pod="healthy",code="500"}          0+1x30
-  authsidecar_errors_total{namespace="n",pod="starved",reason="token_unavailable"} 0+1x30
-  authsidecar_errors_total{namespace="n",pod="healthy",reason="bad_request"}       0+1x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",result="hit"}                    0x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",result="miss"}                   0x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",result="fallback"}               0x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",result="hit"}                 0+1x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",result="miss"}                1x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",result="fallback"}            0x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",result="hit"}             5x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",result="miss"}            1x30
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",result="fallback"}        0x25 1 2 2 3 3
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-recovered",result="hit"}            0x10 1+1x19
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-recovered",result="fallback"}       0+1x10 10x19
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-hit",result="hit"}          _x22 1x8
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-hit",result="fallback"}     _x22 0x8
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-fallback",result="hit"}     _x22 0x8
-  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-fallback",result="fallback"} _x22 1x8
+  authsidecar_token_fetches_total{namespace="n",pod="renewal-failing",route="default",result="error"}   0+2x30
+  authsidecar_token_fetches_total{namespace="n",pod="renewal-failing",route="default",result="success"} 1x30
+  authsidecar_token_fetches_total{namespace="n",pod="renewal-flaky",route="default",result="error"}     0+1x30
+  authsidecar_token_fetches_total{namespace="n",pod="renewal-flaky",route="default",result="success"}   1+1x30
+  authsidecar_token_fetches_total{namespace="n",pod="healthy",route="default",result="error"}           0x30
+  authsidecar_token_fetches_total{namespace="n",pod="healthy",route="default",result="success"}         1x30
+  authsidecar_token_fetches_total{namespace="n",pod="expired",route="default",result="error"}           0+1x30
+  authsidecar_token_fetches_total{namespace="n",pod="expired",route="default",result="success"}         1x30
+  authsidecar_token_fetches_total{namespace="n",pod="never-fetched",route="default",result="error"}     0+5x30
+  authsidecar_token_fetches_total{namespace="n",pod="never-fetched",route="default",result="success"}   0x30
+  authsidecar_token_fetches_total{namespace="n",pod="no-token-source",route="default",result="error"}   0x30
+  authsidecar_token_fetches_total{namespace="n",pod="no-token-source",route="default",result="success"} 0x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="healthy",route="default"}          5400x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="expiring",route="default"}         1860x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="expired",route="default"}          1700x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="never-fetched",route="default"}    0x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="no-token-source",route="default"}  0x30
+  authsidecar_token_fetches_total{namespace="n",pod="per-customer",route="default",result="error"}     0x30
+  authsidecar_token_fetches_total{namespace="n",pod="per-customer",route="default",result="success"}   0x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="per-customer",route="default"}     0x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="per-customer",route="default",result="success"}      0+3x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="per-customer",route="default",result="error"}        0+1x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="customers-failing",route="default",result="success"} 5x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="customers-failing",route="default",result="error"}   0+2x30
+  authsidecar_token_forced_refreshes_total{namespace="n",pod="rejected-tokens",route="default"}    0+1x30
+  authsidecar_token_forced_refreshes_total{namespace="n",pod="healthy",route="default"}            0x30
+  authsidecar_upstream_responses_total{namespace="n",pod="upstream-failing",route="default",code="200"} 0+90x30
+  authsidecar_upstream_responses_total{namespace="n",pod="upstream-failing",route="default",code="502"} 0+10x30
+  authsidecar_upstream_responses_total{namespace="n",pod="healthy",route="default",code="200"}          0+99x30
+  authsidecar_upstream_responses_total{namespace="n",pod="healthy",route="default",code="500"}          0+1x30
+  authsidecar_errors_total{namespace="n",pod="starved",route="default",reason="token_unavailable"} 0+1x30
+  authsidecar_errors_total{namespace="n",pod="healthy",route="default",reason="bad_request"}       0+1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",route="default",result="hit"}                    0x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",route="default",result="miss"}                   0x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="healthy",route="default",result="fallback"}               0x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",route="default",result="hit"}                 0+1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",route="default",result="miss"}                1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-hits",route="default",result="fallback"}            0x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",route="default",result="hit"}             5x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",route="default",result="miss"}            1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-fallback",route="default",result="fallback"}        0x25 1 2 2 3 3
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-recovered",route="default",result="hit"}            0x10 1+1x19
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-recovered",route="default",result="fallback"}       0+1x10 10x19
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-hit",route="default",result="hit"}          _x22 1x8
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-hit",route="default",result="fallback"}     _x22 0x8
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-fallback",route="default",result="hit"}     _x22 0x8
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="cache-started-fallback",route="default",result="fallback"} _x22 1x8
+  authsidecar_token_fetches_total{namespace="n",pod="multi-route",route="tezpay",result="error"}      0+2x30
+  authsidecar_token_fetches_total{namespace="n",pod="multi-route",route="tezpay",result="success"}    1x30
+  authsidecar_token_fetches_total{namespace="n",pod="multi-route",route="juspay",result="error"}      0x30
+  authsidecar_token_fetches_total{namespace="n",pod="multi-route",route="juspay",result="success"}    1+1x30
+  authsidecar_token_fetches_total{namespace="n",pod="multi-route",route="plain",result="error"}       0x30
+  authsidecar_token_fetches_total{namespace="n",pod="multi-route",route="plain",result="success"}     0x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="multi-route",route="tezpay"}         1700x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="multi-route",route="juspay"}         5400x30
+  authsidecar_token_expiry_timestamp_seconds{namespace="n",pod="multi-route",route="plain"}          0x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="multi-route",route="tezpay",result="success"}  0x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="multi-route",route="tezpay",result="error"}    0x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="multi-route",route="juspay",result="success"}  0x30
+  authsidecar_customer_token_fetches_total{namespace="n",pod="multi-route",route="juspay",result="error"}    0x30
+  authsidecar_token_forced_refreshes_total{namespace="n",pod="multi-route",route="tezpay"}           0+1x30
+  authsidecar_token_forced_refreshes_total{namespace="n",pod="multi-route",route="juspay"}           0x30
+  authsidecar_upstream_responses_total{namespace="n",pod="multi-route",route="tezpay",code="200"}    0+90x30
+  authsidecar_upstream_responses_total{namespace="n",pod="multi-route",route="tezpay",code="502"}    0+10x30
+  authsidecar_upstream_responses_total{namespace="n",pod="multi-route",route="juspay",code="200"}    0+1000x30
+  authsidecar_errors_total{namespace="n",pod="multi-route",route="tezpay",reason="token_unavailable"} 0+1x30
+  authsidecar_errors_total{namespace="n",pod="multi-route",route="juspay",reason="bad_request"}       0+1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="multi-route",route="tezpay",result="hit"}      5x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="multi-route",route="tezpay",result="fallback"} 0x25 1 2 2 3 3
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="multi-route",route="juspay",result="hit"}      0+1x30
+  authsidecar_shared_cache_lookups_total{namespace="n",pod="multi-route",route="juspay",result="fallback"} 0x30
 `
 
 // Each alert fires for the pods in its situation and for no other: the
 // rules mean what the README's alert table says.
 func TestAlertsFireWhenTheyShould(t *testing.T) {
-	want := map[string]map[string]float64{ // alert → pod → value (-1: any)
-		"AuthsidecarTokenRenewalFailing":   {"renewal-failing": -1, "expired": -1, "never-fetched": -1},
-		"AuthsidecarTokenExpiringSoon":     {"expiring": 60}, // seconds left
-		"AuthsidecarNoValidToken":          {"expired": -1, "never-fetched": -1},
-		"AuthsidecarForcedRefreshesRising": {"rejected-tokens": -1},
-		"AuthsidecarUpstreamErrors":        {"upstream-failing": 0.1}, // the 5xx ratio
-		"AuthsidecarServing503":            {"starved": -1},
-		"AuthsidecarSharedCacheUnusable":   {"cache-fallback": 3, "cache-started-fallback": 1}, // fallbacks in 15 minutes
-		"AuthsidecarCustomerTokensFailing": {"customers-failing": -1},
+	want := map[string]map[string]float64{ // alert → pod/route → value (-1: any)
+		"AuthsidecarTokenRenewalFailing":   {"renewal-failing/default": -1, "expired/default": -1, "never-fetched/default": -1, "multi-route/tezpay": -1},
+		"AuthsidecarTokenExpiringSoon":     {"expiring/default": 60}, // seconds left
+		"AuthsidecarNoValidToken":          {"expired/default": -1, "never-fetched/default": -1, "multi-route/tezpay": -1},
+		"AuthsidecarForcedRefreshesRising": {"rejected-tokens/default": -1, "multi-route/tezpay": -1},
+		"AuthsidecarUpstreamErrors":        {"upstream-failing/default": 0.1, "multi-route/tezpay": 0.1}, // the 5xx ratio
+		"AuthsidecarServing503":            {"starved/default": -1, "multi-route/tezpay": -1},
+		"AuthsidecarSharedCacheUnusable":   {"cache-fallback/default": 3, "cache-started-fallback/default": 1, "multi-route/tezpay": 3}, // fallbacks in 15 minutes
+		"AuthsidecarCustomerTokensFailing": {"customers-failing/default": -1},
 	}
 	rules := alertExprs(t)
 	if got := slices.Sorted(maps.Keys(rules)); !slices.Equal(got, slices.Sorted(maps.Keys(want))) {
@@ -98,22 +125,24 @@ func TestAlertsFireWhenTheyShould(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", alert, err)
 		}
+		// Each alert is per route: its series keep the pod and the route
+		// (one without a route shows as "pod/").
 		got := map[string]float64{}
 		for _, s := range vec {
-			got[s.Metric.Get("pod")] = s.F
+			got[s.Metric.Get("pod")+"/"+s.Metric.Get("route")] = s.F
 		}
-		for pod, v := range want[alert] {
-			f, fired := got[pod]
+		for where, v := range want[alert] {
+			f, fired := got[where]
 			switch {
 			case !fired:
-				t.Errorf("%s does not fire for pod %s", alert, pod)
+				t.Errorf("%s does not fire for %s", alert, where)
 			case v >= 0 && (f < v*0.999 || f > v*1.001):
-				t.Errorf("%s for pod %s has value %v, want %v (the alert's summary shows it)", alert, pod, f, v)
+				t.Errorf("%s for %s has value %v, want %v (the alert's summary shows it)", alert, where, f, v)
 			}
 		}
-		for pod := range got {
-			if _, ok := want[alert][pod]; !ok {
-				t.Errorf("%s fires for pod %s", alert, pod)
+		for where := range got {
+			if _, ok := want[alert][where]; !ok {
+				t.Errorf("%s fires for %s", alert, where)
 			}
 		}
 		q.Close()

@@ -5,6 +5,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -30,12 +31,18 @@ type dashboard struct {
 	Title      string  `json:"title"`
 	Panels     []panel `json:"panels"`
 	Templating struct {
-		List []struct {
-			Name  string `json:"name"`
-			Type  string `json:"type"`
-			Query any    `json:"query"`
-		} `json:"list"`
+		List []variable `json:"list"`
 	} `json:"templating"`
+}
+
+// variable is a dashboard variable.
+type variable struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Query      any    `json:"query"`
+	Multi      bool   `json:"multi"`
+	IncludeAll bool   `json:"includeAll"`
+	AllValue   string `json:"allValue"`
 }
 
 var labelValues = regexp.MustCompile(`^label_values\((.+),\s*\w+\)$`)
@@ -112,15 +119,43 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("the dashboard does not show %s", m)
 		}
 	}
-	if !slices.ContainsFunc(d.Templating.List, func(v struct {
-		Name  string `json:"name"`
-		Type  string `json:"type"`
-		Query any    `json:"query"`
-	}) bool {
-		return v.Type == "datasource"
-	}) {
+	if !slices.ContainsFunc(d.Templating.List, func(v variable) bool { return v.Type == "datasource" }) {
 		t.Errorf("no datasource variable: the dashboard would be tied to one Prometheus")
 	}
+
+	// A route variable, several routes at once or all of them (pods of
+	// sidecars from before the route label included), filters every panel.
+	i := slices.IndexFunc(d.Templating.List, func(v variable) bool { return v.Name == "route" })
+	if i < 0 {
+		t.Fatalf("no route variable")
+	}
+	route := d.Templating.List[i]
+	if q, _ := route.Query.(string); route.Type != "query" || !strings.HasPrefix(q, "label_values(authsidecar_requests_total") || !strings.HasSuffix(q, ", route)") {
+		t.Errorf("route variable: type %q query %q, want the label_values of authsidecar_requests_total's route", route.Type, route.Query)
+	}
+	if !route.Multi || !route.IncludeAll || route.AllValue != ".*" {
+		t.Errorf("route variable: multi %v, includeAll %v, allValue %q; want true, true, .*", route.Multi, route.IncludeAll, route.AllValue)
+	}
+	for _, p := range allPanels(d.Panels) {
+		for _, tg := range p.Targets {
+			if !strings.Contains(tg.Expr, `route=~"$route"`) {
+				t.Errorf("panel %s %s: not filtered by route=~\"$route\": %s", p.Title, tg.RefID, tg.Expr)
+			}
+			if names, err := unfiltered(expandGrafana(tg.Expr), "route"); err != nil || len(names) > 0 {
+				t.Errorf("panel %s %s: selects %v without a route matcher (%v)", p.Title, tg.RefID, names, err)
+			}
+		}
+	}
+}
+
+// allPanels returns ps and the panels of their collapsed rows.
+func allPanels(ps []panel) []panel {
+	var out []panel
+	for _, p := range ps {
+		out = append(out, p)
+		out = append(out, allPanels(p.Panels)...)
+	}
+	return out
 }
 
 // checkGrid: every panel lies within the dashboard's 24 columns, and no two

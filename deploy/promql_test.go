@@ -3,8 +3,10 @@ package deploy
 import (
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
@@ -33,6 +35,24 @@ func metricNames(expr string) ([]string, error) {
 	return names, nil
 }
 
+// unfiltered returns the authsidecar_ metrics that expr selects without a
+// matcher on label.
+func unfiltered(expr, label string) ([]string, error) {
+	e, err := promqlParser.ParseExpr(expr)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok && strings.HasPrefix(vs.Name, "authsidecar_") &&
+			!slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool { return m.Name == label }) {
+			names = append(names, vs.Name)
+		}
+		return nil
+	})
+	return names, nil
+}
+
 // unknownMetrics returns the metrics expr selects that are not exported.
 func unknownMetrics(expr string, exported map[string]bool) ([]string, error) {
 	names, err := metricNames(expr)
@@ -50,7 +70,7 @@ func unknownMetrics(expr string, exported map[string]bool) ([]string, error) {
 
 // grafanaVars are the dashboard's variables, replaced by what Grafana would
 // put there before the expression is parsed.
-var grafanaVars = regexp.MustCompile(`\$(__rate_interval|__interval|__range)\b|\$\{?(namespace|pod)\}?`)
+var grafanaVars = regexp.MustCompile(`\$(__rate_interval|__interval|__range)\b|\$\{?(namespace|pod|route)\}?`)
 
 func expandGrafana(expr string) string {
 	return grafanaVars.ReplaceAllStringFunc(expr, func(v string) string {
@@ -80,7 +100,16 @@ func TestUnknownMetricsCatchesMistakes(t *testing.T) {
 	if _, err := unknownMetrics(`sum(rate(authsidecar_requests_total[5m])`, exp); err == nil {
 		t.Errorf("unbalanced parenthesis parsed without error")
 	}
-	if got := expandGrafana(`rate(x{namespace=~"$namespace",pod=~"${pod}"}[$__rate_interval])`); got != `rate(x{namespace=~".*",pod=~".*"}[5m])` {
+	for expr, want := range map[string][]string{
+		`sum(rate(authsidecar_requests_total{route=~".*"}[5m]))`:                           nil,
+		`sum(rate(authsidecar_requests_total{pod="p"}[5m]))`:                               {"authsidecar_requests_total"},
+		`go_goroutines and on (pod) authsidecar_token_expiry_timestamp_seconds{route="a"}`: nil,
+	} {
+		if got, err := unfiltered(expr, "route"); err != nil || !slices.Equal(got, want) {
+			t.Errorf("unfiltered(%s, route) = %v, %v; want %v", expr, got, err, want)
+		}
+	}
+	if got := expandGrafana(`rate(x{namespace=~"$namespace",pod=~"${pod}",route=~"$route"}[$__rate_interval])`); got != `rate(x{namespace=~".*",pod=~".*",route=~".*"}[5m])` {
 		t.Errorf("expandGrafana = %s", got)
 	}
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // Per-request instrumentation without allocations: the series of each
-// (method, status) pair is looked up once and kept in a table, and the
+// (method, status) pair is looked up once, in the route's vector curried
+// once by Families.Route, and kept in a table of that route's series; the
 // response writer that records the status comes from a pool. The label
 // values are those of promhttp: lower-case standard methods, "unknown" for
 // the others.

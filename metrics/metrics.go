@@ -1,5 +1,7 @@
-// Package metrics defines authsidecar's Prometheus collectors. New registers
-// them on a registry the caller owns; nothing here touches the global one.
+// Package metrics defines authsidecar's Prometheus collectors. NewFamilies
+// registers them on a registry the caller owns (nothing here touches the
+// global one); every series carries a route label, the provider it concerns,
+// and Families.Route gives the collectors of one route.
 package metrics
 
 import (
@@ -11,8 +13,18 @@ import (
 	"github.com/authsidecar/authsidecar/tokens/shared"
 )
 
-// Metrics is the set of authsidecar's collectors. It implements
-// tokens.Observer. A nil *Metrics records nothing.
+// DefaultRoute is the route label of a sidecar configured without ROUTES,
+// and of the Metrics that New returns.
+const DefaultRoute = "default"
+
+// Metrics is the set of collectors of one route: what its proxy, token
+// cache and shared cache record to. It implements tokens.Observer and
+// shared.Observer. A nil *Metrics records nothing.
+//
+// Every collector is already bound to the route: the vectors are curried
+// with it, so their WithLabelValues takes the other labels only, and the
+// counters, gauge and histograms are the route's series. A curried vector
+// still collects every route's series; read one route's from a registry.
 type Metrics struct {
 	TokenFetches       *prometheus.CounterVec
 	TokenFetchDuration prometheus.Histogram
@@ -55,75 +67,132 @@ const (
 // sdkAuthResults lists every SDKAuth result.
 var sdkAuthResults = []string{SDKAuthOK, SDKAuthFailed, SDKAuthUnreachable, SDKAuthTimeout, SDKAuthBusy, SDKAuthBadRequest, SDKAuthCanceled}
 
-// New creates the collectors and registers them on reg.
-func New(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		TokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+// Families is authsidecar's metric families, registered once on one
+// registry and shared by every route. The route label comes first in each.
+type Families struct {
+	tokenFetches       *prometheus.CounterVec
+	tokenFetchDuration *prometheus.HistogramVec
+	tokenExpiry        *prometheus.GaugeVec
+	forcedRefreshes    *prometheus.CounterVec
+	requests           *prometheus.CounterVec
+	requestDuration    *prometheus.HistogramVec
+	upstreamResponses  *prometheus.CounterVec
+	replays            *prometheus.CounterVec
+	errors             *prometheus.CounterVec
+	signatures         *prometheus.CounterVec
+	rejectedBodies     *prometheus.CounterVec
+	sharedCache        *prometheus.CounterVec
+	sharedCacheWaits   *prometheus.CounterVec
+	sdkAuths           *prometheus.CounterVec
+	customerTokens     *prometheus.CounterVec
+}
+
+// withRoute is a family's label names: route first, then labels.
+func withRoute(labels ...string) []string { return append([]string{"route"}, labels...) }
+
+// NewFamilies creates the metric families and registers them on reg. They
+// have no series until Route is called.
+func NewFamilies(reg prometheus.Registerer) *Families {
+	f := &Families{
+		tokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_token_fetches_total",
 			Help: "Token fetches by renewals, by result (success, error): from the provider, or with the shared cache on, from the provider or the fleet (see authsidecar_shared_cache_lookups_total).",
-		}, []string{"result"}),
-		TokenFetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, withRoute("result")),
+		tokenFetchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "authsidecar_token_fetch_duration_seconds",
 			Help:    "Time taken by token fetches, successful or not.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}),
-		TokenExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, withRoute()),
+		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "authsidecar_token_expiry_timestamp_seconds",
 			Help: "Unix time at which the current token expires; 0 before the first token.",
-		}),
-		ForcedRefreshes: prometheus.NewCounter(prometheus.CounterOpts{
+		}, withRoute()),
+		forcedRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_token_forced_refreshes_total",
 			Help: "Tokens dropped because the upstream rejected them.",
-		}),
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute()),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_requests_total",
 			Help: "Requests from the app answered by the sidecar, by method and status code.",
-		}, []string{"method", "code"}),
-		RequestDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		}, withRoute("method", "code")),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "authsidecar_request_duration_seconds",
 			Help:    "Time from a request's arrival until its response is complete, replays and streamed bodies included.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}),
-		UpstreamResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute()),
+		upstreamResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_upstream_responses_total",
 			Help: "Responses received from the upstream, replays included, by status code.",
-		}, []string{"code"}),
-		Replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute("code")),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_replays_total",
 			Help: "Requests whose token the upstream rejected, by what followed (success, rejected, error, too_large, rate_limited).",
-		}, []string{"result"}),
-		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute("result")),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_errors_total",
 			Help: "Error responses made by the sidecar itself, by reason.",
-		}, []string{"reason"}),
-		Signatures: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute("reason")),
+		signatures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_signatures_total",
 			Help: "Request payloads signed, by result (success, error).",
-		}, []string{"result"}),
-		RejectedBodies: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute("result")),
+		rejectedBodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_rejected_bodies_total",
 			Help: "Request bodies refused before going upstream because they could not be authenticated, by reason (not_json_object, no_payload, no_customer_id, bad_field, too_large).",
-		}, []string{"reason"}),
-		SharedCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute("reason")),
+		sharedCache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_shared_cache_lookups_total",
 			Help: "Tokens obtained with the shared cache on, by where they came from: hit (another sidecar fetched it), miss (fetched here for the fleet), fallback (fetched here alone: Redis unusable).",
-		}, []string{"result"}),
-		SharedCacheWaits: prometheus.NewCounter(prometheus.CounterOpts{
+		}, withRoute("result")),
+		sharedCacheWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_shared_cache_lock_waits_total",
 			Help: "Renewals that waited for another sidecar's fetch, which held the fleet's lock.",
-		}),
-		SDKAuths: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute()),
+		sdkAuths: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_sdk_auth_total",
 			Help: "Requests to the Axepta mobile-SDK authentication endpoint, each registering one fresh AuthToken, by result (ok, failed, unreachable, timeout, busy, bad_request, canceled).",
-		}, []string{"result"}),
-		CustomerTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, withRoute("result")),
+		customerTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_customer_token_fetches_total",
 			Help: "Fetches of per-customer tokens (TOKEN_SOURCE=juspay-customer), by result (success, error). The single-token metrics (authsidecar_token_fetches_total, authsidecar_token_expiry_timestamp_seconds) stay 0 with such a source.",
-		}, []string{"result"}),
+		}, withRoute("result")),
 	}
-	reg.MustRegister(m.TokenFetches, m.TokenFetchDuration, m.TokenExpiry, m.ForcedRefreshes,
-		m.Requests, m.RequestDuration, m.UpstreamResponses, m.Replays, m.Errors,
-		m.Signatures, m.RejectedBodies, m.SharedCache, m.SharedCacheWaits, m.SDKAuths, m.CustomerTokens)
+	reg.MustRegister(f.tokenFetches, f.tokenFetchDuration, f.tokenExpiry, f.forcedRefreshes,
+		f.requests, f.requestDuration, f.upstreamResponses, f.replays, f.errors,
+		f.signatures, f.rejectedBodies, f.sharedCache, f.sharedCacheWaits, f.sdkAuths, f.customerTokens)
+	return f
+}
+
+// Route returns the collectors of the route called name, creating its
+// series: the counters, gauge and histograms without other labels, and the
+// results of fetches, replays, shared cache lookups and SDK authentications,
+// at zero, so that rate() works from the first increment. Calling it again
+// with the same name returns equivalent Metrics, recording to the same
+// series. A nil *Families returns nil, which records nothing.
+func (f *Families) Route(name string) *Metrics {
+	if f == nil {
+		return nil
+	}
+	route := prometheus.Labels{"route": name}
+	m := &Metrics{
+		TokenFetches: f.tokenFetches.MustCurryWith(route),
+		// A HistogramVec's series are Histograms; WithLabelValues types
+		// them as the Observers they also are.
+		TokenFetchDuration: f.tokenFetchDuration.WithLabelValues(name).(prometheus.Histogram),
+		TokenExpiry:        f.tokenExpiry.WithLabelValues(name),
+		ForcedRefreshes:    f.forcedRefreshes.WithLabelValues(name),
+		Requests:           f.requests.MustCurryWith(route),
+		RequestDuration:    f.requestDuration.WithLabelValues(name).(prometheus.Histogram),
+		UpstreamResponses:  f.upstreamResponses.MustCurryWith(route),
+		Replays:            f.replays.MustCurryWith(route),
+		Errors:             f.errors.MustCurryWith(route),
+		Signatures:         f.signatures.MustCurryWith(route),
+		RejectedBodies:     f.rejectedBodies.MustCurryWith(route),
+		SharedCache:        f.sharedCache.MustCurryWith(route),
+		SharedCacheWaits:   f.sharedCacheWaits.WithLabelValues(name),
+		SDKAuths:           f.sdkAuths.MustCurryWith(route),
+		CustomerTokens:     f.customerTokens.MustCurryWith(route),
+	}
 	for _, r := range []string{"success", "error"} {
 		m.TokenFetches.WithLabelValues(r)
 		m.CustomerTokens.WithLabelValues(r)
@@ -138,6 +207,13 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.SDKAuths.WithLabelValues(r)
 	}
 	return m
+}
+
+// New registers the metric families on reg and returns the collectors of
+// the one route of a sidecar without ROUTES, DefaultRoute. A sidecar with
+// several routes calls NewFamilies once and Route for each.
+func New(reg prometheus.Registerer) *Metrics {
+	return NewFamilies(reg).Route(DefaultRoute)
 }
 
 // TokenFetched implements tokens.Observer.

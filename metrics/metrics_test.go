@@ -136,46 +136,47 @@ func TestNewStartsWithKnownSeries(t *testing.T) {
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_customer_token_fetches_total Fetches of per-customer tokens (TOKEN_SOURCE=juspay-customer), by result (success, error). The single-token metrics (authsidecar_token_fetches_total, authsidecar_token_expiry_timestamp_seconds) stay 0 with such a source.
 		# TYPE authsidecar_customer_token_fetches_total counter
-		authsidecar_customer_token_fetches_total{result="error"} 0
-		authsidecar_customer_token_fetches_total{result="success"} 0
+		authsidecar_customer_token_fetches_total{result="error",route="default"} 0
+		authsidecar_customer_token_fetches_total{result="success",route="default"} 0
 		# HELP authsidecar_replays_total Requests whose token the upstream rejected, by what followed (success, rejected, error, too_large, rate_limited).
 		# TYPE authsidecar_replays_total counter
-		authsidecar_replays_total{result="error"} 0
-		authsidecar_replays_total{result="rate_limited"} 0
-		authsidecar_replays_total{result="rejected"} 0
-		authsidecar_replays_total{result="success"} 0
-		authsidecar_replays_total{result="too_large"} 0
+		authsidecar_replays_total{result="error",route="default"} 0
+		authsidecar_replays_total{result="rate_limited",route="default"} 0
+		authsidecar_replays_total{result="rejected",route="default"} 0
+		authsidecar_replays_total{result="success",route="default"} 0
+		authsidecar_replays_total{result="too_large",route="default"} 0
 		# HELP authsidecar_sdk_auth_total Requests to the Axepta mobile-SDK authentication endpoint, each registering one fresh AuthToken, by result (ok, failed, unreachable, timeout, busy, bad_request, canceled).
 		# TYPE authsidecar_sdk_auth_total counter
-		authsidecar_sdk_auth_total{result="bad_request"} 0
-		authsidecar_sdk_auth_total{result="busy"} 0
-		authsidecar_sdk_auth_total{result="canceled"} 0
-		authsidecar_sdk_auth_total{result="failed"} 0
-		authsidecar_sdk_auth_total{result="ok"} 0
-		authsidecar_sdk_auth_total{result="timeout"} 0
-		authsidecar_sdk_auth_total{result="unreachable"} 0
+		authsidecar_sdk_auth_total{result="bad_request",route="default"} 0
+		authsidecar_sdk_auth_total{result="busy",route="default"} 0
+		authsidecar_sdk_auth_total{result="canceled",route="default"} 0
+		authsidecar_sdk_auth_total{result="failed",route="default"} 0
+		authsidecar_sdk_auth_total{result="ok",route="default"} 0
+		authsidecar_sdk_auth_total{result="timeout",route="default"} 0
+		authsidecar_sdk_auth_total{result="unreachable",route="default"} 0
 		# HELP authsidecar_shared_cache_lock_waits_total Renewals that waited for another sidecar's fetch, which held the fleet's lock.
 		# TYPE authsidecar_shared_cache_lock_waits_total counter
-		authsidecar_shared_cache_lock_waits_total 0
+		authsidecar_shared_cache_lock_waits_total{route="default"} 0
 		# HELP authsidecar_shared_cache_lookups_total Tokens obtained with the shared cache on, by where they came from: hit (another sidecar fetched it), miss (fetched here for the fleet), fallback (fetched here alone: Redis unusable).
 		# TYPE authsidecar_shared_cache_lookups_total counter
-		authsidecar_shared_cache_lookups_total{result="fallback"} 0
-		authsidecar_shared_cache_lookups_total{result="hit"} 0
-		authsidecar_shared_cache_lookups_total{result="miss"} 0
+		authsidecar_shared_cache_lookups_total{result="fallback",route="default"} 0
+		authsidecar_shared_cache_lookups_total{result="hit",route="default"} 0
+		authsidecar_shared_cache_lookups_total{result="miss",route="default"} 0
 		# HELP authsidecar_token_expiry_timestamp_seconds Unix time at which the current token expires; 0 before the first token.
 		# TYPE authsidecar_token_expiry_timestamp_seconds gauge
-		authsidecar_token_expiry_timestamp_seconds 0
+		authsidecar_token_expiry_timestamp_seconds{route="default"} 0
 		# HELP authsidecar_token_fetches_total Token fetches by renewals, by result (success, error): from the provider, or with the shared cache on, from the provider or the fleet (see authsidecar_shared_cache_lookups_total).
 		# TYPE authsidecar_token_fetches_total counter
-		authsidecar_token_fetches_total{result="error"} 0
-		authsidecar_token_fetches_total{result="success"} 0
+		authsidecar_token_fetches_total{result="error",route="default"} 0
+		authsidecar_token_fetches_total{result="success",route="default"} 0
 		# HELP authsidecar_token_forced_refreshes_total Tokens dropped because the upstream rejected them.
 		# TYPE authsidecar_token_forced_refreshes_total counter
-		authsidecar_token_forced_refreshes_total 0
+		authsidecar_token_forced_refreshes_total{route="default"} 0
 		`), slices.DeleteFunc(slices.Clone(allNames), func(n string) bool { return strings.HasSuffix(n, "_duration_seconds") })...); err != nil {
 		t.Errorf("exposition after New: %v", err)
 	}
-	// Both histograms have no labels: one empty series each from the start.
+	// Both histograms have no label but route: one empty series each from
+	// the start.
 	mfs := gather(t, reg)
 	for _, name := range []string{"authsidecar_token_fetch_duration_seconds", "authsidecar_request_duration_seconds"} {
 		if h := mfs[name].GetMetric(); len(h) != 1 || h[0].GetHistogram().GetSampleCount() != 0 {
@@ -270,18 +271,18 @@ func TestCounters(t *testing.T) {
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_errors_total Error responses made by the sidecar itself, by reason.
 		# TYPE authsidecar_errors_total counter
-		authsidecar_errors_total{reason="token_unavailable"} 1
-		authsidecar_errors_total{reason="upstream_timeout"} 2
+		authsidecar_errors_total{reason="token_unavailable",route="default"} 1
+		authsidecar_errors_total{reason="upstream_timeout",route="default"} 2
 		# HELP authsidecar_replays_total Requests whose token the upstream rejected, by what followed (success, rejected, error, too_large, rate_limited).
 		# TYPE authsidecar_replays_total counter
-		authsidecar_replays_total{result="error"} 1
-		authsidecar_replays_total{result="rate_limited"} 3
-		authsidecar_replays_total{result="rejected"} 1
-		authsidecar_replays_total{result="success"} 2
-		authsidecar_replays_total{result="too_large"} 1
+		authsidecar_replays_total{result="error",route="default"} 1
+		authsidecar_replays_total{result="rate_limited",route="default"} 3
+		authsidecar_replays_total{result="rejected",route="default"} 1
+		authsidecar_replays_total{result="success",route="default"} 2
+		authsidecar_replays_total{result="too_large",route="default"} 1
 		# HELP authsidecar_token_forced_refreshes_total Tokens dropped because the upstream rejected them.
 		# TYPE authsidecar_token_forced_refreshes_total counter
-		authsidecar_token_forced_refreshes_total 2
+		authsidecar_token_forced_refreshes_total{route="default"} 2
 		`), "authsidecar_errors_total", "authsidecar_replays_total", "authsidecar_token_forced_refreshes_total"); err != nil {
 		t.Errorf("exposition after the counts: %v", err)
 	}
@@ -304,13 +305,13 @@ func TestSDKAuth(t *testing.T) {
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_sdk_auth_total Requests to the Axepta mobile-SDK authentication endpoint, each registering one fresh AuthToken, by result (ok, failed, unreachable, timeout, busy, bad_request, canceled).
 		# TYPE authsidecar_sdk_auth_total counter
-		authsidecar_sdk_auth_total{result="bad_request"} 0
-		authsidecar_sdk_auth_total{result="busy"} 2
-		authsidecar_sdk_auth_total{result="canceled"} 0
-		authsidecar_sdk_auth_total{result="failed"} 1
-		authsidecar_sdk_auth_total{result="ok"} 3
-		authsidecar_sdk_auth_total{result="timeout"} 1
-		authsidecar_sdk_auth_total{result="unreachable"} 0
+		authsidecar_sdk_auth_total{result="bad_request",route="default"} 0
+		authsidecar_sdk_auth_total{result="busy",route="default"} 2
+		authsidecar_sdk_auth_total{result="canceled",route="default"} 0
+		authsidecar_sdk_auth_total{result="failed",route="default"} 1
+		authsidecar_sdk_auth_total{result="ok",route="default"} 3
+		authsidecar_sdk_auth_total{result="timeout",route="default"} 1
+		authsidecar_sdk_auth_total{result="unreachable",route="default"} 0
 		`), "authsidecar_sdk_auth_total"); err != nil {
 		t.Errorf("exposition after the SDK authentications: %v", err)
 	}
@@ -364,11 +365,11 @@ func TestInstrumentHandler(t *testing.T) {
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_requests_total Requests from the app answered by the sidecar, by method and status code.
 		# TYPE authsidecar_requests_total counter
-		authsidecar_requests_total{code="200",method="delete"} 1
-		authsidecar_requests_total{code="200",method="get"} 1
-		authsidecar_requests_total{code="200",method="post"} 2
-		authsidecar_requests_total{code="200",method="unknown"} 2
-		authsidecar_requests_total{code="418",method="get"} 1
+		authsidecar_requests_total{code="200",method="delete",route="default"} 1
+		authsidecar_requests_total{code="200",method="get",route="default"} 1
+		authsidecar_requests_total{code="200",method="post",route="default"} 2
+		authsidecar_requests_total{code="200",method="unknown",route="default"} 2
+		authsidecar_requests_total{code="418",method="get",route="default"} 1
 		`), "authsidecar_requests_total"); err != nil {
 		t.Errorf("exposition after the requests: %v", err)
 	}
@@ -420,8 +421,8 @@ func TestInstrumentTransport(t *testing.T) {
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_upstream_responses_total Responses received from the upstream, replays included, by status code.
 		# TYPE authsidecar_upstream_responses_total counter
-		authsidecar_upstream_responses_total{code="200"} 2
-		authsidecar_upstream_responses_total{code="503"} 1
+		authsidecar_upstream_responses_total{code="200",route="default"} 2
+		authsidecar_upstream_responses_total{code="503",route="default"} 1
 		`), "authsidecar_upstream_responses_total"); err != nil {
 		t.Errorf("exposition after the round trips: %v", err)
 	}
@@ -471,12 +472,12 @@ func TestSharedCacheMetrics(t *testing.T) {
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 		# HELP authsidecar_shared_cache_lock_waits_total Renewals that waited for another sidecar's fetch, which held the fleet's lock.
 		# TYPE authsidecar_shared_cache_lock_waits_total counter
-		authsidecar_shared_cache_lock_waits_total 1
+		authsidecar_shared_cache_lock_waits_total{route="default"} 1
 		# HELP authsidecar_shared_cache_lookups_total Tokens obtained with the shared cache on, by where they came from: hit (another sidecar fetched it), miss (fetched here for the fleet), fallback (fetched here alone: Redis unusable).
 		# TYPE authsidecar_shared_cache_lookups_total counter
-		authsidecar_shared_cache_lookups_total{result="fallback"} 1
-		authsidecar_shared_cache_lookups_total{result="hit"} 2
-		authsidecar_shared_cache_lookups_total{result="miss"} 0
+		authsidecar_shared_cache_lookups_total{result="fallback",route="default"} 1
+		authsidecar_shared_cache_lookups_total{result="hit",route="default"} 2
+		authsidecar_shared_cache_lookups_total{result="miss",route="default"} 0
 		`), names...); err != nil {
 		t.Errorf("after lookups: %v", err)
 	}

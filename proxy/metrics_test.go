@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
 )
@@ -25,7 +26,9 @@ func toFloat64(t *testing.T, c prometheus.Collector) float64 {
 }
 
 // series returns every series of the family name gathered from g, keyed by
-// its labels written `a="x",b="y"`; a histogram gives its sample count.
+// its labels written `a="x",b="y"`; a histogram gives its sample count. The
+// route label is left out of the key, after checking it is that of
+// metrics.New, "default".
 func series(t *testing.T, g prometheus.Gatherer, name string) map[string]float64 {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -39,8 +42,16 @@ func series(t *testing.T, g prometheus.Gatherer, name string) map[string]float64
 		}
 		for _, m := range mf.GetMetric() {
 			var labels []string
+			route := ""
 			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "route" {
+					route = lp.GetValue()
+					continue
+				}
 				labels = append(labels, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
+			}
+			if route != metrics.DefaultRoute {
+				t.Errorf("%s{%s}: route %q, want %q", name, strings.Join(labels, ","), route, metrics.DefaultRoute)
 			}
 			var v float64
 			switch {

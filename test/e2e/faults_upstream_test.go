@@ -136,9 +136,9 @@ func TestFaultUpstreamNetwork(t *testing.T) {
 		t.Errorf("the sidecar's errors = %v, want 1 upstream_unreachable and 3 upstream_timeout (more if the machine was slow)", made)
 	}
 	want := map[string]float64{
-		`authsidecar_errors_total{reason="upstream_unreachable"}`: float64(made["upstream_unreachable"]),
-		`authsidecar_errors_total{reason="upstream_timeout"}`:     float64(made["upstream_timeout"]),
-		`authsidecar_token_forced_refreshes_total`:                0,
+		`authsidecar_errors_total{reason="upstream_unreachable",route="default"}`: float64(made["upstream_unreachable"]),
+		`authsidecar_errors_total{reason="upstream_timeout",route="default"}`:     float64(made["upstream_timeout"]),
+		`authsidecar_token_forced_refreshes_total`:                                0,
 	}
 	m := s.metrics()
 	for series, v := range want {
@@ -206,7 +206,7 @@ func TestFaultUpstreamErrorsPassThrough(t *testing.T) {
 	}
 	var passed float64
 	for _, code := range []string{"502", "503", "504"} {
-		v, _ := metric(m, `authsidecar_upstream_responses_total{code="`+code+`"}`)
+		v, _ := metric(m, `authsidecar_upstream_responses_total{code="`+code+`",route="default"}`)
 		passed += v
 	}
 	if int(passed) != n {
@@ -287,7 +287,7 @@ func TestFault401Storm(t *testing.T) {
 	m := s.metrics()
 	replays := map[string]float64{}
 	for _, res := range []string{"success", "rejected", "rate_limited", "error"} {
-		replays[res], _ = metric(m, `authsidecar_replays_total{result="`+res+`"}`)
+		replays[res], _ = metric(m, `authsidecar_replays_total{result="`+res+`",route="default"}`)
 	}
 	forced, _ := metric(m, "authsidecar_token_forced_refreshes_total")
 	if replays["success"] != 0 || int(forced) != fetches {

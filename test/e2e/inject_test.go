@@ -187,13 +187,13 @@ func TestSignatureMode(t *testing.T) {
 	}
 
 	want := map[string]float64{
-		`authsidecar_signatures_total{result="success"}`:              2,
-		`authsidecar_signatures_total{result="error"}`:                2,
-		`authsidecar_rejected_bodies_total{reason="no_customer_id"}`:  1,
-		`authsidecar_rejected_bodies_total{reason="not_json_object"}`: 1,
-		`authsidecar_errors_total{reason="method_not_allowed"}`:       1,
-		`authsidecar_upstream_responses_total{code="200"}`:            1,
-		`authsidecar_requests_total{code="400",method="post"}`:        2,
+		`authsidecar_signatures_total{result="success",route="default"}`:              2,
+		`authsidecar_signatures_total{result="error",route="default"}`:                2,
+		`authsidecar_rejected_bodies_total{reason="no_customer_id",route="default"}`:  1,
+		`authsidecar_rejected_bodies_total{reason="not_json_object",route="default"}`: 1,
+		`authsidecar_errors_total{reason="method_not_allowed",route="default"}`:       1,
+		`authsidecar_upstream_responses_total{code="200",route="default"}`:            1,
+		`authsidecar_requests_total{code="400",method="post",route="default"}`:        2,
 	}
 	var m string
 	mismatch := func() []string {

@@ -163,25 +163,25 @@ func TestMetrics(t *testing.T) {
 	}
 
 	want := map[string]float64{
-		`authsidecar_token_fetches_total{result="success"}`:    4,
-		`authsidecar_token_fetches_total{result="error"}`:      0,
-		`authsidecar_token_fetch_duration_seconds_count`:       4,
-		`authsidecar_token_forced_refreshes_total`:             3,
-		`authsidecar_replays_total{result="success"}`:          3,
-		`authsidecar_replays_total{result="rejected"}`:         0,
-		`authsidecar_replays_total{result="error"}`:            0,
-		`authsidecar_replays_total{result="too_large"}`:        0,
-		`authsidecar_replays_total{result="rate_limited"}`:     1,
-		`authsidecar_requests_total{code="200",method="get"}`:  6,
-		`authsidecar_requests_total{code="200",method="post"}`: 1,
-		`authsidecar_requests_total{code="401",method="get"}`:  1,
-		`authsidecar_requests_total{code="400",method="get"}`:  1,
-		`authsidecar_requests_total`:                           9,
-		`authsidecar_request_duration_seconds_count`:           9,
-		`authsidecar_errors_total{reason="bad_request"}`:       1,
-		`authsidecar_errors_total`:                             1,
-		`authsidecar_upstream_responses_total{code="200"}`:     7,
-		`authsidecar_upstream_responses_total{code="401"}`:     4,
+		`authsidecar_token_fetches_total{result="success",route="default"}`:    4,
+		`authsidecar_token_fetches_total{result="error",route="default"}`:      0,
+		`authsidecar_token_fetch_duration_seconds_count`:                       4,
+		`authsidecar_token_forced_refreshes_total`:                             3,
+		`authsidecar_replays_total{result="success",route="default"}`:          3,
+		`authsidecar_replays_total{result="rejected",route="default"}`:         0,
+		`authsidecar_replays_total{result="error",route="default"}`:            0,
+		`authsidecar_replays_total{result="too_large",route="default"}`:        0,
+		`authsidecar_replays_total{result="rate_limited",route="default"}`:     1,
+		`authsidecar_requests_total{code="200",method="get",route="default"}`:  6,
+		`authsidecar_requests_total{code="200",method="post",route="default"}`: 1,
+		`authsidecar_requests_total{code="401",method="get",route="default"}`:  1,
+		`authsidecar_requests_total{code="400",method="get",route="default"}`:  1,
+		`authsidecar_requests_total`:                                           9,
+		`authsidecar_request_duration_seconds_count`:                           9,
+		`authsidecar_errors_total{reason="bad_request",route="default"}`:       1,
+		`authsidecar_errors_total`:                                             1,
+		`authsidecar_upstream_responses_total{code="200",route="default"}`:     7,
+		`authsidecar_upstream_responses_total{code="401",route="default"}`:     4,
 	}
 	var m string
 	mismatch := func() []string {
@@ -229,6 +229,10 @@ func TestMetrics(t *testing.T) {
 	for _, line := range strings.Split(m, "\n") {
 		if strings.HasPrefix(line, "authsidecar_") && (strings.Contains(line, "/api/") || strings.Contains(line, "TXN") || strings.Contains(line, "eyJ")) {
 			t.Errorf("metric with a path, an id or a token in a label: %s", line)
+		}
+		// Every series says its route: "default" without ROUTES.
+		if strings.HasPrefix(line, "authsidecar_") && !strings.Contains(line, `route="default"`) {
+			t.Errorf("series without route=\"default\": %s", line)
 		}
 	}
 }

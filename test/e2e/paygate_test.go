@@ -256,7 +256,7 @@ func TestSDKAuthOneOffTokens(t *testing.T) {
 	if got := p.Registrations(); got != n {
 		t.Errorf("Paygate registered %d pairs, want %d", got, n)
 	}
-	if v, _ := metric(s.metrics(), `authsidecar_sdk_auth_total{result="ok"}`); v != n {
+	if v, _ := metric(s.metrics(), `authsidecar_sdk_auth_total{result="ok",route="default"}`); v != n {
 		t.Errorf(`authsidecar_sdk_auth_total{result="ok"} = %v, want %d`, v, n)
 	}
 

@@ -71,7 +71,7 @@ func lookups(t *testing.T, fleet []*sidecar) map[string]float64 {
 	for _, s := range fleet {
 		m := s.metrics()
 		for _, r := range []string{"hit", "miss", "fallback"} {
-			v, _ := metric(m, `authsidecar_shared_cache_lookups_total{result="`+r+`"}`)
+			v, _ := metric(m, `authsidecar_shared_cache_lookups_total{result="`+r+`",route="default"}`)
 			out[r] += v
 		}
 	}
@@ -273,7 +273,7 @@ func TestSharedCacheUnreachableAtStart(t *testing.T) {
 	if n := p.Fetches(); n != 1 {
 		t.Errorf("token fetches = %d, want 1", n)
 	}
-	if v, _ := metric(s.metrics(), `authsidecar_shared_cache_lookups_total{result="fallback"}`); v != 1 {
+	if v, _ := metric(s.metrics(), `authsidecar_shared_cache_lookups_total{result="fallback",route="default"}`); v != 1 {
 		t.Errorf("fallbacks = %v, want 1", v)
 	}
 }

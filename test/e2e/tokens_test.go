@@ -231,7 +231,7 @@ func TestRevokedTokenIsReplayed(t *testing.T) {
 			t.Errorf("requests replayed = %d, provider rejections = %d; want the same, and at least one", replayed, rejected)
 		}
 		m := s.metrics()
-		if got, _ := metric(m, `authsidecar_replays_total{result="success"}`); int(got) != replayed {
+		if got, _ := metric(m, `authsidecar_replays_total{result="success",route="default"}`); int(got) != replayed {
 			t.Errorf(`authsidecar_replays_total{result="success"} = %v, want %d`, got, replayed)
 		}
 		if got, _ := metric(m, "authsidecar_token_forced_refreshes_total"); got != 1 {

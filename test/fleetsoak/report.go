@@ -40,8 +40,10 @@ func (r *report) sum(series string) float64 {
 	return t
 }
 
+// lookup is the series of the shared cache's lookups with result: the
+// sidecars of the fleet have one route, the default.
 func lookup(result string) string {
-	return `authsidecar_shared_cache_lookups_total{result="` + result + `"}`
+	return `authsidecar_shared_cache_lookups_total{result="` + result + `",route="default"}`
 }
 
 func (r *report) problems(cfg config) []string {
@@ -88,8 +90,8 @@ func (r *report) markdown(cfg config) string {
 	fmt.Fprintf(&b, "| token fetches (provider) | %d: expected about %d, bound %d (renewal round %s) |\n", r.fetches, expected, limit, period(cfg.ttl))
 	fmt.Fprintf(&b, "| the same fleet without the cache | about %d fetches: %.0f%% of them made |\n", noCache, 100*float64(r.fetches)/float64(noCache))
 	fmt.Fprintf(&b, "| shared cache lookups, fleet-wide | %.0f hits, %.0f misses, %.0f fallbacks; %.0f lock waits |\n",
-		r.sum(lookup("hit")), r.sum(lookup("miss")), r.sum(lookup("fallback")), r.sum("authsidecar_shared_cache_lock_waits_total"))
-	fmt.Fprintf(&b, "| renewals counted by the sidecars (`authsidecar_token_fetches_total`, hits included) | %.0f |\n", r.sum(`authsidecar_token_fetches_total{result="success"}`))
+		r.sum(lookup("hit")), r.sum(lookup("miss")), r.sum(lookup("fallback")), r.sum(`authsidecar_shared_cache_lock_waits_total{route="default"}`))
+	fmt.Fprintf(&b, "| renewals counted by the sidecars (`authsidecar_token_fetches_total`, hits included) | %.0f |\n", r.sum(`authsidecar_token_fetches_total{result="success",route="default"}`))
 	fmt.Fprintf(&b, "| \"shared cache unusable\" logged | %d times |\n", r.unusableLogs)
 	fmt.Fprintf(&b, "\n| sidecar | goroutines at 30s / end | RSS at 30s / end (MiB) | hits / misses / fallbacks |\n| --- | --- | --- | --- |\n")
 	for i := range cfg.n {
