@@ -201,7 +201,7 @@ type app struct {
 // variable.
 func buildApp(st setup, log *slog.Logger) (*app, error) {
 	a := &app{global: st.global, registry: newRegistry(), routed: st.routed()}
-	fam := tmpFamilies{a.registry}
+	fam := metrics.NewFamilies(a.registry)
 	for _, r := range st.routes {
 		s, err := buildRoute(r.cfg, log, a.registry, fam.Route(r.name))
 		if err != nil {
