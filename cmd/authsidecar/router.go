@@ -60,7 +60,7 @@ func (rt *prefixRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(struct {
 		Error   string `json:"error"`
 		Message string `json:"message"`
-	}{"no_route", "no route's " + envPrefix + "ROUTE_<NAME>_PATH_PREFIX matches the path"})
+	}{"no_route", "the path is under no route's " + routePrefix + "*_PATH_PREFIX"})
 }
 
 // under returns path without prefix, when path is prefix or below it on a
