@@ -70,9 +70,10 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, &RequestError{Reason: "too_large", Message: fmt.Sprintf("the request body is over %d bytes (AUTHSIDECAR_MAX_REPLAY_BODY) and cannot be rewritten", t.maxBody)}
 	}
 	ts := t.tokens
+	var doc map[string]any // the body decoded, when the customer was read from it
 	if t.keyed != nil {
-		key, err := t.key.of(body)
-		if err != nil {
+		var key string
+		if key, doc, err = t.key.of(body); err != nil {
 			return nil, err
 		}
 		ts = &keyBound{src: t.keyed, key: key}
@@ -83,7 +84,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
-	sent, err := t.authenticate(req, tok, body)
+	sent, err := t.authenticate(req, tok, body, doc)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +119,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if t.use == BodyOnce {
 		setBody(retry, sent) // the same signed body
-	} else if _, err := t.authenticate(retry, fresh, sent); err != nil {
+	} else if _, err := t.authenticate(retry, fresh, sent, doc); err != nil {
 		t.metrics.Replay(metrics.ReplayError)
 		return resp, nil
 	}
@@ -142,9 +143,16 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// docInjector is an Injector that can also write into a body already
+// decoded (json-body).
+type docInjector interface {
+	injectDoc(tok *tokens.Token, doc map[string]any) ([]byte, error)
+}
+
 // authenticate puts tok on req with the injector, and returns the body that
-// is sent: the app's, or the injector's rewrite of it.
-func (t *authTransport) authenticate(req *http.Request, tok *tokens.Token, body []byte) ([]byte, error) {
+// is sent: the app's, or the injector's rewrite of it. doc, if not nil, is
+// the app's body decoded, for an injector that can use it.
+func (t *authTransport) authenticate(req *http.Request, tok *tokens.Token, body []byte, doc map[string]any) ([]byte, error) {
 	if t.use == BodyUntouched {
 		_, err := t.inj.Inject(req.Header, tok, nil)
 		if body != nil {
@@ -155,7 +163,13 @@ func (t *authTransport) authenticate(req *http.Request, tok *tokens.Token, body 
 	if body == nil {
 		return nil, &RequestError{Reason: "not_json_object", Message: "the request has no body: a JSON object is needed"}
 	}
-	out, err := t.inj.Inject(req.Header, tok, body)
+	var out []byte
+	var err error
+	if di, ok := t.inj.(docInjector); ok && doc != nil {
+		out, err = di.injectDoc(tok, doc)
+	} else {
+		out, err = t.inj.Inject(req.Header, tok, body)
+	}
 	if err != nil {
 		return nil, err
 	}

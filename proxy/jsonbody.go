@@ -50,6 +50,13 @@ func (j *jsonBodyInjector) Inject(_ http.Header, tok *tokens.Token, body []byte)
 	if err != nil {
 		return nil, err
 	}
+	return j.injectDoc(tok, doc)
+}
+
+// injectDoc writes tok into doc, the body already decoded (to find its
+// customer), and encodes it. Writing again with another token replaces
+// the same fields, so a replay may reuse doc.
+func (j *jsonBodyInjector) injectDoc(tok *tokens.Token, doc map[string]any) ([]byte, error) {
 	if tok != nil {
 		if err := setPath(doc, j.tokenPath, tok.Value); err != nil {
 			return nil, err

@@ -57,22 +57,24 @@ func checkCustomerID(id string) error {
 	return nil
 }
 
-func (k customerKey) of(body []byte) (string, error) {
-	id, err := k.find(body)
-	if err != nil {
-		return "", err
-	}
-	return id, checkCustomerID(id)
-}
-
-func (k customerKey) find(body []byte) (string, error) {
+// of returns the customer of body, and body decoded, so that the injector
+// need not decode it again.
+func (k customerKey) of(body []byte) (string, map[string]any, error) {
 	if body == nil {
-		return "", &RequestError{Reason: "not_json_object", Message: "the request has no body: a JSON object naming the customer is needed"}
+		return "", nil, &RequestError{Reason: "not_json_object", Message: "the request has no body: a JSON object naming the customer is needed"}
 	}
 	doc, err := decodeObject(body)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
+	id, err := k.find(doc)
+	if err == nil {
+		err = checkCustomerID(id)
+	}
+	return id, doc, err
+}
+
+func (k customerKey) find(doc map[string]any) (string, error) {
 	if k.path == nil {
 		payload, _ := doc["payload"].(map[string]any)
 		if id, ok := customerID(payload); ok {
