@@ -1,8 +1,15 @@
 package main
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // threeRoutes is a valid configuration of three providers: TezPay on its
@@ -173,5 +180,29 @@ func TestUnder(t *testing.T) {
 		if rest != tc.rest || ok != tc.ok {
 			t.Errorf("under(%q, %q) = %q, %v; want %q, %v", tc.path, tc.prefix, rest, ok, tc.rest, tc.ok)
 		}
+	}
+}
+
+// TestSingleRouteMetrics: without ROUTES, the one route counts on the
+// registry /metrics serves, as before routes existed.
+func TestSingleRouteMetrics(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	st, err := loadSetup(minimal("none", map[string]string{"UPSTREAM_URL": up.URL}))
+	if err != nil {
+		t.Fatalf("loadSetup() error = %v", err)
+	}
+	a, err := buildApp(st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("buildApp() error = %v", err)
+	}
+	t.Cleanup(a.close)
+	rec := httptest.NewRecorder()
+	proxy.New(a.routes[0].proxy).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/x", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /v1/x = %d, want 200", rec.Code)
+	}
+	if n, err := testutil.GatherAndCount(a.registry, "authsidecar_requests_total"); err != nil || n != 1 {
+		t.Errorf("authsidecar_requests_total series on the app's registry = %d, %v; want 1", n, err)
 	}
 }

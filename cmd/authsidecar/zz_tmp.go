@@ -7,4 +7,12 @@ import (
 
 type tmpFamilies struct{ r *prometheus.Registry }
 
-func (f tmpFamilies) Route(string) *metrics.Metrics { return metrics.New(prometheus.NewRegistry()) }
+// Route counts the one route of a sidecar without ROUTES on the sidecar's
+// registry, as before routes; the routes of ROUTES on a throwaway registry
+// each until the route label lands.
+func (f tmpFamilies) Route(name string) *metrics.Metrics {
+	if name == defaultRoute {
+		return metrics.New(f.r)
+	}
+	return metrics.New(prometheus.NewRegistry())
+}
