@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -204,5 +205,39 @@ func TestSingleRouteMetrics(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(a.registry, "authsidecar_requests_total"); err != nil || n != 1 {
 		t.Errorf("authsidecar_requests_total series on the app's registry = %d, %v; want 1", n, err)
+	}
+}
+
+// TestRoutesLogTheirName: with ROUTES, what a route logs carries route=NAME;
+// without, nothing changes.
+func TestRoutesLogTheirName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string // the route attribute of each route's lines, "" for none
+	}{
+		{"three routes", threeRoutes(t, nil), []string{`"route":"tezpay"`, `"route":"juspay"`, `"route":"alt"`}},
+		{"no ROUTES", minimal("none", nil), []string{""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := loadSetup(tc.env)
+			if err != nil {
+				t.Fatalf("loadSetup() error = %v", err)
+			}
+			var buf strings.Builder
+			a, err := buildApp(st, slog.New(slog.NewJSONHandler(&buf, nil)))
+			if err != nil {
+				t.Fatalf("buildApp() error = %v", err)
+			}
+			t.Cleanup(a.close)
+			for i, s := range a.routes {
+				buf.Reset()
+				s.proxy.Logger.Info("probe")
+				line := buf.String()
+				if want := tc.want[i]; (want == "" && strings.Contains(line, `"route"`)) || !strings.Contains(line, want) {
+					t.Errorf("route %s logs %s, want %s", s.name, line, cmp.Or(want, "no route attribute"))
+				}
+			}
+		})
 	}
 }
