@@ -54,7 +54,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	done
 
 bench: build ## Go benchmarks, then the side-by-side load benchmark (~6 min; installs wrk, hey, nginx if missing; writes bench/RESULTS.md)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./proxy/ ./tokens/ ./tokens/shared/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./proxy/ ./tokens/ ./tokens/shared/ ./cmd/authsidecar/
 	bash bench/run.sh
 
 SOAK ?= 10m

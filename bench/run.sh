@@ -3,7 +3,10 @@
 # (1 KiB JSON, and a JSON token endpoint that counts its calls), a tuned bare
 # ReverseProxy (bench/baseline), nginx with one worker and authsidecar, all on
 # loopback; measures them with wrk and hey, targets interleaved, RUNS times;
-# and writes bench/RESULTS.md. Run from anywhere: bash bench/run.sh
+# and writes bench/RESULTS.md. Issue 16's three-route sidecar ("routes":
+# tezpay on its own port, juspay and alt under /juspay and /alt, the
+# measured route being alt, the prefix looked up last) joins the throughput
+# runs only, beside the single-route one. Run from anywhere: bash bench/run.sh
 #
 #   RUNS=3          repetitions of every measurement (medians are reported)
 #   CPU_RUNS=5      repetitions of the CPU-per-request measurement, the noisiest
@@ -121,6 +124,25 @@ sidecar() {
 		AUTHSIDECAR_LOG_LEVEL=warn bin/authsidecar
 }
 
+# routes NAME PORT TEZPAY_PORT ADMIN_PORT starts authsidecar with three routes
+# against the fake upstream: tezpay on TEZPAY_PORT, juspay and alt under
+# /juspay and /alt on PORT. Each fetches its own token, from /token/routes
+# (not counted with the single-route sidecar's /token).
+routes() {
+	local r env=()
+	for r in TEZPAY JUSPAY ALT; do
+		env+=("AUTHSIDECAR_ROUTE_${r}_UPSTREAM_URL=http://127.0.0.1:$up_port" "AUTHSIDECAR_ROUTE_${r}_TOKEN_SOURCE=json"
+			"AUTHSIDECAR_ROUTE_${r}_TOKEN_URL=http://127.0.0.1:$up_port/token/routes"
+			"AUTHSIDECAR_ROUTE_${r}_CLIENT_ID=bench" "AUTHSIDECAR_ROUTE_${r}_CLIENT_SECRET=bench-secret")
+	done
+	# shellcheck disable=SC2086 # PROXY_ENV is a list of NAME=value words
+	start "$1" env $PROXY_ENV AUTHSIDECAR_ROUTES=tezpay,juspay,alt "${env[@]}" \
+		AUTHSIDECAR_ROUTE_TEZPAY_LISTEN_ADDR="127.0.0.1:$3" \
+		AUTHSIDECAR_ROUTE_JUSPAY_PATH_PREFIX=/juspay AUTHSIDECAR_ROUTE_ALT_PATH_PREFIX=/alt \
+		AUTHSIDECAR_LISTEN_ADDR="127.0.0.1:$2" AUTHSIDECAR_ADMIN_ADDR="127.0.0.1:$4" \
+		AUTHSIDECAR_LOG_LEVEL=warn bin/authsidecar
+}
+
 token_calls() { curl -fsS "http://127.0.0.1:$up_port/token-calls"; }
 
 # rotate N prints the targets given after N, rotated left by N.
@@ -142,6 +164,7 @@ done
 if [[ $GOBENCH == 1 ]]; then
 	echo "== go test -bench (in-memory transport)"
 	"$GO" test -run '^$' -bench 'BareReverseProxy|Sidecar' -benchmem -count 3 ./proxy/ | tee "$tmp/gobench.txt" | grep '^Benchmark'
+	"$GO" test -run '^$' -bench 'PrefixRouter' -benchmem -count 3 ./cmd/authsidecar/ | tee -a "$tmp/gobench.txt" | grep '^Benchmark'
 fi
 
 # --- start the targets -------------------------------------------------------------
@@ -150,6 +173,9 @@ free_port && base_port=$REPLY
 free_port && nginx_port=$REPLY
 free_port && side_port=$REPLY
 free_port && admin_port=$REPLY
+free_port && routes_port=$REPLY
+free_port && routes_tezpay_port=$REPLY
+free_port && routes_admin_port=$REPLY
 
 start upstream "$tmp/bin/upstream" -addr "127.0.0.1:$up_port" -token-delay "$TOKEN_DELAY"
 wait_port "$up_port" upstream
@@ -193,12 +219,16 @@ nginx_pid=$REPLY
 
 sidecar sidecar "$side_port" "$admin_port"
 side_pid=$REPLY
-for p in "$base_port:baseline" "$nginx_port:nginx" "$side_port:sidecar" "$admin_port:sidecar"; do
+routes routes "$routes_port" "$routes_tezpay_port" "$routes_admin_port"
+for p in "$base_port:baseline" "$nginx_port:nginx" "$side_port:sidecar" "$admin_port:sidecar" \
+	"$routes_port:routes" "$routes_tezpay_port:routes" "$routes_admin_port:routes"; do
 	wait_port "${p%%:*}" "${p#*:}"
 done
-for ((i = 0; i < 100; i++)); do
-	curl -fs -o /dev/null "http://127.0.0.1:$admin_port/readyz" && break
-	sleep 0.1
+for a in "$admin_port" "$routes_admin_port"; do
+	for ((i = 0; i < 100; i++)); do
+		curl -fs -o /dev/null "http://127.0.0.1:$a/readyz" && break
+		sleep 0.1
+	done
 done
 
 declare -A url pid
@@ -206,17 +236,18 @@ url[direct]="http://127.0.0.1:$up_port$REQ_PATH"
 url[nginx]="http://127.0.0.1:$nginx_port$REQ_PATH"
 url[baseline]="http://127.0.0.1:$base_port$REQ_PATH"
 url[sidecar]="http://127.0.0.1:$side_port$REQ_PATH"
+url[routes]="http://127.0.0.1:$routes_port/alt$REQ_PATH"
 pid=([nginx]=$nginx_pid [baseline]=$base_pid [sidecar]=$side_pid)
 
 # Sanity: each target answers the 1 KiB body, and the proxies put a token on.
-for t in direct nginx baseline sidecar; do
+for t in direct nginx baseline sidecar routes; do
 	n=$(curl -fsS "${url[$t]}" | wc -c)
 	auth=$(curl -fsS "${url[$t]%%/v1/*}/echo-auth")
 	echo "   $t: $n bytes, upstream saw Authorization: ${auth:0:20}…"
 	[[ $n == 1024 ]] || { echo "$t: body of $n bytes, want 1024" >&2 && exit 1; }
 	case $t in
 	direct) [[ -z $auth ]] ;;
-	sidecar) [[ $auth == "Bearer eyJ"* ]] ;;
+	sidecar | routes) [[ $auth == "Bearer eyJ"* ]] ;;
 	*) [[ $auth == "Bearer $TOKEN" ]] ;;
 	esac || { echo "$t: upstream saw Authorization: $auth" >&2 && exit 1; }
 done
@@ -241,7 +272,7 @@ for ((r = 1; r <= RUNS; r++)); do
 	done
 done
 for ((r = 1; r <= RUNS; r++)); do
-	for t in $(rotate "$r" direct nginx baseline sidecar); do
+	for t in $(rotate "$r" direct nginx baseline sidecar routes); do
 		echo "== tput run $r/$RUNS $t"
 		wrk -t1 -c128 -d"$DURATION" "${url[$t]}" >"$tmp/tput/$t.$r.txt"
 	done
@@ -290,12 +321,14 @@ RUNS=$RUNS CPU_RUNS=$CPU_RUNS DURATION=$DURATION${PROXY_ENV:+ PROXY_ENV='$PROXY_
 # nginx:    one worker (master_process off), proxy_pass to a keepalive pool, proxy_set_header Authorization "Bearer …"
 # baseline: bench/baseline (httputil.ReverseProxy, Rewrite+SetURL, static header, proxy.NewTransport, sync.Pool BufferPool)
 # sidecar:  AUTHSIDECAR_TOKEN_SOURCE=json AUTHSIDECAR_TOKEN_URL=http://127.0.0.1:PORT/token AUTHSIDECAR_LOG_LEVEL=warn … bin/authsidecar
+# routes:   AUTHSIDECAR_ROUTES=tezpay,juspay,alt, each json as above (own port, /juspay, /alt); GET /alt$REQ_PATH (throughput only)
 CGO_ENABLED=0 go build -trimpath -o bin/authsidecar ./cmd/authsidecar
 hey -z $DURATION -c 10 -q 100 URL        # CPU per request and RSS: nginx, baseline, sidecar (this phase first)
 wrk -t1 -c8 -d$DURATION --latency URL    # p50/p99: every target
-wrk -t1 -c128 -d$DURATION URL            # throughput: every target
+wrk -t1 -c128 -d$DURATION URL            # throughput: every target, routes included
 hey -n 1024 -c 1024 URL                  # cold start of a fresh sidecar
 go test -run '^\$' -bench 'BareReverseProxy|Sidecar' -benchmem -count 3 ./proxy/
+go test -run '^\$' -bench 'PrefixRouter' -benchmem -count 3 ./cmd/authsidecar/
 EOF
 strict=()
 [[ $STRICT == 1 ]] && strict=(-strict)

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,18 +44,51 @@ func TestExampleConfigurationsAreAccepted(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			env["AUTHSIDECAR_UPSTREAM_URL"] = "api.example.com"
-			if out, code := check(t, env); code != 2 || !strings.Contains(out, "AUTHSIDECAR_UPSTREAM_URL") {
-				t.Errorf("authsidecar -check with UPSTREAM_URL=api.example.com = %d\n%s", code, out)
+			for _, prefix := range providerPrefixes(env) {
+				bad := maps.Clone(env)
+				bad[prefix+"UPSTREAM_URL"] = "api.example.com"
+				if out, code := check(t, bad); code != 2 || !strings.Contains(out, prefix+"UPSTREAM_URL: ") {
+					t.Errorf("authsidecar -check with %sUPSTREAM_URL=api.example.com = %d\n%s", prefix, code, out)
+				}
 			}
 		})
 	}
 }
 
+// unrouted is a variable's name as a sidecar without ROUTES has it: a
+// route's AUTHSIDECAR_ROUTE_<NAME>_<SETTING> is AUTHSIDECAR_<SETTING>; any
+// other name is unchanged.
+func unrouted(name string) string {
+	if rest, ok := strings.CutPrefix(name, "AUTHSIDECAR_ROUTE_"); ok {
+		if _, setting, ok := strings.Cut(rest, "_"); ok && setting != "" {
+			return "AUTHSIDECAR_" + setting
+		}
+	}
+	return name
+}
+
+// providerPrefixes are what each provider's variables start with in env:
+// AUTHSIDECAR_ without ROUTES, AUTHSIDECAR_ROUTE_<NAME>_ for each route
+// with.
+func providerPrefixes(env map[string]string) []string {
+	routes, ok := env["AUTHSIDECAR_ROUTES"]
+	if !ok {
+		return []string{"AUTHSIDECAR_"}
+	}
+	var out []string
+	for r := range strings.SplitSeq(routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, "AUTHSIDECAR_ROUTE_"+strings.ToUpper(r)+"_")
+		}
+	}
+	return out
+}
+
 // withFiles moves every *_FILE path under a temporary directory and writes a
 // stand-in there: a fleet key as `openssl rand -base64 32` writes it for the
 // shared cache's key file, a fresh RSA key for other key files (the API
-// key's excepted), text otherwise.
+// key's excepted), text otherwise. A route's files are written as the
+// unprefixed settings' are.
 func withFiles(t *testing.T, env map[string]string) map[string]string {
 	t.Helper()
 	root := t.TempDir()
@@ -66,16 +100,16 @@ func withFiles(t *testing.T, env map[string]string) map[string]string {
 		}
 		path := filepath.Join(root, v)
 		content := []byte("example-" + strings.ToLower(name))
-		switch {
-		case name == "AUTHSIDECAR_SHARED_CACHE_KEY_FILE":
+		switch setting := unrouted(name); {
+		case setting == "AUTHSIDECAR_SHARED_CACHE_KEY_FILE":
 			content = fleetKey(t)
-		case strings.HasPrefix(name, "AUTHSIDECAR_PAYGATE_"):
+		case strings.HasPrefix(setting, "AUTHSIDECAR_PAYGATE_"):
 			// Paygate's passwords are text; 32 bytes suit both ciphers.
 			content = []byte("example-paygate-password-32bytes\n")
-		case name == "AUTHSIDECAR_API_KEY_FILE":
+		case setting == "AUTHSIDECAR_API_KEY_FILE":
 			// An API key is text, however its name ends.
 			content = []byte("example_api_key\n")
-		case strings.HasSuffix(name, "KEY_FILE"):
+		case strings.HasSuffix(setting, "KEY_FILE"):
 			content = rsaKeyPEM(t)
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {

@@ -220,6 +220,11 @@ func TestSidecarContainer(t *testing.T) {
 			if !strings.HasPrefix(env["AUTHSIDECAR_LISTEN_ADDR"], "127.0.0.1:") {
 				t.Errorf("proxy listener %q is not on loopback: other pods could send requests with the app's credentials", env["AUTHSIDECAR_LISTEN_ADDR"])
 			}
+			for name, addr := range env {
+				if name != "AUTHSIDECAR_LISTEN_ADDR" && unrouted(name) == "AUTHSIDECAR_LISTEN_ADDR" && !strings.HasPrefix(addr, "127.0.0.1:") {
+					t.Errorf("route listener %s=%s is not on loopback: other pods could send requests with the app's credentials", name, addr)
+				}
+			}
 
 			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 				if _, ok := c.Resources.Requests[r]; !ok {
@@ -311,9 +316,9 @@ func TestCredentialsAreFilesFromSecrets(t *testing.T) {
 				}
 			}
 			env := a.env(t, c)
-			for _, v := range secretVars {
-				if _, ok := env["AUTHSIDECAR_"+v]; ok {
-					t.Errorf("AUTHSIDECAR_%s is given literally: use AUTHSIDECAR_%s_FILE", v, v)
+			for name := range env {
+				if v := strings.TrimPrefix(unrouted(name), "AUTHSIDECAR_"); slices.Contains(secretVars, v) {
+					t.Errorf("%s is given literally: use %s_FILE", name, name)
 				}
 			}
 			files := 0

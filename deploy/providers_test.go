@@ -11,21 +11,23 @@ import (
 )
 
 // providerExamples are the examples of a provider the project knows, its
-// PROVIDER, and lines `authsidecar -check` must print for it: what the
-// preset fills in, and what the example chose beside it.
+// PROVIDER (or with ROUTES, each route's), and lines `authsidecar -check`
+// must print for it: what the preset fills in, and what the example chose
+// beside it.
 var providerExamples = map[string]struct {
 	provider string
+	routes   map[string]string // route → its PROVIDER, for an example with ROUTES
 	want     []string
 }{
-	"examples/tezpay": {"tezpay", []string{
+	"examples/tezpay": {"tezpay", nil, []string{
 		"AUTHSIDECAR_TOKEN_SOURCE=json (preset tezpay)",
 		"AUTHSIDECAR_TOKEN_URL=https://api.tezpay.example/api/v1/tezpay/authenticate (preset tezpay)",
 		"AUTHSIDECAR_INJECT=bearer (preset tezpay)",
 	}},
-	"examples/alternative": {"alternative-payments", alternativeLines},
+	"examples/alternative": {"alternative-payments", nil, alternativeLines},
 	// The fleet example is examples/alternative with the shared cache.
-	"examples/alternative-fleet": {"alternative-payments", alternativeLines},
-	"examples/juspay": {"juspay", []string{
+	"examples/alternative-fleet": {"alternative-payments", nil, alternativeLines},
+	"examples/juspay": {"juspay", nil, []string{
 		"AUTHSIDECAR_UPSTREAM_URL=https://api.juspay.in (preset juspay)",
 		"AUTHSIDECAR_TOKEN_SOURCE=juspay-customer (environment)",
 		"AUTHSIDECAR_TOKEN_URL=https://api.juspay.in (preset juspay)",
@@ -33,7 +35,26 @@ var providerExamples = map[string]struct {
 		"AUTHSIDECAR_CLIENT_AUTH_TOKEN_PATH=/juspay/client-auth-token (preset juspay)",
 		"AUTHSIDECAR_SET_HEADERS=x-merchantid=stock (preset juspay)",
 	}},
-	"examples/axepta": {"axepta", []string{
+	// One sidecar, three routes: each from its preset, its lines named
+	// after the route's variables.
+	"examples/multi-provider": {routes: map[string]string{"tezpay": "tezpay", "juspay": "juspay", "alt": "alternative-payments"}, want: []string{
+		"AUTHSIDECAR_ROUTE_TEZPAY_TOKEN_SOURCE=json (preset tezpay)",
+		"AUTHSIDECAR_ROUTE_TEZPAY_TOKEN_URL=https://api.tezpay.example/api/v1/tezpay/authenticate (preset tezpay)",
+		"AUTHSIDECAR_ROUTE_TEZPAY_INJECT=bearer (preset tezpay)",
+		"AUTHSIDECAR_ROUTE_TEZPAY_LISTEN_ADDR=127.0.0.1:8081 (environment)",
+		"AUTHSIDECAR_ROUTE_JUSPAY_UPSTREAM_URL=https://api.juspay.in (preset juspay)",
+		"AUTHSIDECAR_ROUTE_JUSPAY_TOKEN_SOURCE=none (preset juspay)",
+		"AUTHSIDECAR_ROUTE_JUSPAY_INJECT=basic (preset juspay)",
+		"AUTHSIDECAR_ROUTE_JUSPAY_SET_HEADERS=x-merchantid=stock (preset juspay)",
+		"AUTHSIDECAR_ROUTE_JUSPAY_PATH_PREFIX=/juspay (environment)",
+		"AUTHSIDECAR_ROUTE_ALT_UPSTREAM_URL=https://public-api.alternativepayments.io (preset alternative-payments)",
+		"AUTHSIDECAR_ROUTE_ALT_TOKEN_SOURCE=oauth2 (preset alternative-payments)",
+		"AUTHSIDECAR_ROUTE_ALT_OAUTH2_AUTH_STYLE=header (preset alternative-payments)",
+		"AUTHSIDECAR_ROUTE_ALT_TOKEN_URL=https://public-api.alternativepayments.io/oauth/token (preset alternative-payments)",
+		"AUTHSIDECAR_ROUTE_ALT_PATH_PREFIX=/alt (environment)",
+		"AUTHSIDECAR_LISTEN_ADDR=127.0.0.1:8080 (environment)",
+	}},
+	"examples/axepta": {"axepta", nil, []string{
 		"AUTHSIDECAR_UPSTREAM_URL=https://paymentpage.axepta.bnpparibas (preset axepta)",
 		"AUTHSIDECAR_TOKEN_SOURCE=none (preset axepta)",
 		"AUTHSIDECAR_INJECT=paygate (preset axepta)",
@@ -64,14 +85,27 @@ func TestProviderExamplesUsePresets(t *testing.T) {
 			a := appOf(t, dir)
 			c, _ := sidecar(t, &a.deployment.Spec.Template.Spec)
 			env := withFiles(t, a.env(t, c))
-			if got := env["AUTHSIDECAR_PROVIDER"]; got != want.provider {
-				t.Fatalf("AUTHSIDECAR_PROVIDER = %q, want %q", got, want.provider)
+			// The preset of each provider's variables, by their prefix.
+			presets := map[string]string{"AUTHSIDECAR_": want.provider}
+			if want.routes != nil {
+				presets = map[string]string{}
+				for route, provider := range want.routes {
+					presets["AUTHSIDECAR_ROUTE_"+strings.ToUpper(route)+"_"] = provider
+				}
+				if got := providerPrefixes(env); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(maps.Keys(presets))) {
+					t.Fatalf("AUTHSIDECAR_ROUTES = %q, want the routes %q", env["AUTHSIDECAR_ROUTES"], slices.Sorted(maps.Keys(want.routes)))
+				}
+			}
+			for prefix, provider := range presets {
+				if got := env[prefix+"PROVIDER"]; got != provider {
+					t.Fatalf("%sPROVIDER = %q, want %q", prefix, got, provider)
+				}
 			}
 			out, code := check(t, env)
 			if code != 0 {
 				t.Fatalf("authsidecar -check = %d\n%s", code, out)
 			}
-			lines := strings.Split(out, "\n")
+			lines := checkLines(out)
 			for _, w := range want.want {
 				if !slices.Contains(lines, w) {
 					t.Errorf("authsidecar -check lacks the line %q:\n%s", w, out)
@@ -81,18 +115,44 @@ func TestProviderExamplesUsePresets(t *testing.T) {
 				t.Errorf("authsidecar -check shows a credential file's content:\n%s", out)
 			}
 			for name, value := range env {
-				if name == "AUTHSIDECAR_PROVIDER" || !strings.HasPrefix(name, "AUTHSIDECAR_") {
+				if unrouted(name) == "AUTHSIDECAR_PROVIDER" || !strings.HasPrefix(name, "AUTHSIDECAR_") {
 					continue
+				}
+				provider, ok := presetOf(presets, name)
+				if !ok {
+					continue // a process-wide setting beside routes: no preset fills it in
 				}
 				without := maps.Clone(env)
 				delete(without, name)
 				out, code := check(t, without)
-				if code == 0 && slices.Contains(strings.Split(out, "\n"), name+"="+value+" (preset "+want.provider+")") {
-					t.Errorf("%s=%s is what the %s preset fills in: leave it out", name, value, want.provider)
+				if code == 0 && slices.Contains(checkLines(out), name+"="+value+" (preset "+provider+")") {
+					t.Errorf("%s=%s is what the %s preset fills in: leave it out", name, value, provider)
 				}
 			}
 		})
 	}
+}
+
+// checkLines are the lines `authsidecar -check` printed, without the
+// indentation of a route's lines under "route NAME:".
+func checkLines(out string) []string {
+	var lines []string
+	for l := range strings.Lines(out) {
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	return lines
+}
+
+// presetOf is the preset of the provider whose variable name is, given the
+// presets by variable prefix (AUTHSIDECAR_ alone without ROUTES), and
+// whether there is one.
+func presetOf(presets map[string]string, name string) (string, bool) {
+	for prefix, provider := range presets {
+		if strings.HasPrefix(name, prefix) && name != "AUTHSIDECAR_ROUTES" {
+			return provider, true
+		}
+	}
+	return "", false
 }
 
 // createSecret matches the `kubectl create secret generic` commands in an
@@ -155,5 +215,50 @@ func TestExampleSecretsMatchTheirComments(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The multi-provider example: TezPay on a port of its own, Juspay and
+// Alternative Payments under their prefixes on the main listener, and the
+// app's base URL for each pointing at its route.
+func TestMultiProviderExample(t *testing.T) {
+	a := appOf(t, "examples/multi-provider")
+	spec := &a.deployment.Spec.Template.Spec
+	c, _ := sidecar(t, spec)
+	env := a.env(t, c)
+	main := env["AUTHSIDECAR_LISTEN_ADDR"]
+	routeURL := map[string]string{}
+	for _, prefix := range providerPrefixes(env) {
+		route := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(prefix, "AUTHSIDECAR_ROUTE_"), "_"))
+		listen, own := env[prefix+"LISTEN_ADDR"]
+		switch pathPrefix := env[prefix+"PATH_PREFIX"]; {
+		case own == (pathPrefix != ""):
+			t.Errorf("route %s: %sLISTEN_ADDR %q, %sPATH_PREFIX %q; want exactly one", route, prefix, listen, prefix, pathPrefix)
+		case own:
+			routeURL[route] = "http://" + listen
+		default:
+			routeURL[route] = "http://" + main + pathPrefix
+		}
+	}
+	want := map[string]string{"tezpay": "http://127.0.0.1:8081", "juspay": "http://127.0.0.1:8080/juspay", "alt": "http://127.0.0.1:8080/alt"}
+	if !maps.Equal(routeURL, want) {
+		t.Errorf("the routes are called at %v, want %v", routeURL, want)
+	}
+	var app map[string]string
+	for _, ct := range spec.Containers {
+		if ct.Name == "app" {
+			app = map[string]string{}
+			for _, e := range ct.Env {
+				app[e.Name] = e.Value
+			}
+		}
+	}
+	for route, url := range want {
+		if name := strings.ToUpper(route) + "_BASE_URL"; app[name] != url {
+			t.Errorf("the app's %s = %q, want route %s's %q", name, app[name], route, url)
+		}
+	}
+	if _, ok := app["PAYMENTS_BASE_URL"]; ok {
+		t.Errorf("the app keeps the base's PAYMENTS_BASE_URL, which no route answers")
 	}
 }

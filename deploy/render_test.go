@@ -81,13 +81,14 @@ func render(t *testing.T, dir string) []object {
 }
 
 // The list: a base, an example per provider, the pre-1.29 overlay
-// and the monitoring assets; and an example with the shared cache.
+// and the monitoring assets; an example with the shared cache, and one
+// sidecar for several providers (routes).
 func TestEveryKustomizationRenders(t *testing.T) {
 	dirs := kustomizations(t)
 	for _, want := range []string{
 		"base", "monitoring", "overlays/pre-1.29",
 		"examples/tezpay", "examples/alternative", "examples/juspay", "examples/axepta",
-		"examples/alternative-fleet",
+		"examples/alternative-fleet", "examples/multi-provider",
 	} {
 		if !slices.Contains(dirs, want) {
 			t.Errorf("no kustomization in deploy/%s (have %v)", want, dirs)

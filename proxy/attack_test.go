@@ -55,29 +55,38 @@ func TestListenerLimitsMatchRun(t *testing.T) {
 		"IdleTimeout":       "120 * time.Second",
 		"MaxHeaderBytes":    "64 << 10",
 	}
+	// The proxy listeners' server is the &http.Server{…} that func
+	// proxyServer returns (every route's listener is made by it).
 	got := map[string]string{}
 	ast.Inspect(file, func(n ast.Node) bool {
-		as, ok := n.(*ast.AssignStmt)
-		if !ok || len(as.Lhs) != 1 || len(as.Rhs) != 1 || types.ExprString(as.Lhs[0]) != "proxySrv" {
+		fn, ok := n.(*ast.FuncDecl)
+		if !ok || fn.Name.Name != "proxyServer" || fn.Body == nil {
 			return true
 		}
-		if u, ok := as.Rhs[0].(*ast.UnaryExpr); ok {
-			if lit, ok := u.X.(*ast.CompositeLit); ok {
-				for _, elt := range lit.Elts {
-					if kv, ok := elt.(*ast.KeyValueExpr); ok {
-						got[types.ExprString(kv.Key)] = types.ExprString(kv.Value)
+		ast.Inspect(fn.Body, func(n ast.Node) bool {
+			ret, ok := n.(*ast.ReturnStmt)
+			if !ok || len(ret.Results) != 1 {
+				return true
+			}
+			if u, ok := ret.Results[0].(*ast.UnaryExpr); ok {
+				if lit, ok := u.X.(*ast.CompositeLit); ok && types.ExprString(lit.Type) == "http.Server" {
+					for _, elt := range lit.Elts {
+						if kv, ok := elt.(*ast.KeyValueExpr); ok {
+							got[types.ExprString(kv.Key)] = types.ExprString(kv.Value)
+						}
 					}
 				}
 			}
-		}
+			return false
+		})
 		return false
 	})
 	if len(got) == 0 {
-		t.Fatalf("run.go: no proxySrv := &http.Server{…} found")
+		t.Fatalf("run.go: no func proxyServer returning &http.Server{…} found")
 	}
 	for k, v := range want {
 		if got[k] != v {
-			t.Errorf("run.go proxySrv.%s = %q, want %q (update runLimits in attack_test.go with it)", k, got[k], v)
+			t.Errorf("run.go proxyServer's %s = %q, want %q (update runLimits in attack_test.go with it)", k, got[k], v)
 		}
 	}
 }

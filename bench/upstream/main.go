@@ -3,6 +3,8 @@
 // it counts.
 //
 //	POST /token        {"access_token":"<JWT-shaped token>","expires_in":3600}
+//	POST /token/routes the same, for the three-route sidecar: not counted
+//	                   with /token, whose count is the single-route sidecar's
 //	GET  /token-calls  how many times /token was called, as a plain number
 //	GET  /echo-auth    the Authorization header received (a sanity check)
 //	anything else      200, the 1 KiB JSON body
@@ -43,6 +45,8 @@ type server struct {
 	body       []byte
 	tokenDelay time.Duration
 	tokenCalls atomic.Int64
+	// routesTokenCalls counts /token/routes, the three-route sidecar's.
+	routesTokenCalls atomic.Int64
 }
 
 var (
@@ -53,7 +57,9 @@ var (
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/token":
-		s.token(w, r)
+		s.token(w, r, &s.tokenCalls)
+	case "/token/routes":
+		s.token(w, r, &s.routesTokenCalls)
 	case "/token-calls":
 		w.Header()["Content-Type"] = contentPlain
 		fmt.Fprintln(w, s.tokenCalls.Load())
@@ -68,12 +74,13 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *server) token(w http.ResponseWriter, r *http.Request) {
+// token answers a token request, counted in calls.
+func (s *server) token(w http.ResponseWriter, r *http.Request, calls *atomic.Int64) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
 	}
-	n := s.tokenCalls.Add(1)
+	n := calls.Add(1)
 	time.Sleep(s.tokenDelay)
 	w.Header()["Content-Type"] = contentJSON
 	fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":3600}`, jwtish(n))

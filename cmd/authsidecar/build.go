@@ -198,12 +198,16 @@ type app struct {
 }
 
 // buildApp builds every route of st, in order; a problem names the route's
-// variable.
+// variable. With ROUTES, what a route logs carries its name (route=NAME).
 func buildApp(st setup, log *slog.Logger) (*app, error) {
 	a := &app{global: st.global, registry: newRegistry(), routed: st.routed()}
 	fam := metrics.NewFamilies(a.registry)
 	for _, r := range st.routes {
-		s, err := buildRoute(r.cfg, log, a.registry, fam.Route(r.name))
+		rlog := log
+		if a.routed {
+			rlog = log.With("route", r.name)
+		}
+		s, err := buildRoute(r.cfg, rlog, a.registry, fam.Route(r.name))
 		if err != nil {
 			a.close()
 			if a.routed {

@@ -1,8 +1,16 @@
 package main
 
 import (
+	"cmp"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // threeRoutes is a valid configuration of three providers: TezPay on its
@@ -173,5 +181,63 @@ func TestUnder(t *testing.T) {
 		if rest != tc.rest || ok != tc.ok {
 			t.Errorf("under(%q, %q) = %q, %v; want %q, %v", tc.path, tc.prefix, rest, ok, tc.rest, tc.ok)
 		}
+	}
+}
+
+// TestSingleRouteMetrics: without ROUTES, the one route counts on the
+// registry /metrics serves, as before routes existed.
+func TestSingleRouteMetrics(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	st, err := loadSetup(minimal("none", map[string]string{"UPSTREAM_URL": up.URL}))
+	if err != nil {
+		t.Fatalf("loadSetup() error = %v", err)
+	}
+	a, err := buildApp(st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("buildApp() error = %v", err)
+	}
+	t.Cleanup(a.close)
+	rec := httptest.NewRecorder()
+	proxy.New(a.routes[0].proxy).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/x", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /v1/x = %d, want 200", rec.Code)
+	}
+	if n, err := testutil.GatherAndCount(a.registry, "authsidecar_requests_total"); err != nil || n != 1 {
+		t.Errorf("authsidecar_requests_total series on the app's registry = %d, %v; want 1", n, err)
+	}
+}
+
+// TestRoutesLogTheirName: with ROUTES, what a route logs carries route=NAME;
+// without, nothing changes.
+func TestRoutesLogTheirName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string // the route attribute of each route's lines, "" for none
+	}{
+		{"three routes", threeRoutes(t, nil), []string{`"route":"tezpay"`, `"route":"juspay"`, `"route":"alt"`}},
+		{"no ROUTES", minimal("none", nil), []string{""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := loadSetup(tc.env)
+			if err != nil {
+				t.Fatalf("loadSetup() error = %v", err)
+			}
+			var buf strings.Builder
+			a, err := buildApp(st, slog.New(slog.NewJSONHandler(&buf, nil)))
+			if err != nil {
+				t.Fatalf("buildApp() error = %v", err)
+			}
+			t.Cleanup(a.close)
+			for i, s := range a.routes {
+				buf.Reset()
+				s.proxy.Logger.Info("probe")
+				line := buf.String()
+				if want := tc.want[i]; (want == "" && strings.Contains(line, `"route"`)) || !strings.Contains(line, want) {
+					t.Errorf("route %s logs %s, want %s", s.name, line, cmp.Or(want, "no route attribute"))
+				}
+			}
+		})
 	}
 }

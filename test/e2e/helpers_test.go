@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,6 +126,9 @@ type sidecar struct {
 	listen string // the proxy's host:port
 	URL    string // the proxy, http://host:port
 	Admin  string // the admin server, http://host:port
+	// routes are the routes of ROUTES, by name, as the start-up log lists
+	// them; nil without ROUTES.
+	routes map[string]startedRoute
 	exited chan struct{}
 	state  *os.ProcessState  // set when exited is closed
 	env    map[string]string // its configuration, names without the prefix
@@ -186,6 +190,7 @@ func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 	for {
 		if listen, admin, ok := s.startedAddrs(); ok {
 			s.listen, s.URL, s.Admin = listen, "http://"+listen, "http://"+admin
+			s.routes = s.startedRoutes()
 			break
 		}
 		select {
@@ -198,7 +203,9 @@ func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
 			return nil, fmt.Errorf("no \"authsidecar started\" log line with its addresses after 20s:\n%s", s.out)
 		}
 	}
-	running.Store(s.listen, s)
+	for _, addr := range s.listeners() {
+		running.Store(addr, s)
+	}
 	t.Cleanup(s.cleanup)
 	return s, nil
 }
@@ -215,6 +222,61 @@ func (s *sidecar) startedAddrs() (listen, admin string, ok bool) {
 		return listen, admin, listen != "" && admin != ""
 	}
 	return "", "", false
+}
+
+// startedRoute is one route of the "authsidecar started" log line's routes:
+// the address it listens on and its path prefix there ("" on a listener of
+// its own).
+type startedRoute struct {
+	Listen     string `json:"listen"`
+	PathPrefix string `json:"path_prefix"`
+}
+
+// startedRoutes returns the routes the "authsidecar started" log line
+// lists, by name; nil if it lists none (a sidecar without ROUTES).
+func (s *sidecar) startedRoutes() map[string]startedRoute {
+	for _, l := range s.logLines() {
+		if l["msg"] != "authsidecar started" || l["routes"] == nil {
+			continue
+		}
+		raw, _ := json.Marshal(l["routes"])
+		var list []struct {
+			Name string `json:"name"`
+			startedRoute
+		}
+		if json.Unmarshal(raw, &list) != nil {
+			return nil
+		}
+		routes := map[string]startedRoute{}
+		for _, r := range list {
+			routes[r.Name] = r.startedRoute
+		}
+		return routes
+	}
+	return nil
+}
+
+// listeners are the proxy's addresses: the main one, and each route's own.
+func (s *sidecar) listeners() []string {
+	addrs := []string{s.listen}
+	for _, r := range s.routes {
+		if !slices.Contains(addrs, r.Listen) {
+			addrs = append(addrs, r.Listen)
+		}
+	}
+	return addrs
+}
+
+// routeURL is the base URL the app calls route name at:
+// http://host:port and its path prefix. The test fails if the start-up log
+// does not list the route.
+func (s *sidecar) routeURL(name string) string {
+	s.t.Helper()
+	r, ok := s.routes[name]
+	if !ok || r.Listen == "" {
+		s.t.Fatalf("the start-up log lists no route %q (routes: %v)", name, s.routes)
+	}
+	return "http://" + r.Listen + r.PathPrefix
 }
 
 // environ turns variables named without the prefix into a process
@@ -250,7 +312,9 @@ func (s *sidecar) cleanup() {
 		metrics = s.scrapeMetrics()
 	}
 	s.kill()
-	running.CompareAndDelete(s.listen, s)
+	for _, addr := range s.listeners() {
+		running.CompareAndDelete(addr, s)
+	}
 	out := s.out.String()
 	for _, bad := range []string{"WARNING: DATA RACE", "panic:", "goroutine 1 ["} {
 		if strings.Contains(out, bad) {

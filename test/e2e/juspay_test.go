@@ -25,6 +25,13 @@ const (
 // settings for it with per-customer tokens (the juspay preset).
 func juspayFake(t *testing.T, ttl time.Duration, customers ...string) (*fake.Juspay, map[string]string) {
 	t.Helper()
+	return juspayFakeWrapped(t, ttl, nil, customers...)
+}
+
+// juspayFakeWrapped is juspayFake with wrap, if not nil, around the fake's
+// handlers.
+func juspayFakeWrapped(t *testing.T, ttl time.Duration, wrap func(http.Handler) http.Handler, customers ...string) (*fake.Juspay, map[string]string) {
+	t.Helper()
 	j := fake.NewJuspay(juspayAPIKey, juspayMerchantID, ttl)
 	for _, c := range customers {
 		j.AddCustomer(c)
@@ -39,7 +46,11 @@ func juspayFake(t *testing.T, ttl time.Duration, customers ...string) (*fake.Jus
 	mux := http.NewServeMux()
 	mux.Handle("/customers/", j.Handler())
 	mux.Handle("/", j.UpstreamHandler())
-	srv := httptest.NewServer(mux)
+	var h http.Handler = mux
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	keyFile := filepath.Join(t.TempDir(), "api_key")
 	if err := os.WriteFile(keyFile, []byte(juspayAPIKey+"\n"), 0o600); err != nil {

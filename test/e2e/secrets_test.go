@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -160,7 +161,9 @@ func (s *sidecar) secrets() map[string]string {
 		}
 	}
 	addSecret("client secret of the fake TezPay", clientSecret)
-	addSecret("configured client secret (CLIENT_SECRET)", s.env["CLIENT_SECRET"])
+	for _, name := range s.settings("CLIENT_SECRET") {
+		addSecret(fmt.Sprintf("configured client secret (%s)", name), s.env[name])
+	}
 	files := s.readFiles()
 	for i, v := range files["CLIENT_SECRET_FILE"] {
 		addSecret(fmt.Sprintf("client secret #%d read from CLIENT_SECRET_FILE", i+1), strings.TrimSpace(v))
@@ -180,6 +183,16 @@ func (s *sidecar) secrets() map[string]string {
 	}
 	// The Basic credentials: the user name too, Juspay's API key.
 	users, passwords := []string{s.env["BASIC_USER"]}, []string{s.env["BASIC_PASSWORD"]}
+	for _, name := range s.settings("BASIC_USER") {
+		if name != "BASIC_USER" { // a route's
+			users = append(users, s.env[name])
+		}
+	}
+	for _, name := range s.settings("BASIC_PASSWORD") {
+		if name != "BASIC_PASSWORD" {
+			passwords = append(passwords, s.env[name])
+		}
+	}
 	for _, v := range files["BASIC_USER_FILE"] {
 		users = append(users, strings.TrimSpace(v))
 	}
@@ -231,8 +244,41 @@ func (s *sidecar) secrets() map[string]string {
 // keyFiles are the settings naming private keys, the shared cache's too.
 var keyFiles = []string{"SIGNING_KEY_FILE", "CLIENT_ASSERTION_KEY_FILE", "CLIENT_KEY_FILE", "SHARED_CACHE_KEY_FILE"}
 
+// secretFiles are the settings naming a file that holds a secret.
+var secretFiles = append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE", "PAYGATE_KEY_FILE",
+	"PAYGATE_HMAC_KEY_FILE", "API_KEY_FILE", "BASIC_USER_FILE", "BASIC_PASSWORD_FILE"}, keyFiles...)
+
+// settingKind is the setting a variable of the configuration sets, whoever
+// it is for: CLIENT_SECRET_FILE for CLIENT_SECRET_FILE,
+// AUTHSIDECAR_CLIENT_SECRET_FILE and ROUTE_TEZPAY_CLIENT_SECRET_FILE (a
+// route's) alike.
+func settingKind(name string) string {
+	name = strings.TrimPrefix(name, "AUTHSIDECAR_")
+	if rest, ok := strings.CutPrefix(name, "ROUTE_"); ok {
+		if _, setting, ok := strings.Cut(rest, "_"); ok && setting != "" {
+			return setting
+		}
+	}
+	return name
+}
+
+// settings returns the variables of the configuration that set kind, the
+// routes' included, by their names in s.env, sorted.
+func (s *sidecar) settings(kind string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(s.env)) {
+		if settingKind(k) == kind {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // readFiles returns the contents of the secret files the configuration
-// names, as read at the start and now (a test may rotate them).
+// names, the routes' included, by the setting that names them (a route's
+// under the unprefixed name: CLIENT_SECRET_FILE for
+// ROUTE_TEZPAY_CLIENT_SECRET_FILE), as read at the start and now (a test
+// may rotate them).
 func (s *sidecar) readFiles() map[string][]string {
 	s.mu.Lock()
 	files := map[string][]string{}
@@ -240,9 +286,9 @@ func (s *sidecar) readFiles() map[string][]string {
 		files[k] = slices.Clone(v)
 	}
 	s.mu.Unlock()
-	for _, k := range append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE", "PAYGATE_KEY_FILE", "PAYGATE_HMAC_KEY_FILE", "API_KEY_FILE", "BASIC_USER_FILE", "BASIC_PASSWORD_FILE"}, keyFiles...) {
-		if path := s.env[k]; path != "" {
-			if b, err := os.ReadFile(path); err == nil && !slices.Contains(files[k], string(b)) {
+	for _, k := range secretFiles {
+		for _, name := range s.settings(k) {
+			if b, err := os.ReadFile(s.env[name]); s.env[name] != "" && err == nil && !slices.Contains(files[k], string(b)) {
 				files[k] = append(files[k], string(b))
 			}
 		}
@@ -367,6 +413,10 @@ func TestSecretScanFindsLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	basicEncoded := base64.StdEncoding.EncodeToString([]byte("key_scan_Hy6:basic-pw-Zq8Lt3"))
+	routeSecretFile := t.TempDir() + "/alt_client_secret"
+	if err := os.WriteFile(routeSecretFile, []byte("alt-scan-Jf5Rw2Nc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	sig := token[strings.LastIndexByte(token, '.')+1:]
 	if p.Fetches() != 1 {
 		t.Fatalf("the fake issued %d tokens, want 1", p.Fetches())
@@ -435,6 +485,17 @@ func TestSecretScanFindsLeaks(t *testing.T) {
 				"the Basic credentials of user #1 and password #2, encoded appears in the process output (line 2)",
 				"the Basic password #2 (BASIC_PASSWORD or its file) appears in the process output (line 1)",
 				"the Basic password #2 (BASIC_PASSWORD or its file) appears in the process output, JSON-decoded",
+			},
+		},
+		{
+			// A route's secret files are read like the unprefixed ones.
+			name:   "a route's client secret from its file, and a route's API key",
+			env:    map[string]string{"ROUTE_ALT_CLIENT_SECRET_FILE": routeSecretFile, "AUTHSIDECAR_ROUTE_JUSPAY_API_KEY_FILE": basicPasswordFile},
+			output: "secret alt-scan-Jf5Rw2Nc\n" + `{"key":"basic-pw-Zq8Lt3"}` + "\n",
+			want: []string{
+				"the API key #1 read from API_KEY_FILE appears in the process output (line 2)",
+				"the API key #1 read from API_KEY_FILE appears in the process output, JSON-decoded",
+				"the client secret #1 read from CLIENT_SECRET_FILE appears in the process output (line 1)",
 			},
 		},
 		{
