@@ -143,14 +143,13 @@ func (a *app) listen(errLog *log.Logger) ([]listening, error) {
 // proxyServer is a proxy listener's server, with the limits
 // proxy/attack_test.go tests (TestListenerLimitsMatchRun reads them here).
 func proxyServer(h http.Handler, errLog *log.Logger) *http.Server {
-	proxySrv := &http.Server{
+	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
 	}
-	return proxySrv
 }
 
 // logStarted writes the "authsidecar started" line, with the listeners'
