@@ -34,6 +34,7 @@ type TokenSource interface {
 type authTransport struct {
 	tokens    TokenSource      // nil: no token source, or a keyed one
 	keyed     KeyedTokenSource // nil: tokens are not per customer
+	tenants   KeyedTokenSource // nil: no tenants; else the token of the request's tenant
 	key       customerKey      // where a request's customer is, with keyed
 	inj       Injector
 	use       BodyUse // inj.Body(), fixed at start
@@ -54,7 +55,7 @@ func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refr
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.tokens == nil && t.keyed == nil && t.use == BodyUntouched {
+	if t.tokens == nil && t.keyed == nil && t.tenants == nil && t.use == BodyUntouched {
 		// Nothing to rewrite and no token to replay with: stream as is.
 		if _, err := t.inj.Inject(req.Header, nil, nil); err != nil {
 			return nil, err
@@ -77,6 +78,10 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		ts = &keyBound{src: t.keyed, key: key}
+	} else if t.tenants != nil {
+		if key, ok := requestTenant(ctx); ok {
+			ts = &keyBound{src: t.tenants, key: key}
+		}
 	}
 	var tok *tokens.Token
 	if ts != nil {

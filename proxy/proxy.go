@@ -43,6 +43,14 @@ type Config struct {
 	// CustomerField is the dotted path of the customer id in a body, with
 	// KeyedTokens. If empty, payload.customerId, else payload.customer_id.
 	CustomerField string
+	// Tenants, with TenantHeader and TenantTokens, gives each request the
+	// token of the tenant its TenantHeader names (a merchant among many):
+	// the header is never forwarded; a request without it is refused with
+	// 400 no_tenant unless TenantDefault, when it gets Tokens' token.
+	Tenants       Tenants
+	TenantHeader  string
+	TenantTokens  KeyedTokenSource
+	TenantDefault bool
 	// Injector puts the credentials on each request. If nil, Bearer is used
 	// when Tokens is set; with neither, requests go out as the app sent them.
 	Injector Injector
@@ -127,6 +135,9 @@ func New(c Config) http.Handler {
 	}
 	if c.Injector != nil {
 		at := newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
+		if c.Tenants != nil && c.TenantHeader != "" && c.TenantTokens != nil {
+			at.tenants = c.TenantTokens
+		}
 		if c.KeyedTokens != nil {
 			at.tokens, at.keyed = nil, c.KeyedTokens
 			if c.CustomerField != "" {
@@ -141,6 +152,9 @@ func New(c Config) http.Handler {
 	h.sdkAuth = newSDKAuth(c)
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
+	}
+	if c.Tenants != nil && c.TenantHeader != "" && c.TenantTokens != nil {
+		h.tenants, h.tenantHeader, h.tenantDefault = c.Tenants, http.CanonicalHeaderKey(c.TenantHeader), c.TenantDefault
 	}
 	if c.ClientAuthTokens != nil && c.ClientAuthTokenPath != "" {
 		h.clientAuthTokenPath, h.keyed = c.ClientAuthTokenPath, c.ClientAuthTokens
@@ -165,6 +179,10 @@ type handler struct {
 
 	handoffPath string // the local hand-off endpoint; empty means none
 	tokens      TokenSource
+
+	tenants       Tenants // nil: no tenants
+	tenantHeader  string  // canonical
+	tenantDefault bool
 
 	clientAuthTokenPath string // the local client auth token endpoint; empty means none
 	keyed               KeyedTokenSource
@@ -218,6 +236,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case h.paygatePath != "" && (r.URL.Path == h.paygatePath || strings.HasPrefix(r.URL.Path, h.paygatePath+"/")):
 		h.servePaygate(w, r)
 	default:
+		if h.tenants != nil {
+			var ok bool
+			if r, ok = h.withTenant(w, r); !ok {
+				return
+			}
+		}
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = appBody{r.Body}
 		}

@@ -160,6 +160,15 @@ func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *s
 		}
 		return nil
 	}
+	if cfg.tenanted() {
+		if err := s.buildTenants(kind, b, log, m.Customers()); err != nil {
+			return err
+		}
+		if !cfg.tenantDefault() {
+			s.background = append(s.background, b.background...)
+			return nil // no credentials of the route's own
+		}
+	}
 	src, err := kind.build(cfg, b)
 	if err != nil {
 		return err

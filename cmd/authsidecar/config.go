@@ -90,6 +90,9 @@ type Config struct {
 	TokenCacheSize          int           `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	BodyCustomerField       string        `env:"BODY_CUSTOMER_FIELD"`
 	ClientAuthTokenPath     string        `env:"CLIENT_AUTH_TOKEN_PATH"`
+	TenantHeader            string        `env:"TENANT_HEADER"`
+	TenantsDir              string        `env:"TENANTS_DIR"`
+	TenantDefault           string        `env:"TENANT_DEFAULT"`
 	PaygateCipher           string        `env:"PAYGATE_CIPHER" envDefault:"blowfish"`
 	PaygateKeyFile          string        `env:"PAYGATE_KEY_FILE"`
 	PaygateHMACKeyFile      string        `env:"PAYGATE_HMAC_KEY_FILE"`
@@ -288,6 +291,7 @@ func (c *Config) check() []error {
 	}
 	c.checkInjection(&p, source, sourceOK)
 	c.checkKeyed(&p, source, sourceOK)
+	c.checkTenants(&p, source, sourceOK)
 	c.setHeaders(&p)
 	c.checkPaygate(&p)
 	c.checkSDKAuth(&p)

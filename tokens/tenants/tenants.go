@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -247,6 +248,12 @@ func (d *Dir) Lookup(name string) (*Tenant, error) {
 		return nil, ErrUnknownTenant
 	}
 	return st.t, st.err
+}
+
+// Names returns the names of the tenants the last scan found, complete or
+// not, sorted.
+func (d *Dir) Names() []string {
+	return slices.Sorted(maps.Keys(d.snap.Load().tenants))
 }
 
 // Len returns how many tenants the last scan found, complete or not.

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/authsidecar/authsidecar/proxy"
+	"github.com/authsidecar/authsidecar/tokens"
+	"github.com/authsidecar/authsidecar/tokens/tenants"
+)
+
+// tenantFiles maps the files a tenant's directory may hold to the settings
+// they stand for in the tenant's configuration.
+var tenantFiles = map[string]string{
+	"client_id":                "CLIENT_ID_FILE",
+	"client_secret":            "CLIENT_SECRET_FILE",
+	"client_assertion_key.pem": "CLIENT_ASSERTION_KEY_FILE",
+	"token":                    "TOKEN_FILE",
+}
+
+// tenantSettings are the keys a tenant's settings file may hold: the
+// non-secret settings that differ between merchants.
+var tenantSettings = []string{"CLIENT_ID", "SCOPES", "TOKEN_PARAMS", "MERCHANT_ID", "SIGNING_KEY_ID"}
+
+// tenanted reports whether the route serves tenants.
+func (c Config) tenanted() bool { return c.TenantHeader != "" || c.TenantsDir != "" }
+
+// tenantDefault reports whether a request without TENANT_HEADER uses the
+// route's own credentials.
+func (c Config) tenantDefault() bool { return c.TenantDefault == "route" }
+
+// checkTenants checks TENANT_HEADER, TENANTS_DIR and TENANT_DEFAULT, and
+// every tenant the directory holds, as its configuration would be built.
+func (c *Config) checkTenants(p *problems, source sourceKind, sourceOK bool) {
+	if !c.tenanted() {
+		if c.TenantDefault != "" {
+			p.add("TENANT_DEFAULT", "only with %sTENANT_HEADER and %sTENANTS_DIR", envPrefix, envPrefix)
+		}
+		return
+	}
+	switch h := c.TenantHeader; {
+	case h == "":
+		p.add("TENANT_HEADER", "required with %sTENANTS_DIR: the request header naming the tenant (e.g. X-Merchant)", envPrefix)
+	case !validHeaderName(h), credentialHeaders[http.CanonicalHeaderKey(h)], strings.EqualFold(h, c.InjectHeader), strings.EqualFold(h, c.RequireHeader):
+		p.add("TENANT_HEADER", "%q is a header HTTP or authsidecar itself uses: choose a name of your own, such as X-Merchant", h)
+	}
+	if c.TenantsDir == "" {
+		p.add("TENANTS_DIR", "required with %sTENANT_HEADER: the directory of one subdirectory per tenant", envPrefix)
+	}
+	if c.TenantDefault != "" && c.TenantDefault != "route" {
+		p.add("TENANT_DEFAULT", "must be route (requests without %sTENANT_HEADER use the route's own credentials) or empty, got %q", envPrefix, c.TenantDefault)
+	}
+	if sourceOK && source.build == nil {
+		p.add("TOKEN_SOURCE", "tenants need a source of one token per set of credentials: %s, got %q", sourceNames(func(k sourceKind) bool { return k.build != nil }), c.TokenSource)
+	}
+	if m, ok := lookupMode(c.Inject); ok && !m.needsToken {
+		p.add("INJECT", "tenants are served with the modes that put a token on requests (%s) for now, got %q",
+			modeNames(func(m injectMode) bool { return m.needsToken }), c.Inject)
+	}
+	if c.TenantsDir == "" || p.names("TENANTS_DIR") || !sourceOK || source.build == nil {
+		return
+	}
+	d, err := tenants.Open(tenants.Config{Dir: c.TenantsDir, Optional: tenantFileNames(), Settings: tenantSettings})
+	if err != nil {
+		p.add("TENANTS_DIR", "%v", err)
+		return
+	}
+	if err := d.Err(); err != nil {
+		p.add("TENANTS_DIR", "%v", err)
+	}
+	for _, name := range d.Names() {
+		t, err := d.Lookup(name)
+		if err != nil {
+			continue // reported with d.Err
+		}
+		tc := c.forTenant(t)
+		var tp problems
+		source.check(&tc, &tp)
+		for _, e := range tp {
+			p.add("TENANTS_DIR", "tenant %s: %v", name, e)
+		}
+	}
+}
+
+func tenantFileNames() []string {
+	names := make([]string, 0, len(tenantFiles))
+	for n := range tenantFiles {
+		names = append(names, n)
+	}
+	return names
+}
+
+// forTenant is c with tenant t's files and settings in place of the
+// route's.
+func (c Config) forTenant(t *tenants.Tenant) Config {
+	for file, setting := range tenantFiles {
+		path, ok := t.Files[file]
+		if !ok {
+			continue
+		}
+		switch setting {
+		case "CLIENT_ID_FILE":
+			c.ClientIDFile, c.ClientID = path, ""
+		case "CLIENT_SECRET_FILE":
+			c.ClientSecretFile, c.ClientSecret = path, ""
+		case "CLIENT_ASSERTION_KEY_FILE":
+			c.AssertionKeyFile = path
+		case "TOKEN_FILE":
+			c.TokenFile = path
+		}
+	}
+	for k, v := range t.Settings {
+		switch k {
+		case "CLIENT_ID":
+			c.ClientID, c.ClientIDFile = v, ""
+		case "SCOPES":
+			c.Scopes = v
+		case "TOKEN_PARAMS":
+			c.TokenParams = v
+		case "MERCHANT_ID":
+			c.MerchantID = v
+		case "SIGNING_KEY_ID":
+			c.SigningKeyID = v
+		}
+	}
+	return c
+}
+
+// tenantSources is the source of each tenant's tokens, a tokens.KeyedSource
+// keyed by tenant name, and the proxy's view of the tenants. A tenant's
+// source is built at its first request, and again when its files or
+// settings change.
+type tenantSources struct {
+	dir   *tenants.Dir
+	kind  sourceKind
+	cfg   Config
+	b     *builder
+	log   *slog.Logger
+	mu    sync.Mutex
+	built map[string]builtTenant
+}
+
+type builtTenant struct {
+	t   *tenants.Tenant
+	src tokens.Source
+}
+
+// Key implements proxy.Tenants: the name itself, once the directory knows
+// it; never a file opened for a name the directory does not list.
+func (s *tenantSources) Key(name string) (string, error) {
+	if _, err := s.dir.Lookup(name); err != nil {
+		return "", tenantError(name, err)
+	}
+	return name, nil
+}
+
+func tenantError(name string, err error) error {
+	var inc *tenants.IncompleteError
+	switch {
+	case errors.Is(err, tenants.ErrBadName):
+		return &proxy.TenantError{Status: http.StatusBadRequest, Code: "bad_tenant", Message: "the tenant header's value is not a tenant name (letters, digits, '-', '_', '.')"}
+	case errors.Is(err, tenants.ErrUnknownTenant):
+		return &proxy.TenantError{Status: http.StatusForbidden, Code: "unknown_tenant", Message: fmt.Sprintf("no tenant %s in %sTENANTS_DIR", name, envPrefix)}
+	case errors.As(err, &inc):
+		return &proxy.TenantError{Status: http.StatusInternalServerError, Code: "incomplete_tenant", Message: inc.Error()}
+	}
+	return &proxy.TenantError{Status: http.StatusInternalServerError, Code: "tenant_error", Message: err.Error()}
+}
+
+// Token implements tokens.KeyedSource: a token of the tenant named key.
+func (s *tenantSources) Token(ctx context.Context, key string) (*tokens.Token, error) {
+	t, err := s.dir.Lookup(key)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", key, err)
+	}
+	s.mu.Lock()
+	bt, ok := s.built[key]
+	if !ok || bt.t != t {
+		src, err := s.kind.build(s.cfg.forTenant(t), s.b)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("tenant %s: %w", key, err)
+		}
+		bt = builtTenant{t: t, src: src}
+		s.built[key] = bt
+	}
+	s.mu.Unlock()
+	tok, err := bt.src.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", key, err)
+	}
+	return tok, nil
+}
+
+// buildTenants opens TENANTS_DIR and gives the proxy the tenants' tokens,
+// in a keyed cache by tenant; the directory is watched beside the servers.
+func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, o tokens.Observer) error {
+	cfg := s.cfg
+	d, err := tenants.Open(tenants.Config{Dir: cfg.TenantsDir, Optional: tenantFileNames(), Settings: tenantSettings, Logger: log})
+	if err != nil {
+		return fmt.Errorf("%sTENANTS_DIR: %w", envPrefix, err)
+	}
+	src := &tenantSources{dir: d, kind: kind, cfg: cfg, b: b, log: log, built: map[string]builtTenant{}}
+	cache := tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{
+		Size:                  cfg.TokenCacheSize,
+		RenewAt:               cfg.RenewAt,
+		FetchTimeout:          cfg.TokenTimeout,
+		MaxWait:               cfg.TokenWait,
+		ForcedRefreshInterval: cfg.ForcedRefreshInterval,
+		Logger:                log,
+		Observer:              o,
+	})
+	s.proxy.Tenants, s.proxy.TenantHeader, s.proxy.TenantTokens, s.proxy.TenantDefault = src, cfg.TenantHeader, cache, cfg.tenantDefault()
+	s.background = append(s.background, d.Watch)
+	return nil
+}
