@@ -132,7 +132,12 @@ func tenantFileNames() []string {
 
 // forTenant is c with tenant t's files and settings in place of the
 // route's.
+//
+// The route's credentials are never a tenant's: they are another
+// merchant's, so a tenant lacking one is incomplete.
 func (c Config) forTenant(t *tenants.Tenant) Config {
+	c.ClientID, c.ClientIDFile, c.ClientSecret, c.ClientSecretFile = "", "", "", ""
+	c.AssertionKeyFile, c.TokenFile = "", ""
 	for file, setting := range tenantFiles {
 		path, ok := t.Files[file]
 		if !ok {
