@@ -70,8 +70,17 @@ func (c *Config) checkTenants(p *problems, source sourceKind, sourceOK bool) {
 		p.add("TENANTS_DIR", "%v", err)
 		return
 	}
+	// loadConfig keeps one problem per variable: every tenant's problems
+	// go on one line, each naming its tenant.
+	var msgs []string
 	if err := d.Err(); err != nil {
-		p.add("TENANTS_DIR", "%v", err)
+		errs := []error{err}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			msgs = append(msgs, e.Error())
+		}
 	}
 	for _, name := range d.Names() {
 		t, err := d.Lookup(name)
@@ -82,9 +91,35 @@ func (c *Config) checkTenants(p *problems, source sourceKind, sourceOK bool) {
 		var tp problems
 		source.check(&tc, &tp)
 		for _, e := range tp {
-			p.add("TENANTS_DIR", "tenant %s: %v", name, e)
+			msgs = append(msgs, fmt.Sprintf("tenant %s: %s", name, tenantProblem(e)))
 		}
 	}
+	if len(msgs) > 0 {
+		p.add("TENANTS_DIR", "%s", strings.Join(msgs, "; "))
+	}
+}
+
+// tenantProblem is a problem of a tenant's configuration in the tenant's
+// terms: a credential's setting is the file of the tenant's directory.
+func tenantProblem(e error) string {
+	msg := e.Error()
+	name, rest, ok := strings.Cut(strings.TrimPrefix(msg, envPrefix), ": ")
+	if !ok || !strings.HasPrefix(msg, envPrefix) {
+		return msg
+	}
+	for file, setting := range tenantFiles {
+		if name != setting && name+"_FILE" != setting {
+			continue
+		}
+		if strings.HasPrefix(rest, "required") {
+			if name == "CLIENT_ID" {
+				return "no " + file + " file (nor CLIENT_ID in its settings file)"
+			}
+			return "no " + file + " file"
+		}
+		return file + ": " + rest
+	}
+	return msg
 }
 
 func tenantFileNames() []string {
@@ -97,7 +132,12 @@ func tenantFileNames() []string {
 
 // forTenant is c with tenant t's files and settings in place of the
 // route's.
+//
+// The route's credentials are never a tenant's: they are another
+// merchant's, so a tenant lacking one is incomplete.
 func (c Config) forTenant(t *tenants.Tenant) Config {
+	c.ClientID, c.ClientIDFile, c.ClientSecret, c.ClientSecretFile = "", "", "", ""
+	c.AssertionKeyFile, c.TokenFile = "", ""
 	for file, setting := range tenantFiles {
 		path, ok := t.Files[file]
 		if !ok {

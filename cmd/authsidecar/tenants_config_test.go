@@ -1,0 +1,227 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/authsidecar/authsidecar/proxy"
+	"github.com/authsidecar/authsidecar/tokens/tenants"
+)
+
+// tenantSecrets are the secret values the tenants of tenantsDir hold; no
+// problem may show one.
+var tenantSecrets = []string{"secret-a", "secret-b", "secret-1", "value-not-shown"}
+
+// tenantsDir writes a tenants directory of two tenants, a and b, each with
+// client_id and client_secret files, b with a settings file; extra maps a
+// path under the directory to its content ("" removes it).
+func tenantsDir(t *testing.T, extra map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"a/client_id":     "client-a\n",
+		"a/client_secret": "secret-a\n",
+		"b/client_id":     "client-b\n",
+		"b/client_secret": "secret-b\n",
+		"b/settings":      "SCOPES=a b\n",
+	}
+	for k, v := range extra {
+		files[k] = v
+	}
+	for name, content := range files {
+		if content == "" {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dir, name, content)
+	}
+	return dir
+}
+
+// tenantVars is a valid tenanted configuration of source, without the
+// route's own credentials unless TENANT_DEFAULT=route; overrides applied.
+func tenantVars(t *testing.T, source string, overrides map[string]string) map[string]string {
+	t.Helper()
+	vars := map[string]string{
+		"TENANT_HEADER": "X-Merchant",
+		"TENANTS_DIR":   tenantsDir(t, nil),
+		"CLIENT_ID":     unset,
+		"CLIENT_SECRET": unset,
+	}
+	if overrides["TENANT_DEFAULT"] == "route" {
+		delete(vars, "CLIENT_ID")
+		delete(vars, "CLIENT_SECRET")
+	}
+	for k, v := range overrides {
+		vars[k] = v
+	}
+	return minimal(source, vars)
+}
+
+func TestTenantsConfigValid(t *testing.T) {
+	tests := []struct {
+		name         string
+		env          map[string]string
+		routeDefault bool
+	}{
+		{"json", tenantVars(t, "json", nil), false},
+		{"json with the route's default", tenantVars(t, "json", map[string]string{"TENANT_DEFAULT": "route"}), true},
+		{"oauth2", tenantVars(t, "oauth2", nil), false},
+		{"oauth2 with the route's default", tenantVars(t, "oauth2", map[string]string{"TENANT_DEFAULT": "route"}), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadConfig(tc.env)
+			if err != nil {
+				t.Fatalf("loadConfig() error = %v", err)
+			}
+			s, err := build(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatalf("build() error = %v", err)
+			}
+			defer s.close()
+			if s.proxy.Tenants == nil || s.proxy.TenantTokens == nil {
+				t.Fatalf("proxy.Tenants = %v, TenantTokens = %v, want both", s.proxy.Tenants, s.proxy.TenantTokens)
+			}
+			if s.proxy.TenantHeader != "X-Merchant" || s.proxy.TenantDefault != tc.routeDefault {
+				t.Errorf("proxy TenantHeader = %q, TenantDefault = %v, want X-Merchant, %v", s.proxy.TenantHeader, s.proxy.TenantDefault, tc.routeDefault)
+			}
+			if (s.cache != nil) != tc.routeDefault {
+				t.Errorf("route's own cache built = %v, want %v", s.cache != nil, tc.routeDefault)
+			}
+			for _, name := range []string{"a", "b"} {
+				if k, err := s.proxy.Tenants.Key(name); err != nil || k != name {
+					t.Errorf("Tenants.Key(%q) = %q, %v, want %q", name, k, err, name)
+				}
+			}
+		})
+	}
+}
+
+func TestTenantsConfigProblems(t *testing.T) {
+	file := writeFile(t, t.TempDir(), "file", "x")
+	noSecret := tenantsDir(t, map[string]string{"a/client_secret": ""})
+	unknownKey := tenantsDir(t, map[string]string{"b/settings": "SCOPES=a\nPASSWORD=value-not-shown\n"})
+	twoBad := tenantsDir(t, map[string]string{"a/settings": "FOO=value-not-shown\n", "b/settings": "BAR=value-not-shown\n"})
+	tests := []struct {
+		name     string
+		env      map[string]string
+		variable string
+		want     []string
+	}{
+		{"header without dir", tenantVars(t, "json", map[string]string{"TENANTS_DIR": unset}), "TENANTS_DIR", []string{"required with AUTHSIDECAR_TENANT_HEADER"}},
+		{"dir without header", tenantVars(t, "json", map[string]string{"TENANT_HEADER": unset}), "TENANT_HEADER", []string{"required with AUTHSIDECAR_TENANTS_DIR"}},
+		{"header Authorization", tenantVars(t, "json", map[string]string{"TENANT_HEADER": "authorization"}), "TENANT_HEADER", []string{"choose a name of your own"}},
+		{"header not a name", tenantVars(t, "json", map[string]string{"TENANT_HEADER": "X Merchant"}), "TENANT_HEADER", []string{"choose a name of your own"}},
+		{"header the required one", tenantVars(t, "json", map[string]string{"TENANT_HEADER": "X-Gate", "REQUIRE_HEADER": "x-gate", "REQUIRE_VALUE": "v"}), "TENANT_HEADER", []string{"choose a name of your own"}},
+		{"default other", tenantVars(t, "json", map[string]string{"TENANT_DEFAULT": "first"}), "TENANT_DEFAULT", []string{`must be route`, `"first"`}},
+		{"default without tenants", minimal("json", map[string]string{"TENANT_DEFAULT": "route"}), "TENANT_DEFAULT", []string{"only with"}},
+		{"dir missing", tenantVars(t, "json", map[string]string{"TENANTS_DIR": file + "-missing"}), "TENANTS_DIR", nil},
+		{"dir a file", tenantVars(t, "json", map[string]string{"TENANTS_DIR": file}), "TENANTS_DIR", nil},
+		{"tenant without client_secret", tenantVars(t, "json", map[string]string{"TENANTS_DIR": noSecret}), "TENANTS_DIR", []string{"tenant a: no client_secret file"}},
+		// The route's own secret is another merchant's: never a tenant's.
+		{"tenant without client_secret, route with one", tenantVars(t, "json", map[string]string{"TENANTS_DIR": noSecret, "TENANT_DEFAULT": "route"}), "TENANTS_DIR", []string{"tenant a: no client_secret file"}},
+		{"tenant settings unknown key", tenantVars(t, "json", map[string]string{"TENANTS_DIR": unknownKey}), "TENANTS_DIR", []string{`"b"`, "PASSWORD"}},
+		{"two tenants' unknown keys", tenantVars(t, "json", map[string]string{"TENANTS_DIR": twoBad}), "TENANTS_DIR", []string{`"a"`, "FOO", `"b"`, "BAR"}},
+		{"source none", tenantVars(t, "none", nil), "TOKEN_SOURCE", []string{"tenants need"}},
+		{"source juspay-customer", tenantVars(t, "juspay-customer", nil), "TOKEN_SOURCE", []string{"tenants need"}},
+		{"inject basic", tenantVars(t, "none", map[string]string{"INJECT": "basic", "CLIENT_ID": "u", "CLIENT_SECRET": "secret-1"}), "INJECT", []string{`"basic"`}},
+		{"inject signature", tenantVars(t, "none", map[string]string{"INJECT": "signature"}), "INJECT", []string{`"signature"`}},
+		{"inject paygate", tenantVars(t, "none", map[string]string{"INJECT": "paygate"}), "INJECT", []string{`"paygate"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				if v == unset {
+					delete(tc.env, k)
+				}
+			}
+			_, err := loadConfig(tc.env)
+			lines := problemLines(err)
+			if n := linesNaming(lines, envPrefix+tc.variable); n != 1 {
+				t.Fatalf("loadConfig() problems = %q, want one naming %s%s", lines, envPrefix, tc.variable)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("loadConfig() error = %v, want %q", err, w)
+				}
+			}
+			for _, secret := range tenantSecrets {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("loadConfig() error = %v, shows a secret", err)
+				}
+			}
+			checkEveryLineNamesAVariable(t, err)
+		})
+	}
+}
+
+func TestForTenant(t *testing.T) {
+	route := Config{
+		ClientID: "route-id", ClientSecret: "route-secret", Scopes: "route", TokenParams: "r=1",
+		MerchantID: "route-m", SigningKeyID: "route-k", TokenURL: "https://auth.example/token",
+	}
+	tn := &tenants.Tenant{
+		Name:     "a",
+		Files:    map[string]string{"client_id": "/t/a/client_id", "client_secret": "/t/a/client_secret", "token": "/t/a/token", "client_assertion_key.pem": "/t/a/key.pem"},
+		Settings: map[string]string{"SCOPES": "a b", "TOKEN_PARAMS": "x=1", "MERCHANT_ID": "m-a", "SIGNING_KEY_ID": "k-a"},
+	}
+	c := route.forTenant(tn)
+	want := route
+	want.ClientID, want.ClientIDFile = "", "/t/a/client_id"
+	want.ClientSecret, want.ClientSecretFile = "", "/t/a/client_secret"
+	want.TokenFile, want.AssertionKeyFile = "/t/a/token", "/t/a/key.pem"
+	want.Scopes, want.TokenParams, want.MerchantID, want.SigningKeyID = "a b", "x=1", "m-a", "k-a"
+	if c != want {
+		t.Errorf("forTenant() =\n%+v\nwant\n%+v", c, want)
+	}
+	if route.ClientID != "route-id" {
+		t.Errorf("forTenant changed the route's configuration")
+	}
+
+	// CLIENT_ID in the settings in place of the file; the route's
+	// credentials are never a tenant's.
+	c = Config{ClientIDFile: "/route/id", ClientSecret: "route-secret", Scopes: "route"}.forTenant(&tenants.Tenant{Name: "b", Settings: map[string]string{"CLIENT_ID": "id-b"}})
+	if c.ClientID != "id-b" || c.ClientIDFile != "" || c.ClientSecret != "" || c.ClientSecretFile != "" || c.Scopes != "route" {
+		t.Errorf("forTenant() = %+v, want CLIENT_ID id-b, no secret, the route's scopes", c)
+	}
+}
+
+func TestTenantSourcesKey(t *testing.T) {
+	dir := tenantsDir(t, map[string]string{"c/client_id": "client-c", "c/settings": "NOPE=value-not-shown\n"})
+	d, err := tenants.Open(tenants.Config{Dir: dir, Optional: tenantFileNames(), Settings: tenantSettings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tenantSources{dir: d}
+	if k, err := s.Key("a"); err != nil || k != "a" {
+		t.Errorf("Key(a) = %q, %v, want a", k, err)
+	}
+	for _, tc := range []struct {
+		name, code string
+		status     int
+	}{
+		{"../a", "bad_tenant", http.StatusBadRequest},
+		{"", "bad_tenant", http.StatusBadRequest},
+		{"zz", "unknown_tenant", http.StatusForbidden},
+		{"c", "incomplete_tenant", http.StatusInternalServerError},
+	} {
+		_, err := s.Key(tc.name)
+		var te *proxy.TenantError
+		if !errors.As(err, &te) || te.Status != tc.status || te.Code != tc.code {
+			t.Errorf("Key(%q) error = %#v, want %d %s", tc.name, err, tc.status, tc.code)
+			continue
+		}
+		if strings.Contains(te.Message, "value-not-shown") {
+			t.Errorf("Key(%q) message %q shows a value", tc.name, te.Message)
+		}
+	}
+}
