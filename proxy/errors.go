@@ -17,6 +17,7 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 	var re *RequestError
 	var se *SigningError
 	var ae *answerError
+	var te *TenantError
 	switch {
 	case r.Context().Err() != nil:
 		// The app went away; nobody is left to answer.
@@ -43,6 +44,8 @@ func (h *handler) handleError(w http.ResponseWriter, r *http.Request, err error)
 	case errors.As(err, &se):
 		h.log.Error("signing failed: answering 500", "method", r.Method, "path", r.URL.Path, "error", se)
 		h.reject(w, http.StatusInternalServerError, "signing_failed", se.Error())
+	case errors.As(err, &te): // the tenant went away between the check and the send
+		h.reject(w, te.Status, te.Code, te.Message)
 	case errors.As(err, &ae):
 		h.log.Warn("upstream answer withheld: answering 502", "method", r.Method, "path", r.URL.Path, "error", ae)
 		h.reject(w, http.StatusBadGateway, ae.code, ae.Error())

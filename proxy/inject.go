@@ -32,16 +32,18 @@ type TokenSource interface {
 // It is only given requests that ReverseProxy has already cloned, so it may
 // set their headers and body.
 type authTransport struct {
-	tokens    TokenSource      // nil: no token source, or a keyed one
-	keyed     KeyedTokenSource // nil: tokens are not per customer
-	tenants   KeyedTokenSource // nil: no tenants; else the token of the request's tenant
-	key       customerKey      // where a request's customer is, with keyed
-	inj       Injector
-	use       BodyUse // inj.Body(), fixed at start
-	next      http.RoundTripper
-	refreshOn [600]bool
-	maxBody   int64
-	metrics   *metrics.Metrics
+	tokens       TokenSource      // nil: no token source, or a keyed one
+	keyed        KeyedTokenSource // nil: tokens are not per customer
+	tenants      KeyedTokenSource // nil: no tenants; else the token of the request's tenant
+	tenantKeys   Tenants
+	tenantHeader string      // canonical; removed from every request
+	key          customerKey // where a request's customer is, with keyed
+	inj          Injector
+	use          BodyUse // inj.Body(), fixed at start
+	next         http.RoundTripper
+	refreshOn    [600]bool
+	maxBody      int64
+	metrics      *metrics.Metrics
 }
 
 func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refreshOn []int, maxBody int64, m *metrics.Metrics) *authTransport {
@@ -79,8 +81,12 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		ts = &keyBound{src: t.keyed, key: key}
 	} else if t.tenants != nil {
-		if key, ok := requestTenant(ctx); ok {
-			ts = &keyBound{src: t.tenants, key: key}
+		tts, err := t.tenantSource(req)
+		if err != nil {
+			return nil, err
+		}
+		if tts != nil {
+			ts = tts
 		}
 	}
 	var tok *tokens.Token

@@ -136,7 +136,7 @@ func New(c Config) http.Handler {
 	if c.Injector != nil {
 		at := newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
 		if c.Tenants != nil && c.TenantHeader != "" && c.TenantTokens != nil {
-			at.tenants = c.TenantTokens
+			at.tenants, at.tenantKeys, at.tenantHeader = c.TenantTokens, c.Tenants, http.CanonicalHeaderKey(c.TenantHeader)
 		}
 		if c.KeyedTokens != nil {
 			at.tokens, at.keyed = nil, c.KeyedTokens
@@ -236,11 +236,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case h.paygatePath != "" && (r.URL.Path == h.paygatePath || strings.HasPrefix(r.URL.Path, h.paygatePath+"/")):
 		h.servePaygate(w, r)
 	default:
-		if h.tenants != nil {
-			var ok bool
-			if r, ok = h.withTenant(w, r); !ok {
-				return
-			}
+		if h.tenants != nil && !h.checkTenant(w, r) {
+			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = appBody{r.Body}

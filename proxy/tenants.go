@@ -1,9 +1,6 @@
 package proxy
 
-import (
-	"context"
-	"net/http"
-)
+import "net/http"
 
 // Tenants picks the credentials of one merchant among many, by the value of
 // a request header: with Config.Tenants, each request's token comes from
@@ -25,40 +22,44 @@ type TenantError struct {
 
 func (e *TenantError) Error() string { return "proxy: " + e.Message }
 
-// tenantKey is the context key of a request's tenant key.
-type tenantKey struct{}
-
-// withTenant resolves r's tenant, removes its header (never forwarded) and
-// returns r with the tenant's key in its context; ok is false when the
-// request was answered.
-func (h *handler) withTenant(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+// checkTenant refuses a request whose tenant cannot be served; ok is false
+// when it was answered. The header stays on the request: the transport
+// reads it, and removes it before anything is sent.
+func (h *handler) checkTenant(w http.ResponseWriter, r *http.Request) bool {
 	values := r.Header[h.tenantHeader]
-	delete(r.Header, h.tenantHeader)
-	if len(values) == 0 {
-		if h.tenantDefault {
-			return r, true // the route's own credentials
-		}
+	switch {
+	case len(values) == 0 && h.tenantDefault:
+		return true // the route's own credentials
+	case len(values) == 0:
 		h.reject(w, http.StatusBadRequest, "no_tenant", "the request lacks the "+h.tenantHeader+" header naming its tenant")
-		return nil, false
-	}
-	if len(values) > 1 {
+		return false
+	case len(values) > 1:
 		h.reject(w, http.StatusBadRequest, "bad_tenant", "the request names its tenant more than once ("+h.tenantHeader+")")
-		return nil, false
+		return false
 	}
-	key, err := h.tenants.Key(values[0])
-	if err != nil {
+	if _, err := h.tenants.Key(values[0]); err != nil {
 		if te, ok := err.(*TenantError); ok {
 			h.reject(w, te.Status, te.Code, te.Message)
 		} else {
 			h.reject(w, http.StatusInternalServerError, "tenant_error", "proxy: "+err.Error())
 		}
-		return nil, false
+		return false
 	}
-	return r.WithContext(context.WithValue(r.Context(), tenantKey{}, key)), true
+	return true
 }
 
-// requestTenant is the tenant key withTenant put in ctx, if any.
-func requestTenant(ctx context.Context) (string, bool) {
-	k, ok := ctx.Value(tenantKey{}).(string)
-	return k, ok
+// tenantSource takes the tenant header off an outbound request and returns
+// the token source of the tenant it names; nil for a request without one
+// (TenantDefault). checkTenant has accepted the name.
+func (t *authTransport) tenantSource(req *http.Request) (TokenSource, error) {
+	values := req.Header[t.tenantHeader]
+	delete(req.Header, t.tenantHeader)
+	if len(values) == 0 {
+		return nil, nil
+	}
+	key, err := t.tenantKeys.Key(values[0])
+	if err != nil {
+		return nil, err
+	}
+	return &keyBound{src: t.tenants, key: key}, nil
 }

@@ -58,6 +58,12 @@ type KeyedSource interface {
 	Token(ctx context.Context, key string) (*Token, error)
 }
 
+// KeyedSourceFunc adapts a function to a KeyedSource.
+type KeyedSourceFunc func(ctx context.Context, key string) (*Token, error)
+
+// Token calls f.
+func (f KeyedSourceFunc) Token(ctx context.Context, key string) (*Token, error) { return f(ctx, key) }
+
 // Rejecter is implemented by Sources that share their tokens beyond this
 // process: a Cache tells them when the upstream rejected a token they gave,
 // so that the token is not handed out again. Its methods must not block.
