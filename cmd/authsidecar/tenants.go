@@ -228,6 +228,7 @@ func (s *tenantSources) Token(ctx context.Context, key string) (*tokens.Token, e
 		}
 		bt = builtTenant{t: t, src: src}
 		s.built[key] = bt
+		s.pruneLocked()
 	}
 	s.mu.Unlock()
 	tok, err := bt.src.Token(ctx)
@@ -235,6 +236,20 @@ func (s *tenantSources) Token(ctx context.Context, key string) (*tokens.Token, e
 		return nil, fmt.Errorf("tenant %s: %w", key, err)
 	}
 	return tok, nil
+}
+
+// pruneLocked forgets the sources of tenants the directory no longer holds,
+// once they outnumber the tenants it does: the built sources stay bounded by
+// the directory, however many tenants come and go.
+func (s *tenantSources) pruneLocked() {
+	if len(s.built) <= 2*s.dir.Len()+16 {
+		return
+	}
+	for name := range s.built {
+		if _, err := s.dir.Lookup(name); errors.Is(err, tenants.ErrUnknownTenant) {
+			delete(s.built, name)
+		}
+	}
 }
 
 // buildTenants opens TENANTS_DIR and gives the proxy the tenants' tokens,

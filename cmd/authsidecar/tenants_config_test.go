@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -223,5 +224,24 @@ func TestTenantSourcesKey(t *testing.T) {
 		if strings.Contains(te.Message, "value-not-shown") {
 			t.Errorf("Key(%q) message %q shows a value", tc.name, te.Message)
 		}
+	}
+}
+
+// TestTenantSourcesForgetRemovedTenants: the sources built for tenants that
+// left the directory are dropped once they outnumber those it holds.
+func TestTenantSourcesForgetRemovedTenants(t *testing.T) {
+	root := tenantsDir(t, nil)
+	d, err := tenants.Open(tenants.Config{Dir: root, Optional: tenantFileNames(), Settings: tenantSettings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &tenantSources{dir: d, built: map[string]builtTenant{}}
+	for i := range 40 {
+		src.built[fmt.Sprintf("gone-%d", i)] = builtTenant{}
+	}
+	src.built["a"] = builtTenant{}
+	src.pruneLocked()
+	if _, ok := src.built["a"]; !ok || len(src.built) != 1 {
+		t.Errorf("after pruning, %d sources are kept (a kept: %v), want only a's", len(src.built), ok)
 	}
 }
