@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"hash/maphash"
 	"net/http"
 	"net/textproto"
 	"sync/atomic"
@@ -42,13 +43,21 @@ func Bearer() Injector { return Header("Authorization", "Bearer ") }
 // Header returns an injector that sets header name to prefix+token,
 // replacing any value the app sent.
 func Header(name, prefix string) Injector {
-	return &headerInjector{name: textproto.CanonicalMIMEHeaderKey(name), prefix: prefix}
+	return &headerInjector{name: textproto.CanonicalMIMEHeaderKey(name), prefix: prefix, seed: maphash.MakeSeed()}
 }
 
 type headerInjector struct {
 	name, prefix string
-	last         atomic.Pointer[headerValue]
+	seed         maphash.Seed
+	// values holds the header value of the tokens seen last, by a hash of
+	// the token's pointer: one token (a route's) always hits, and so do
+	// most of a keyed cache's tokens (one per customer or tenant), so that
+	// a request allocates nothing for its header.
+	values [headerSlots]atomic.Pointer[headerValue]
 }
+
+// headerSlots is how many tokens' header values a header injector keeps.
+const headerSlots = 1024
 
 // headerValue is the header value built once per token.
 type headerValue struct {
@@ -61,10 +70,11 @@ func (i *headerInjector) Inject(h http.Header, tok *tokens.Token, _ []byte) ([]b
 	if tok == nil {
 		return nil, nil
 	}
-	v := i.last.Load()
+	slot := &i.values[maphash.Comparable(i.seed, tok)%headerSlots]
+	v := slot.Load()
 	if v == nil || v.tok != tok {
 		v = &headerValue{tok: tok, value: []string{i.prefix + tok.Value}}
-		i.last.Store(v)
+		slot.Store(v)
 	}
 	h[i.name] = v.value
 	return nil, nil
