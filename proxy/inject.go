@@ -57,7 +57,7 @@ func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refr
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.tokens == nil && t.keyed == nil && t.tenants == nil && t.use == BodyUntouched {
+	if t.tokens == nil && t.keyed == nil && t.tenantKeys == nil && t.use == BodyUntouched {
 		// Nothing to rewrite and no token to replay with: stream as is.
 		if _, err := t.inj.Inject(req.Header, nil, nil); err != nil {
 			return nil, err
@@ -80,13 +80,18 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		ts = &keyBound{src: t.keyed, key: key}
-	} else if t.tenants != nil {
-		tts, err := t.tenantSource(req)
+	}
+	inj := t.inj
+	if t.tenantKeys != nil {
+		tts, tinj, err := t.tenant(req)
 		if err != nil {
 			return nil, err
 		}
 		if tts != nil {
 			ts = tts
+		}
+		if tinj != nil {
+			inj = tinj
 		}
 	}
 	var tok *tokens.Token
@@ -95,7 +100,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
-	sent, err := t.authenticate(req, tok, body, doc)
+	sent, err := t.authenticate(req, inj, tok, body, doc)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +135,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if t.use == BodyOnce {
 		setBody(retry, sent) // the same signed body
-	} else if _, err := t.authenticate(retry, fresh, sent, doc); err != nil {
+	} else if _, err := t.authenticate(retry, inj, fresh, sent, doc); err != nil {
 		t.metrics.Replay(metrics.ReplayError)
 		return resp, nil
 	}
@@ -163,9 +168,9 @@ type docInjector interface {
 // authenticate puts tok on req with the injector, and returns the body that
 // is sent: the app's, or the injector's rewrite of it. doc, if not nil, is
 // the app's body decoded, for an injector that can use it.
-func (t *authTransport) authenticate(req *http.Request, tok *tokens.Token, body []byte, doc map[string]any) ([]byte, error) {
+func (t *authTransport) authenticate(req *http.Request, inj Injector, tok *tokens.Token, body []byte, doc map[string]any) ([]byte, error) {
 	if t.use == BodyUntouched {
-		_, err := t.inj.Inject(req.Header, tok, nil)
+		_, err := inj.Inject(req.Header, tok, nil)
 		if body != nil {
 			setBody(req, body)
 		}
@@ -176,10 +181,10 @@ func (t *authTransport) authenticate(req *http.Request, tok *tokens.Token, body 
 	}
 	var out []byte
 	var err error
-	if di, ok := t.inj.(docInjector); ok && doc != nil {
+	if di, ok := inj.(docInjector); ok && doc != nil {
 		out, err = di.injectDoc(tok, doc)
 	} else {
-		out, err = t.inj.Inject(req.Header, tok, body)
+		out, err = inj.Inject(req.Header, tok, body)
 	}
 	if err != nil {
 		return nil, err

@@ -43,8 +43,9 @@ type Config struct {
 	// CustomerField is the dotted path of the customer id in a body, with
 	// KeyedTokens. If empty, payload.customerId, else payload.customer_id.
 	CustomerField string
-	// Tenants, with TenantHeader and TenantTokens, gives each request the
-	// token of the tenant its TenantHeader names (a merchant among many):
+	// Tenants, with TenantHeader, gives each request the credentials of the
+	// tenant its TenantHeader names (a merchant among many): its token from
+	// TenantTokens, and its injector if Tenants is a TenantInjectors:
 	// the header is never forwarded; a request without it is refused with
 	// 400 no_tenant unless TenantDefault, when it gets Tokens' token.
 	Tenants       Tenants
@@ -135,7 +136,7 @@ func New(c Config) http.Handler {
 	}
 	if c.Injector != nil {
 		at := newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
-		if c.Tenants != nil && c.TenantHeader != "" && c.TenantTokens != nil {
+		if c.Tenants != nil && c.TenantHeader != "" {
 			at.tenants, at.tenantKeys, at.tenantHeader = c.TenantTokens, c.Tenants, http.CanonicalHeaderKey(c.TenantHeader)
 		}
 		if c.KeyedTokens != nil {
@@ -153,7 +154,7 @@ func New(c Config) http.Handler {
 	if c.Signer != nil && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
 	}
-	if c.Tenants != nil && c.TenantHeader != "" && c.TenantTokens != nil {
+	if c.Tenants != nil && c.TenantHeader != "" {
 		h.tenants, h.tenantHeader, h.tenantDefault = c.Tenants, http.CanonicalHeaderKey(c.TenantHeader), c.TenantDefault
 	}
 	if c.ClientAuthTokens != nil && c.ClientAuthTokenPath != "" {

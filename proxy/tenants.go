@@ -13,6 +13,14 @@ type Tenants interface {
 	Key(name string) (string, error)
 }
 
+// TenantInjectors is implemented by Tenants whose tenants authenticate with
+// credentials of their own beyond a token (HTTP Basic): Injector returns
+// the injector of the tenant key, used in place of Config.Injector. It must
+// use bodies as Config.Injector does.
+type TenantInjectors interface {
+	Injector(key string) (Injector, error)
+}
+
 // TenantError is a tenant the sidecar cannot serve: answered with Status and
 // {"error":Code,"message":Message}, and nothing sent upstream.
 type TenantError struct {
@@ -48,18 +56,29 @@ func (h *handler) checkTenant(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// tenantSource takes the tenant header off an outbound request and returns
-// the token source of the tenant it names; nil for a request without one
-// (TenantDefault). checkTenant has accepted the name.
-func (t *authTransport) tenantSource(req *http.Request) (TokenSource, error) {
+// tenant takes the tenant header off an outbound request and returns the
+// token source and the injector of the tenant it names; nil, nil for a
+// request without one (TenantDefault), or for what the tenant does not have
+// of its own. checkTenant has accepted the name.
+func (t *authTransport) tenant(req *http.Request) (TokenSource, Injector, error) {
 	values := req.Header[t.tenantHeader]
 	delete(req.Header, t.tenantHeader)
 	if len(values) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	key, err := t.tenantKeys.Key(values[0])
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &keyBound{src: t.tenants, key: key}, nil
+	var ts TokenSource
+	if t.tenants != nil {
+		ts = &keyBound{src: t.tenants, key: key}
+	}
+	var inj Injector
+	if ti, ok := t.tenantKeys.(TenantInjectors); ok {
+		if inj, err = ti.Injector(key); err != nil {
+			return nil, nil, err
+		}
+	}
+	return ts, inj, nil
 }

@@ -99,6 +99,12 @@ func buildRoute(cfg Config, log *slog.Logger, reg *prometheus.Registry, m *metri
 			s.close()
 			return nil, err
 		}
+	} else if cfg.tenanted() {
+		b := &builder{log: log, tokenClient: tokenClient(transport, cfg.TokenTimeout)}
+		if err := s.buildTenants(kind, b, log, m.Customers()); err != nil {
+			s.close()
+			return nil, err
+		}
 	}
 	var signer *proxy.Signer
 	if cfg.signs() {
@@ -128,7 +134,10 @@ func buildRoute(cfg Config, log *slog.Logger, reg *prometheus.Registry, m *metri
 		s.close()
 		return nil, p.err()
 	}
-	if s.proxy.Injector, err = cfg.injector(parts); err != nil {
+	if mode, _ := lookupMode(cfg.Inject); mode.tenantCredentials && cfg.tenanted() && !cfg.tenantDefault() {
+		// Every request names a tenant, whose own injector it gets.
+		s.proxy.Injector = proxy.None()
+	} else if s.proxy.Injector, err = cfg.injector(parts); err != nil {
 		s.close()
 		return nil, err
 	}

@@ -13,8 +13,9 @@ import (
 // this way. The credentials are encoded once, and again when a file
 // changes; they are the credential, so the mode sends no token.
 var basicMode = injectMode{
-	name:   "basic",
-	header: func(Config) string { return "Authorization" },
+	name:              "basic",
+	tenantCredentials: true,
+	header:            func(Config) string { return "Authorization" },
 	check: func(c *Config, p *problems) {
 		// A source of tokens per customer may go with it: those tokens are
 		// handed out at CLIENT_AUTH_TOKEN_PATH, never put on requests.

@@ -22,6 +22,9 @@ type injectMode struct {
 	bodies bool
 	// paygate: the mode seals calls with the merchant's Paygate passwords.
 	paygate bool
+	// tenantCredentials: the mode's own credentials may be each tenant's,
+	// from its directory (see tenants.go), built per tenant.
+	tenantCredentials bool
 	// header, if not nil, names the header the mode sets, which SET_HEADERS
 	// may not set.
 	header func(c Config) string
@@ -86,7 +89,12 @@ func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
 		p.add("INJECT", "%s needs a token: set %sTOKEN_SOURCE to %s, or use %s", c.Inject, envPrefix,
 			sourceNames(fetchesTokens), modeNames(func(m injectMode) bool { return !m.needsToken }))
 	}
-	if mode.check != nil {
+	switch {
+	case mode.check == nil:
+	case mode.tenantCredentials && c.tenanted() && !c.tenantDefault():
+		// The route has no credentials of its own: each tenant's are
+		// checked with the tenants (checkTenants).
+	default:
 		mode.check(c, p)
 	}
 	for _, m := range injectModes {

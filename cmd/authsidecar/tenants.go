@@ -21,6 +21,9 @@ var tenantFiles = map[string]string{
 	"client_secret":            "CLIENT_SECRET_FILE",
 	"client_assertion_key.pem": "CLIENT_ASSERTION_KEY_FILE",
 	"token":                    "TOKEN_FILE",
+	"basic_user":               "BASIC_USER_FILE",
+	"basic_password":           "BASIC_PASSWORD_FILE",
+	"api_key":                  "API_KEY_FILE",
 }
 
 // tenantSettings are the keys a tenant's settings file may hold: the
@@ -55,14 +58,16 @@ func (c *Config) checkTenants(p *problems, source sourceKind, sourceOK bool) {
 	if c.TenantDefault != "" && c.TenantDefault != "route" {
 		p.add("TENANT_DEFAULT", "must be route (requests without %sTENANT_HEADER use the route's own credentials) or empty, got %q", envPrefix, c.TenantDefault)
 	}
-	if sourceOK && source.build == nil {
+	mode, modeOK := lookupMode(c.Inject)
+	switch {
+	case !modeOK:
+	case mode.needsToken && sourceOK && source.build == nil:
 		p.add("TOKEN_SOURCE", "tenants need a source of one token per set of credentials: %s, got %q", sourceNames(func(k sourceKind) bool { return k.build != nil }), c.TokenSource)
+	case !mode.needsToken && !mode.tenantCredentials:
+		p.add("INJECT", "tenants are served with the modes that put a token on requests (%s) and with %s for now, got %q",
+			modeNames(func(m injectMode) bool { return m.needsToken }), modeNames(func(m injectMode) bool { return m.tenantCredentials }), c.Inject)
 	}
-	if m, ok := lookupMode(c.Inject); ok && !m.needsToken {
-		p.add("INJECT", "tenants are served with the modes that put a token on requests (%s) for now, got %q",
-			modeNames(func(m injectMode) bool { return m.needsToken }), c.Inject)
-	}
-	if c.TenantsDir == "" || p.names("TENANTS_DIR") || !sourceOK || source.build == nil {
+	if c.TenantsDir == "" || p.names("TENANTS_DIR") || p.names("TOKEN_SOURCE") || p.names("INJECT") || !sourceOK || !modeOK {
 		return
 	}
 	d, err := tenants.Open(tenants.Config{Dir: c.TenantsDir, Optional: tenantFileNames(), Settings: tenantSettings})
@@ -89,7 +94,12 @@ func (c *Config) checkTenants(p *problems, source sourceKind, sourceOK bool) {
 		}
 		tc := c.forTenant(t)
 		var tp problems
-		source.check(&tc, &tp)
+		if source.check != nil {
+			source.check(&tc, &tp)
+		}
+		if mode.tenantCredentials && mode.check != nil {
+			mode.check(&tc, &tp)
+		}
 		for _, e := range tp {
 			msgs = append(msgs, fmt.Sprintf("tenant %s: %s", name, tenantProblem(e)))
 		}
@@ -138,6 +148,7 @@ func tenantFileNames() []string {
 func (c Config) forTenant(t *tenants.Tenant) Config {
 	c.ClientID, c.ClientIDFile, c.ClientSecret, c.ClientSecretFile = "", "", "", ""
 	c.AssertionKeyFile, c.TokenFile = "", ""
+	c.BasicUser, c.BasicUserFile, c.BasicPassword, c.BasicPasswordFile, c.APIKey, c.APIKeyFile = "", "", "", "", "", ""
 	for file, setting := range tenantFiles {
 		path, ok := t.Files[file]
 		if !ok {
@@ -152,7 +163,16 @@ func (c Config) forTenant(t *tenants.Tenant) Config {
 			c.AssertionKeyFile = path
 		case "TOKEN_FILE":
 			c.TokenFile = path
+		case "BASIC_USER_FILE":
+			c.BasicUserFile = path
+		case "BASIC_PASSWORD_FILE":
+			c.BasicPasswordFile = path
+		case "API_KEY_FILE":
+			c.APIKeyFile = path
 		}
+	}
+	if c.Inject == basicMode.name && c.BasicUserFile == "" {
+		c.BasicUserFile = c.APIKeyFile // Juspay's API key is the Basic user
 	}
 	for k, v := range t.Settings {
 		switch k {
@@ -176,18 +196,22 @@ func (c Config) forTenant(t *tenants.Tenant) Config {
 // source is built at its first request, and again when its files or
 // settings change.
 type tenantSources struct {
-	dir   *tenants.Dir
-	kind  sourceKind
-	cfg   Config
-	b     *builder
-	log   *slog.Logger
+	dir  *tenants.Dir
+	kind sourceKind
+	cfg  Config
+	b    *builder
+	log  *slog.Logger
+	// built holds each tenant's builtTenant, read without a lock on the hot
+	// path; mu serializes builds and pruning, n counts the entries.
+	built sync.Map
 	mu    sync.Mutex
-	built map[string]builtTenant
+	n     int
 }
 
 type builtTenant struct {
 	t   *tenants.Tenant
 	src tokens.Source
+	inj proxy.Injector
 }
 
 // Key implements proxy.Tenants: the name itself, once the directory knows
@@ -212,25 +236,48 @@ func tenantError(name string, err error) error {
 	return &proxy.TenantError{Status: http.StatusInternalServerError, Code: "tenant_error", Message: err.Error()}
 }
 
-// Token implements tokens.KeyedSource: a token of the tenant named key.
-func (s *tenantSources) Token(ctx context.Context, key string) (*tokens.Token, error) {
+// builtFor returns tenant key's built parts: its token source (nil when the
+// route's source fetches none) and its injector (nil when the mode's
+// credentials are the route's), built at first use and again when the
+// tenant's files or settings change.
+func (s *tenantSources) builtFor(key string) (builtTenant, error) {
 	t, err := s.dir.Lookup(key)
 	if err != nil {
-		return nil, fmt.Errorf("tenant %s: %w", key, err)
+		return builtTenant{}, fmt.Errorf("tenant %s: %w", key, err)
+	}
+	if v, ok := s.built.Load(key); ok && v.(builtTenant).t == t {
+		return v.(builtTenant), nil
 	}
 	s.mu.Lock()
-	bt, ok := s.built[key]
-	if !ok || bt.t != t {
-		src, err := s.kind.build(s.cfg.forTenant(t), s.b)
-		if err != nil {
-			s.mu.Unlock()
-			return nil, fmt.Errorf("tenant %s: %w", key, err)
-		}
-		bt = builtTenant{t: t, src: src}
-		s.built[key] = bt
-		s.pruneLocked()
+	defer s.mu.Unlock()
+	if v, ok := s.built.Load(key); ok && v.(builtTenant).t == t {
+		return v.(builtTenant), nil // built meanwhile
 	}
-	s.mu.Unlock()
+	tc := s.cfg.forTenant(t)
+	bt := builtTenant{t: t}
+	if s.kind.build != nil {
+		if bt.src, err = s.kind.build(tc, s.b); err != nil {
+			return builtTenant{}, fmt.Errorf("tenant %s: %w", key, err)
+		}
+	}
+	if m, _ := lookupMode(s.cfg.Inject); m.tenantCredentials {
+		if bt.inj, err = m.build(tc, modeParts{log: s.log}); err != nil {
+			return builtTenant{}, &proxy.TenantError{Status: http.StatusInternalServerError, Code: "incomplete_tenant", Message: fmt.Sprintf("tenant %s: %v", key, err)}
+		}
+	}
+	if _, loaded := s.built.Swap(key, bt); !loaded {
+		s.n++
+	}
+	s.pruneLocked()
+	return bt, nil
+}
+
+// Token implements tokens.KeyedSource: a token of the tenant named key.
+func (s *tenantSources) Token(ctx context.Context, key string) (*tokens.Token, error) {
+	bt, err := s.builtFor(key)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := bt.src.Token(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", key, err)
@@ -238,18 +285,34 @@ func (s *tenantSources) Token(ctx context.Context, key string) (*tokens.Token, e
 	return tok, nil
 }
 
+// Injector implements proxy.TenantInjectors: the tenant's own injector with
+// a mode whose credentials are each tenant's (basic), else nil (the
+// route's).
+func (s *tenantSources) Injector(key string) (proxy.Injector, error) {
+	bt, err := s.builtFor(key)
+	if err != nil {
+		return nil, err
+	}
+	if bt.inj == nil {
+		return nil, nil
+	}
+	return bt.inj, nil
+}
+
 // pruneLocked forgets the sources of tenants the directory no longer holds,
 // once they outnumber the tenants it does: the built sources stay bounded by
 // the directory, however many tenants come and go.
 func (s *tenantSources) pruneLocked() {
-	if len(s.built) <= 2*s.dir.Len()+16 {
+	if s.n <= 2*s.dir.Len()+16 {
 		return
 	}
-	for name := range s.built {
-		if _, err := s.dir.Lookup(name); errors.Is(err, tenants.ErrUnknownTenant) {
-			delete(s.built, name)
+	s.built.Range(func(name, _ any) bool {
+		if _, err := s.dir.Lookup(name.(string)); errors.Is(err, tenants.ErrUnknownTenant) {
+			s.built.Delete(name)
+			s.n--
 		}
-	}
+		return true
+	})
 }
 
 // buildTenants opens TENANTS_DIR and gives the proxy the tenants' tokens,
@@ -260,8 +323,13 @@ func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, o 
 	if err != nil {
 		return fmt.Errorf("%sTENANTS_DIR: %w", envPrefix, err)
 	}
-	src := &tenantSources{dir: d, kind: kind, cfg: cfg, b: b, log: log, built: map[string]builtTenant{}}
-	cache := tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{
+	src := &tenantSources{dir: d, kind: kind, cfg: cfg, b: b, log: log}
+	s.proxy.Tenants, s.proxy.TenantHeader, s.proxy.TenantDefault = src, cfg.TenantHeader, cfg.tenantDefault()
+	s.background = append(s.background, d.Watch)
+	if kind.build == nil {
+		return nil // the tenants' credentials are their injectors' (basic)
+	}
+	s.proxy.TenantTokens = tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{
 		Size:                  cfg.TokenCacheSize,
 		RenewAt:               cfg.RenewAt,
 		FetchTimeout:          cfg.TokenTimeout,
@@ -270,7 +338,5 @@ func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, o 
 		Logger:                log,
 		Observer:              o,
 	})
-	s.proxy.Tenants, s.proxy.TenantHeader, s.proxy.TenantTokens, s.proxy.TenantDefault = src, cfg.TenantHeader, cache, cfg.tenantDefault()
-	s.background = append(s.background, d.Watch)
 	return nil
 }

@@ -132,9 +132,9 @@ func TestTenantsConfigProblems(t *testing.T) {
 		{"tenant without client_secret, route with one", tenantVars(t, "json", map[string]string{"TENANTS_DIR": noSecret, "TENANT_DEFAULT": "route"}), "TENANTS_DIR", []string{"tenant a: no client_secret file"}},
 		{"tenant settings unknown key", tenantVars(t, "json", map[string]string{"TENANTS_DIR": unknownKey}), "TENANTS_DIR", []string{`"b"`, "PASSWORD"}},
 		{"two tenants' unknown keys", tenantVars(t, "json", map[string]string{"TENANTS_DIR": twoBad}), "TENANTS_DIR", []string{`"a"`, "FOO", `"b"`, "BAR"}},
-		{"source none", tenantVars(t, "none", nil), "TOKEN_SOURCE", []string{"tenants need"}},
+		{"source none with mode none", tenantVars(t, "none", nil), "INJECT", []string{`got "none"`}},
 		{"source juspay-customer", tenantVars(t, "juspay-customer", nil), "TOKEN_SOURCE", []string{"tenants need"}},
-		{"inject basic", tenantVars(t, "none", map[string]string{"INJECT": "basic", "CLIENT_ID": "u", "CLIENT_SECRET": "secret-1"}), "INJECT", []string{`"basic"`}},
+		{"inject basic, tenants without Basic credentials", tenantVars(t, "none", map[string]string{"INJECT": "basic"}), "TENANTS_DIR", []string{"tenant a: no basic_user file", "tenant b: no basic_user file"}},
 		{"inject signature", tenantVars(t, "none", map[string]string{"INJECT": "signature"}), "INJECT", []string{`"signature"`}},
 		{"inject paygate", tenantVars(t, "none", map[string]string{"INJECT": "paygate"}), "INJECT", []string{`"paygate"`}},
 	}
@@ -235,13 +235,16 @@ func TestTenantSourcesForgetRemovedTenants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &tenantSources{dir: d, built: map[string]builtTenant{}}
+	src := &tenantSources{dir: d}
 	for i := range 40 {
-		src.built[fmt.Sprintf("gone-%d", i)] = builtTenant{}
+		src.built.Store(fmt.Sprintf("gone-%d", i), builtTenant{})
 	}
-	src.built["a"] = builtTenant{}
+	src.built.Store("a", builtTenant{})
+	src.n = 41
 	src.pruneLocked()
-	if _, ok := src.built["a"]; !ok || len(src.built) != 1 {
-		t.Errorf("after pruning, %d sources are kept (a kept: %v), want only a's", len(src.built), ok)
+	kept := 0
+	src.built.Range(func(any, any) bool { kept++; return true })
+	if _, ok := src.built.Load("a"); !ok || kept != 1 || src.n != 1 {
+		t.Errorf("after pruning, %d sources are kept (n %d, a kept: %v), want only a's", kept, src.n, ok)
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -195,5 +196,69 @@ func TestTenants(t *testing.T) {
 	defer m.mu.Unlock()
 	if n := len(m.seen) - before; n != 0 {
 		t.Errorf("the API got %d requests for refused tenants, want 0", n)
+	}
+}
+
+// TestTenantsBasic: merchants whose credential is an API key sent with HTTP
+// Basic (Juspay's server API): each request carries its own merchant's key,
+// and the tenant header never reaches the provider.
+func TestTenantsBasic(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization")+" for "+r.URL.Query().Get("merchant")+" header "+r.Header.Get("X-Merchant"))
+		mu.Unlock()
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	root := t.TempDir()
+	keys := map[string]string{"shop-1": "api-key-of-shop-1-0123456789", "shop-2": "api-key-of-shop-2-0123456789"}
+	trackSecrets(t, func() map[string]string {
+		out := map[string]string{}
+		for n, k := range keys {
+			out["API key of "+n] = k
+		}
+		return out
+	})
+	for n, k := range keys {
+		if err := os.MkdirAll(filepath.Join(root, n), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, n, "api_key"), []byte(k+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startSidecar(t, map[string]string{
+		"UPSTREAM_URL":  up.URL,
+		"TOKEN_SOURCE":  "none",
+		"INJECT":        "basic",
+		"TENANT_HEADER": "X-Merchant",
+		"TENANTS_DIR":   root,
+	})
+	c := newClient(t)
+	var wg sync.WaitGroup
+	for n := range keys {
+		for range 20 {
+			wg.Go(func() {
+				if r := call(c, http.MethodGet, s.URL+"/orders?merchant="+n, nil, "X-Merchant", n, "Authorization", "Basic bm90LW1pbmU6"); r.status != http.StatusOK {
+					t.Errorf("%s: %v, want 200", n, r)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 40 {
+		t.Fatalf("the provider got %d requests, want 40", len(seen))
+	}
+	for _, line := range seen {
+		auth, rest, _ := strings.Cut(line, " for ")
+		merchant, header, _ := strings.Cut(rest, " header ")
+		want := "Basic " + base64.StdEncoding.EncodeToString([]byte(keys[merchant]+":"))
+		if auth != want || header != "" {
+			t.Errorf("the provider got Authorization %q and X-Merchant %q for %s, want %q and no tenant header", auth, header, merchant, want)
+		}
 	}
 }
