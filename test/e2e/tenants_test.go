@@ -146,6 +146,10 @@ func TestTenants(t *testing.T) {
 	if r := call(c, http.MethodGet, s.URL+"/pay?merchant=merchant-b", nil, "X-Merchant", "merchant-b"); r.status == http.StatusOK {
 		t.Errorf("revoked merchant-b = %v, want the provider's refusal", r)
 	}
+	// Its token dropped and no new one to be had: 503 naming the tenant.
+	if r := call(c, http.MethodGet, s.URL+"/pay?merchant=merchant-b", nil, "X-Merchant", "merchant-b"); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "token_unavailable") || !strings.Contains(string(r.body), "merchant-b") {
+		t.Errorf("revoked merchant-b again = %v, want 503 token_unavailable naming merchant-b", r)
+	}
 	for _, n := range []string{"merchant-a", "merchant-c"} {
 		if r := call(c, http.MethodGet, s.URL+"/pay?merchant="+n, nil, "X-Merchant", n); r.status != http.StatusOK {
 			t.Errorf("%s after merchant-b's revocation = %v, want 200", n, r)
