@@ -63,13 +63,13 @@ func newRegistry() *prometheus.Registry {
 // accepted, with a registry of its own.
 func build(cfg Config, log *slog.Logger) (*sidecar, error) {
 	reg := newRegistry()
-	return buildRoute(cfg, log, reg, metrics.New(reg))
+	return buildRoute(defaultRoute, cfg, log, reg, metrics.New(reg))
 }
 
 // buildRoute constructs one route's parts once: keys, TLS configurations,
 // the token source and its cache, the injector and the proxy, counting in m
 // and exporting on reg. Nothing listens yet.
-func buildRoute(cfg Config, log *slog.Logger, reg *prometheus.Registry, m *metrics.Metrics) (*sidecar, error) {
+func buildRoute(name string, cfg Config, log *slog.Logger, reg *prometheus.Registry, m *metrics.Metrics) (*sidecar, error) {
 	var p problems
 	upstream := p.url("UPSTREAM_URL", cfg.UpstreamURL)
 	refreshOn, err := parseStatuses(cfg.RefreshOnStatus)
@@ -82,7 +82,7 @@ func buildRoute(cfg Config, log *slog.Logger, reg *prometheus.Registry, m *metri
 	}
 	transport.ResponseHeaderTimeout = cfg.UpstreamTimeout
 
-	s := &sidecar{name: defaultRoute, cfg: cfg, registry: reg}
+	s := &sidecar{name: name, cfg: cfg, registry: reg}
 	s.proxy = proxy.Config{
 		Upstream:      upstream,
 		Transport:     transport,
@@ -225,7 +225,7 @@ func buildApp(st setup, log *slog.Logger) (*app, error) {
 		if a.routed {
 			rlog = log.With("route", r.name)
 		}
-		s, err := buildRoute(r.cfg, rlog, a.registry, fam.Route(r.name))
+		s, err := buildRoute(r.name, r.cfg, rlog, a.registry, fam.Route(r.name))
 		if err != nil {
 			a.close()
 			if a.routed {

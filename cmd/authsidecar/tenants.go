@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -326,10 +327,11 @@ func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, o 
 	src := &tenantSources{dir: d, kind: kind, cfg: cfg, b: b, log: log}
 	s.proxy.Tenants, s.proxy.TenantHeader, s.proxy.TenantDefault = src, cfg.TenantHeader, cfg.tenantDefault()
 	s.background = append(s.background, d.Watch)
+	s.registry.MustRegister(tenantsGauge(s.name, "known", d.Len))
 	if kind.build == nil {
 		return nil // the tenants' credentials are their injectors' (basic)
 	}
-	s.proxy.TenantTokens = tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{
+	cache := tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{
 		Size:                  cfg.TokenCacheSize,
 		RenewAt:               cfg.RenewAt,
 		FetchTimeout:          cfg.TokenTimeout,
@@ -338,5 +340,17 @@ func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, o 
 		Logger:                log,
 		Observer:              o,
 	})
+	s.proxy.TenantTokens = cache
+	s.registry.MustRegister(tenantsGauge(s.name, "with_token", cache.Len))
 	return nil
+}
+
+// tenantsGauge is one series of authsidecar_tenants: the tenants of route in
+// state (known, with_token), read at each scrape.
+func tenantsGauge(route, state string, count func() int) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "authsidecar_tenants",
+		Help:        "Tenants of a route (TENANT_HEADER, TENANTS_DIR), by state: known (in the directory, complete or not), with_token (holding a token in the cache).",
+		ConstLabels: prometheus.Labels{"route": route, "state": state},
+	}, func() float64 { return float64(count()) })
 }

@@ -172,6 +172,16 @@ func TestTenants(t *testing.T) {
 		return call(c, http.MethodGet, s.URL+"/pay?merchant=merchant-d", nil, "X-Merchant", "merchant-d").status == http.StatusOK
 	}, "merchant-d served after its directory appeared")
 
+	exposition := s.metrics()
+	if v, _ := metric(exposition, `authsidecar_tenants{route="default",state="known"}`); v != 4 {
+		t.Errorf(`authsidecar_tenants{state="known"} = %v, want 4`, v)
+	}
+	if v, _ := metric(exposition, `authsidecar_tenants{route="default",state="with_token"}`); v < 3 {
+		t.Errorf(`authsidecar_tenants{state="with_token"} = %v, want at least 3`, v)
+	}
+	if strings.Contains(exposition, "merchant-") {
+		t.Errorf("/metrics names a tenant: per-request series must not carry one")
+	}
 	m.mu.Lock()
 	before := len(m.seen)
 	m.mu.Unlock()
