@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -15,21 +17,36 @@ import (
 	"github.com/authsidecar/authsidecar/tokens/tenants"
 )
 
-// tenantFiles maps the files a tenant's directory may hold to the settings
-// they stand for in the tenant's configuration.
-var tenantFiles = map[string]string{
-	"client_id":                "CLIENT_ID_FILE",
-	"client_secret":            "CLIENT_SECRET_FILE",
-	"client_assertion_key.pem": "CLIENT_ASSERTION_KEY_FILE",
-	"token":                    "TOKEN_FILE",
-	"basic_user":               "BASIC_USER_FILE",
-	"basic_password":           "BASIC_PASSWORD_FILE",
-	"api_key":                  "API_KEY_FILE",
+// tenantFile is a file a tenant's directory may hold: the setting it stands
+// for in the tenant's configuration, and that setting's field.
+type tenantFile struct {
+	setting string
+	field   func(c *Config) *string
 }
 
-// tenantSettings are the keys a tenant's settings file may hold: the
-// non-secret settings that differ between merchants.
-var tenantSettings = []string{"CLIENT_ID", "SCOPES", "TOKEN_PARAMS", "MERCHANT_ID", "SIGNING_KEY_ID"}
+// tenantFiles are the files a tenant's directory may hold, by name.
+var tenantFiles = map[string]tenantFile{
+	"client_id":                {"CLIENT_ID_FILE", func(c *Config) *string { return &c.ClientIDFile }},
+	"client_secret":            {"CLIENT_SECRET_FILE", func(c *Config) *string { return &c.ClientSecretFile }},
+	"client_assertion_key.pem": {"CLIENT_ASSERTION_KEY_FILE", func(c *Config) *string { return &c.AssertionKeyFile }},
+	"token":                    {"TOKEN_FILE", func(c *Config) *string { return &c.TokenFile }},
+	"basic_user":               {"BASIC_USER_FILE", func(c *Config) *string { return &c.BasicUserFile }},
+	"basic_password":           {"BASIC_PASSWORD_FILE", func(c *Config) *string { return &c.BasicPasswordFile }},
+	"api_key":                  {"API_KEY_FILE", func(c *Config) *string { return &c.APIKeyFile }},
+}
+
+// tenantSettingFields are the keys a tenant's settings file may hold, the
+// non-secret settings that differ between merchants, and their fields.
+var tenantSettingFields = map[string]func(c *Config) *string{
+	"CLIENT_ID":      func(c *Config) *string { return &c.ClientID },
+	"SCOPES":         func(c *Config) *string { return &c.Scopes },
+	"TOKEN_PARAMS":   func(c *Config) *string { return &c.TokenParams },
+	"MERCHANT_ID":    func(c *Config) *string { return &c.MerchantID },
+	"SIGNING_KEY_ID": func(c *Config) *string { return &c.SigningKeyID },
+}
+
+// tenantSettings are the keys of tenantSettingFields, sorted.
+var tenantSettings = slices.Sorted(maps.Keys(tenantSettingFields))
 
 // tenanted reports whether the route serves tenants.
 func (c Config) tenanted() bool { return c.TenantHeader != "" || c.TenantsDir != "" }
@@ -118,8 +135,8 @@ func tenantProblem(e error) string {
 	if !ok || !strings.HasPrefix(msg, envPrefix) {
 		return msg
 	}
-	for file, setting := range tenantFiles {
-		if name != setting && name+"_FILE" != setting {
+	for file, tf := range tenantFiles {
+		if name != tf.setting && name+"_FILE" != tf.setting {
 			continue
 		}
 		if strings.HasPrefix(rest, "required") {
@@ -147,47 +164,22 @@ func tenantFileNames() []string {
 // The route's credentials are never a tenant's: they are another
 // merchant's, so a tenant lacking one is incomplete.
 func (c Config) forTenant(t *tenants.Tenant) Config {
-	c.ClientID, c.ClientIDFile, c.ClientSecret, c.ClientSecretFile = "", "", "", ""
-	c.AssertionKeyFile, c.TokenFile = "", ""
-	c.BasicUser, c.BasicUserFile, c.BasicPassword, c.BasicPasswordFile, c.APIKey, c.APIKeyFile = "", "", "", "", "", ""
-	for file, setting := range tenantFiles {
-		path, ok := t.Files[file]
-		if !ok {
-			continue
-		}
-		switch setting {
-		case "CLIENT_ID_FILE":
-			c.ClientIDFile, c.ClientID = path, ""
-		case "CLIENT_SECRET_FILE":
-			c.ClientSecretFile, c.ClientSecret = path, ""
-		case "CLIENT_ASSERTION_KEY_FILE":
-			c.AssertionKeyFile = path
-		case "TOKEN_FILE":
-			c.TokenFile = path
-		case "BASIC_USER_FILE":
-			c.BasicUserFile = path
-		case "BASIC_PASSWORD_FILE":
-			c.BasicPasswordFile = path
-		case "API_KEY_FILE":
-			c.APIKeyFile = path
-		}
+	// None of the route's credentials is the tenant's: its own files, or
+	// nothing.
+	c.ClientID, c.ClientSecret, c.BasicUser, c.BasicPassword, c.APIKey = "", "", "", "", ""
+	for file, tf := range tenantFiles {
+		*tf.field(&c) = t.Files[file]
 	}
 	if c.Inject == basicMode.name && c.BasicUserFile == "" {
 		c.BasicUserFile = c.APIKeyFile // Juspay's API key is the Basic user
 	}
 	for k, v := range t.Settings {
-		switch k {
-		case "CLIENT_ID":
-			c.ClientID, c.ClientIDFile = v, ""
-		case "SCOPES":
-			c.Scopes = v
-		case "TOKEN_PARAMS":
-			c.TokenParams = v
-		case "MERCHANT_ID":
-			c.MerchantID = v
-		case "SIGNING_KEY_ID":
-			c.SigningKeyID = v
+		if field, ok := tenantSettingFields[k]; ok {
+			*field(&c) = v
 		}
+	}
+	if c.ClientID != "" {
+		c.ClientIDFile = "" // CLIENT_ID in the settings wins over a client_id file
 	}
 	return c
 }
