@@ -283,9 +283,12 @@ func (c *KeyedCache) fetch(ctx context.Context, s *keyedShard, e *keyedEntry) {
 		e.lastErr, e.nextAttempt = err, now.Add(wait)
 	}
 	failures := e.failures
-	close(e.fetched)
+	done := e.fetched
 	e.fetched = nil
 	s.mu.Unlock()
+	// The waiters wake once the fetch is logged, so that what they answer
+	// never comes before the log line that explains it.
+	defer close(done)
 
 	log := c.opts.Logger
 	if err == nil {
