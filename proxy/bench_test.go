@@ -125,19 +125,21 @@ func BenchmarkSidecarTenants(b *testing.B) {
 		return &tokens.Token{Value: "tok-" + key, Expiry: time.Now().Add(time.Hour)}, nil
 	}), tokens.KeyedCacheOptions{})
 	names := make([][]string, 1000)
+	known := benchTenants{}
 	for i := range names {
-		names[i] = []string{fmt.Sprintf("merchant-%d", i)}
-		if _, err := keyed.Token(context.Background(), names[i][0]); err != nil {
+		name := fmt.Sprintf("merchant-%d", i)
+		names[i] = []string{name}
+		if _, err := keyed.Token(context.Background(), name); err != nil {
 			b.Fatal(err)
 		}
+		known[name] = &Tenant{Key: name, Tokens: BindKey(keyed, name)}
 	}
 	h := New(Config{
 		Upstream:     benchUpstream,
 		Transport:    benchTransport(),
 		Injector:     Bearer(),
-		Tenants:      benchTenants{},
+		Tenants:      known,
 		TenantHeader: "X-Merchant",
-		TenantTokens: keyed,
 		Metrics:      metrics.New(prometheus.NewRegistry()),
 	})
 	b.ReportAllocs()
@@ -154,7 +156,8 @@ func BenchmarkSidecarTenants(b *testing.B) {
 	}
 }
 
-// benchTenants knows every tenant: a name is its key.
-type benchTenants struct{}
+// benchTenants are tenants by name, built beforehand as cmd builds them at
+// their first request.
+type benchTenants map[string]*Tenant
 
-func (benchTenants) Key(name string) (string, error) { return name, nil }
+func (b benchTenants) Tenant(name string) (*Tenant, error) { return b[name], nil }

@@ -16,7 +16,7 @@ const maxClientAuthTokenBody = 64 << 10
 // that hands it to Juspay's SDK in initiate, process or, after
 // session_expired, updateAuth: POST {"customerId":"…"} answers
 // {"clientAuthToken":"…","authExpiry":"…"}. Nothing is sent upstream.
-func (h *handler) serveClientAuthToken(w http.ResponseWriter, r *http.Request) {
+func (h *handler) serveClientAuthToken(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "the client auth token endpoint takes POST")
@@ -46,7 +46,11 @@ func (h *handler) serveClientAuthToken(w http.ResponseWriter, r *http.Request) {
 		h.handleError(w, r, err)
 		return
 	}
-	tok, err := h.keyed.Token(r.Context(), id)
+	key := id
+	if t != nil {
+		key = t.Key + "/" + id // the tenant's customer
+	}
+	tok, err := h.keyed.Token(r.Context(), key)
 	if err != nil {
 		h.handleError(w, r, err)
 		return

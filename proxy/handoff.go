@@ -10,13 +10,20 @@ import (
 // gives it to a frontend), in the shape of an OAuth2 token answer:
 // {"access_token","token_type","expires_in","expires_at"}. It is served on
 // the proxy listener only, and never forwarded.
-func (h *handler) serveHandoff(w http.ResponseWriter, r *http.Request) {
+func (h *handler) serveHandoff(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	ts := h.tokens
+	if t != nil {
+		ts = t.Tokens
+	}
+	if !h.missing(w, t, ts != nil, "token source") {
+		return
+	}
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET, POST")
 		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "the hand-off endpoint takes GET or POST")
 		return
 	}
-	tok, err := h.tokens.Token(r.Context())
+	tok, err := ts.Token(r.Context())
 	if err != nil {
 		h.handleError(w, r, err)
 		return

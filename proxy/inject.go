@@ -32,12 +32,12 @@ type TokenSource interface {
 // It is only given requests that ReverseProxy has already cloned, so it may
 // set their headers and body.
 type authTransport struct {
-	tokens       TokenSource      // nil: no token source, or a keyed one
-	keyed        KeyedTokenSource // nil: tokens are not per customer
-	tenants      KeyedTokenSource // nil: no tenants; else the token of the request's tenant
-	tenantKeys   Tenants
-	tenantHeader string      // canonical; removed from every request
-	key          customerKey // where a request's customer is, with keyed
+	tokens       TokenSource       // nil: no token source, or a keyed one
+	keyed        KeyedTokenSource  // nil: tokens are not per customer
+	tenants      Tenants           // nil: no tenants
+	tenantHeader string            // canonical; removed from every request
+	base         http.RoundTripper // next without the route's transport-wrapping injector, for a tenant's
+	key          customerKey       // where a request's customer is, with keyed
 	inj          Injector
 	use          BodyUse // inj.Body(), fixed at start
 	next         http.RoundTripper
@@ -57,7 +57,7 @@ func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refr
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.tokens == nil && t.keyed == nil && t.tenantKeys == nil && t.use == BodyUntouched {
+	if t.tokens == nil && t.keyed == nil && t.tenants == nil && t.use == BodyUntouched {
 		// Nothing to rewrite and no token to replay with: stream as is.
 		if _, err := t.inj.Inject(req.Header, nil, nil); err != nil {
 			return nil, err
@@ -65,34 +65,40 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.next.RoundTrip(req)
 	}
 	ctx := req.Context()
+	ts, inj, use, next := t.tokens, t.inj, t.use, t.next
+	var tn *Tenant
+	if t.tenants != nil {
+		var err error
+		if tn, err = t.tenant(req); err != nil {
+			return nil, err
+		}
+		if tn != nil {
+			ts = tn.Tokens
+			if tn.Injector != nil {
+				inj, use = tn.Injector, tn.Injector.Body()
+				if w, ok := inj.(transportWrapper); ok {
+					next = w.wrap(t.base, t.maxBody)
+				}
+			}
+		}
+	}
 	body, replayable, err := t.keepBody(req)
 	if err != nil {
 		return nil, err
 	}
-	if t.use != BodyUntouched && !replayable {
+	if use != BodyUntouched && !replayable {
 		return nil, &RequestError{Reason: "too_large", Message: fmt.Sprintf("the request body is over %d bytes (AUTHSIDECAR_MAX_REPLAY_BODY) and cannot be rewritten", t.maxBody)}
 	}
-	ts := t.tokens
 	var doc map[string]any // the body decoded, when the customer was read from it
 	if t.keyed != nil {
 		var key string
 		if key, doc, err = t.key.of(body); err != nil {
 			return nil, err
 		}
+		if tn != nil {
+			key = tn.Key + "/" + key
+		}
 		ts = &keyBound{src: t.keyed, key: key}
-	}
-	inj := t.inj
-	if t.tenantKeys != nil {
-		tts, tinj, err := t.tenant(req)
-		if err != nil {
-			return nil, err
-		}
-		if tts != nil {
-			ts = tts
-		}
-		if tinj != nil {
-			inj = tinj
-		}
 	}
 	var tok *tokens.Token
 	if ts != nil {
@@ -100,11 +106,11 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
-	sent, err := t.authenticate(req, inj, tok, body, doc)
+	sent, err := t.authenticate(req, inj, use, tok, body, doc)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := t.next.RoundTrip(req)
+	resp, err := next.RoundTrip(req)
 	if err != nil || ts == nil {
 		return resp, err
 	}
@@ -130,17 +136,17 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	retry := req.Clone(ctx)
-	if t.use == BodyPerToken {
+	if use == BodyPerToken {
 		sent = body // rewritten again, with the new token
 	}
-	if t.use == BodyOnce {
+	if use == BodyOnce {
 		setBody(retry, sent) // the same signed body
-	} else if _, err := t.authenticate(retry, inj, fresh, sent, doc); err != nil {
+	} else if _, err := t.authenticate(retry, inj, use, fresh, sent, doc); err != nil {
 		t.metrics.Replay(metrics.ReplayError)
 		return resp, nil
 	}
 	discard(resp)
-	resp, err = t.next.RoundTrip(retry)
+	resp, err = next.RoundTrip(retry)
 	switch {
 	case err != nil:
 		t.metrics.Replay(metrics.ReplayError)
@@ -166,10 +172,10 @@ type docInjector interface {
 }
 
 // authenticate puts tok on req with the injector, and returns the body that
-// is sent: the app's, or the injector's rewrite of it. doc, if not nil, is
+// is sent: the app's, or the injector's rewrite of it (use is inj.Body()). doc, if not nil, is
 // the app's body decoded, for an injector that can use it.
-func (t *authTransport) authenticate(req *http.Request, inj Injector, tok *tokens.Token, body []byte, doc map[string]any) ([]byte, error) {
-	if t.use == BodyUntouched {
+func (t *authTransport) authenticate(req *http.Request, inj Injector, use BodyUse, tok *tokens.Token, body []byte, doc map[string]any) ([]byte, error) {
+	if use == BodyUntouched {
 		_, err := inj.Inject(req.Header, tok, nil)
 		if body != nil {
 			setBody(req, body)

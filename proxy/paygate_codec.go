@@ -20,7 +20,7 @@ import (
 //     Paygate sent them) answers the plain parameters, the MAC verified.
 //
 // Nothing is sent upstream.
-func (h *handler) servePaygate(w http.ResponseWriter, r *http.Request) {
+func (h *handler) servePaygate(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	op := strings.TrimPrefix(r.URL.Path, h.paygatePath)
 	if op != "/encrypt" && op != "/decrypt" {
 		h.reject(w, http.StatusNotFound, "not_found", "the Paygate codec serves "+h.paygatePath+"/encrypt and "+h.paygatePath+"/decrypt")
@@ -49,7 +49,14 @@ func (h *handler) servePaygate(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusBadRequest, "bad_request", "the body is not form-urlencoded: "+err.Error())
 		return
 	}
-	m := h.paygate()
+	merchant := h.paygate
+	if t != nil {
+		merchant = t.PaygateMerchant
+	}
+	if !h.missing(w, t, merchant != nil, "Paygate passwords") {
+		return
+	}
+	m := merchant()
 	var out []byte
 	if op == "/encrypt" {
 		env, err := m.Seal(params)

@@ -43,14 +43,13 @@ type Config struct {
 	// CustomerField is the dotted path of the customer id in a body, with
 	// KeyedTokens. If empty, payload.customerId, else payload.customer_id.
 	CustomerField string
-	// Tenants, with TenantHeader, gives each request the credentials of the
-	// tenant its TenantHeader names (a merchant among many): its token from
-	// TenantTokens, and its injector if Tenants is a TenantInjectors:
-	// the header is never forwarded; a request without it is refused with
-	// 400 no_tenant unless TenantDefault, when it gets Tokens' token.
+	// Tenants, with TenantHeader, gives each request, and each request to
+	// a local endpoint, the credentials of the tenant its TenantHeader
+	// names (a merchant among many) in place of the route's. The header is
+	// never forwarded; a request without it is refused with 400 no_tenant
+	// unless TenantDefault, when it gets the route's.
 	Tenants       Tenants
 	TenantHeader  string
-	TenantTokens  KeyedTokenSource
 	TenantDefault bool
 	// Injector puts the credentials on each request. If nil, Bearer is used
 	// when Tokens is set; with neither, requests go out as the app sent them.
@@ -128,6 +127,7 @@ func New(c Config) http.Handler {
 	}
 	h.setHeaders = fixedHeaders(c.SetHeaders)
 	var rt http.RoundTripper = c.Metrics.InstrumentTransport(c.Transport)
+	base := rt
 	if c.Injector == nil && c.Tokens != nil {
 		c.Injector = Bearer()
 	}
@@ -137,7 +137,7 @@ func New(c Config) http.Handler {
 	if c.Injector != nil {
 		at := newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
 		if c.Tenants != nil && c.TenantHeader != "" {
-			at.tenants, at.tenantKeys, at.tenantHeader = c.TenantTokens, c.Tenants, http.CanonicalHeaderKey(c.TenantHeader)
+			at.tenants, at.tenantHeader, at.base = c.Tenants, http.CanonicalHeaderKey(c.TenantHeader), base
 		}
 		if c.KeyedTokens != nil {
 			at.tokens, at.keyed = nil, c.KeyedTokens
@@ -147,20 +147,21 @@ func New(c Config) http.Handler {
 		}
 		rt = at
 	}
-	if c.Tokens != nil && c.HandoffPath != "" {
+	tenants := c.Tenants != nil && c.TenantHeader != ""
+	if (c.Tokens != nil || tenants) && c.HandoffPath != "" {
 		h.handoffPath, h.tokens = c.HandoffPath, c.Tokens
 	}
 	h.sdkAuth = newSDKAuth(c)
-	if c.Signer != nil && c.SignPath != "" {
+	if (c.Signer != nil || tenants) && c.SignPath != "" {
 		h.signPath, h.signer, h.maxBody = c.SignPath, c.Signer, c.MaxReplayBody
 	}
-	if c.Tenants != nil && c.TenantHeader != "" {
+	if tenants {
 		h.tenants, h.tenantHeader, h.tenantDefault = c.Tenants, http.CanonicalHeaderKey(c.TenantHeader), c.TenantDefault
 	}
 	if c.ClientAuthTokens != nil && c.ClientAuthTokenPath != "" {
 		h.clientAuthTokenPath, h.keyed = c.ClientAuthTokenPath, c.ClientAuthTokens
 	}
-	if c.PaygateMerchant != nil && c.PaygatePath != "" {
+	if (c.PaygateMerchant != nil || tenants) && c.PaygatePath != "" {
 		h.paygatePath, h.paygate, h.maxBody = c.PaygatePath, c.PaygateMerchant, c.MaxReplayBody
 	}
 	h.rp = &httputil.ReverseProxy{
@@ -226,25 +227,52 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusBadRequest, "bad_request", "absolute-form request for another host: authsidecar forwards only to its upstream")
 	case hasDotSegment(r.URL.Path):
 		h.reject(w, http.StatusBadRequest, "bad_request", "dot segments are not allowed in the path")
-	case h.sdkAuth != nil && r.URL.Path == h.sdkAuth.path:
-		h.serveSDKAuth(w, r)
-	case h.signPath != "" && r.URL.Path == h.signPath:
-		h.serveSign(w, r)
-	case h.handoffPath != "" && r.URL.Path == h.handoffPath:
-		h.serveHandoff(w, r)
-	case h.clientAuthTokenPath != "" && r.URL.Path == h.clientAuthTokenPath:
-		h.serveClientAuthToken(w, r)
-	case h.paygatePath != "" && (r.URL.Path == h.paygatePath || strings.HasPrefix(r.URL.Path, h.paygatePath+"/")):
-		h.servePaygate(w, r)
 	default:
-		if h.tenants != nil && !h.checkTenant(w, r) {
+		h.serve(w, r)
+	}
+}
+
+// serve answers a request for a local endpoint, or forwards it, with the
+// credentials of its tenant (nil: the route's).
+func (h *handler) serve(w http.ResponseWriter, r *http.Request) {
+	var t *Tenant
+	if h.tenants != nil {
+		var ok bool
+		if t, ok = h.checkTenant(w, r); !ok {
 			return
 		}
+	}
+	switch {
+	case h.sdkAuth != nil && r.URL.Path == h.sdkAuth.path:
+		h.serveSDKAuth(w, r, t)
+	case h.signPath != "" && r.URL.Path == h.signPath:
+		h.serveSign(w, r, t)
+	case h.handoffPath != "" && r.URL.Path == h.handoffPath:
+		h.serveHandoff(w, r, t)
+	case h.clientAuthTokenPath != "" && r.URL.Path == h.clientAuthTokenPath:
+		h.serveClientAuthToken(w, r, t)
+	case h.paygatePath != "" && (r.URL.Path == h.paygatePath || strings.HasPrefix(r.URL.Path, h.paygatePath+"/")):
+		h.servePaygate(w, r, t)
+	default:
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = appBody{r.Body}
 		}
 		h.rp.ServeHTTP(w, r)
 	}
+}
+
+// missing answers a request for a local endpoint whose credential neither
+// its tenant nor the route has; ok is false when it was answered.
+func (h *handler) missing(w http.ResponseWriter, t *Tenant, ok bool, what string) bool {
+	if ok {
+		return true
+	}
+	if t != nil {
+		h.reject(w, http.StatusInternalServerError, "incomplete_tenant", "proxy: tenant "+t.Key+" has no "+what)
+	} else {
+		h.reject(w, http.StatusInternalServerError, "no_credentials", "proxy: the route has no "+what+": requests must name their tenant ("+h.tenantHeader+")")
+	}
+	return false
 }
 
 // rewrite points the outbound request at the upstream. It runs after the

@@ -37,13 +37,13 @@ type sdkAuth struct {
 }
 
 // newSDKAuth returns the endpoint c describes, or nil if c has no
-// SDKAuthPath. It panics if c has an SDKAuthPath but no SDKAuth: requests
-// for the path must never be forwarded.
+// SDKAuthPath. It panics if c has an SDKAuthPath but neither SDKAuth nor
+// Tenants: requests for the path must never be forwarded.
 func newSDKAuth(c Config) *sdkAuth {
 	if c.SDKAuthPath == "" {
 		return nil
 	}
-	if c.SDKAuth == nil {
+	if c.SDKAuth == nil && (c.Tenants == nil || c.TenantHeader == "") {
 		panic("proxy: Config.SDKAuthPath is set without Config.SDKAuth")
 	}
 	n := c.SDKAuthMaxInflight
@@ -58,8 +58,15 @@ func newSDKAuth(c Config) *sdkAuth {
 // the platform and answers them with the platform's answer, as the SDK
 // expects: {"AuthToken","AuthLabel","ExpiryDate","Description","Status",
 // "Code"}. It is served on the proxy listener only, and never forwarded.
-func (h *handler) serveSDKAuth(w http.ResponseWriter, r *http.Request) {
+func (h *handler) serveSDKAuth(w http.ResponseWriter, r *http.Request, t *Tenant) {
 	a := h.sdkAuth
+	registrar, merchantID := a.registrar, a.merchantID
+	if t != nil {
+		registrar, merchantID = t.SDKAuth, t.SDKAuthMerchantID
+	}
+	if !h.missing(w, t, registrar != nil, "Paygate passwords for SDK authentication") {
+		return
+	}
 	if r.Method != http.MethodPost {
 		h.metrics.SDKAuth(metrics.SDKAuthBadRequest)
 		w.Header().Set("Allow", http.MethodPost)
@@ -73,10 +80,10 @@ func (h *handler) serveSDKAuth(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if a.merchantID != "" {
+	if merchantID != "" {
 		// The SDK names its merchant: never register for one merchant on
 		// another's behalf.
-		if err := checkMerchant(io.LimitReader(r.Body, maxSDKAuthBody), a.merchantID); err != nil {
+		if err := checkMerchant(io.LimitReader(r.Body, maxSDKAuthBody), merchantID); err != nil {
 			h.metrics.SDKAuth(metrics.SDKAuthBadRequest)
 			h.log.Info("SDK authentication refused", "reason", err.Error())
 			h.reject(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -93,7 +100,7 @@ func (h *handler) serveSDKAuth(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusServiceUnavailable, "busy", "proxy: too many AuthToken registrations in flight; retry shortly")
 		return
 	}
-	auth, err := a.registrar.Register(r.Context())
+	auth, err := registrar.Register(r.Context())
 	if err != nil {
 		h.sdkAuthError(w, r, err)
 		return

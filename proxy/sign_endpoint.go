@@ -10,7 +10,14 @@ import (
 // and returns it, for apps that hand a signed payload to Juspay's mobile SDK
 // (initiate, process, updateAuth after session_expired). Nothing is sent
 // upstream.
-func (h *handler) serveSign(w http.ResponseWriter, r *http.Request) {
+func (h *handler) serveSign(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	signer := h.signer
+	if t != nil {
+		signer = t.Signer
+	}
+	if !h.missing(w, t, signer != nil, "signing key") {
+		return
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.reject(w, http.StatusMethodNotAllowed, "method_not_allowed", "the signing endpoint takes POST")
@@ -25,7 +32,7 @@ func (h *handler) serveSign(w http.ResponseWriter, r *http.Request) {
 		h.handleError(w, r, &RequestError{Reason: "too_large", Message: fmt.Sprintf("the request body is over %d bytes (AUTHSIDECAR_MAX_REPLAY_BODY)", h.maxBody)})
 		return
 	}
-	signed, err := h.signer.Sign(body)
+	signed, err := signer.Sign(body)
 	if err != nil {
 		h.handleError(w, r, err)
 		return

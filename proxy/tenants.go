@@ -1,24 +1,48 @@
 package proxy
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/authsidecar/authsidecar/proxy/paygate"
+)
 
 // Tenants picks the credentials of one merchant among many, by the value of
-// a request header: with Config.Tenants, each request's token comes from
-// Config.TenantTokens under its tenant's key.
+// a request header (Config.TenantHeader).
 type Tenants interface {
-	// Key returns the key of the tenant named name in TenantTokens, or a
-	// *TenantError saying why the request cannot be served: a bad name,
-	// an unknown tenant, one whose credentials are incomplete. It must be
-	// cheap and must not touch the file system with name.
-	Key(name string) (string, error)
+	// Tenant returns the credentials of the tenant named name, or a
+	// *TenantError saying why the request cannot be served: a bad name, an
+	// unknown tenant, one whose credentials are incomplete. It is called
+	// more than once per request: once a tenant was served it must be
+	// cheap, and it must never touch the file system with a name it does
+	// not know.
+	Tenant(name string) (*Tenant, error)
 }
 
-// TenantInjectors is implemented by Tenants whose tenants authenticate with
-// credentials of their own beyond a token (HTTP Basic): Injector returns
-// the injector of the tenant key, used in place of Config.Injector. It must
-// use bodies as Config.Injector does.
-type TenantInjectors interface {
-	Injector(key string) (Injector, error)
+// Tenant is one tenant's credentials. A nil field is the route's own: the
+// field of Config it stands for.
+type Tenant struct {
+	// Key is the tenant's key. With KeyedTokens (a token per customer),
+	// each customer's token is KeyedTokens' under Key + "/" + its id; a
+	// tenant's key holds no "/".
+	Key string
+	// Tokens is the tenant's TokenSource (see BindKey); nil with
+	// KeyedTokens, or when the route's mode puts no token on requests.
+	Tokens TokenSource
+	// Injector puts the tenant's credentials on requests in place of
+	// Config.Injector; a transport-wrapping injector (Paygate) included.
+	Injector Injector
+	// Signer serves SignPath for the tenant.
+	Signer *Signer
+	// PaygateMerchant serves PaygatePath for the tenant.
+	PaygateMerchant func() *paygate.Merchant
+	// SDKAuth and SDKAuthMerchantID serve SDKAuthPath for the tenant.
+	SDKAuth           Registrar
+	SDKAuthMerchantID string
+}
+
+// BindKey returns src's tokens of key as a TokenSource: a tenant's Tokens.
+func BindKey(src KeyedTokenSource, key string) TokenSource {
+	return &keyBound{src: src, key: key}
 }
 
 // TenantError is a tenant the sidecar cannot serve: answered with Status and
@@ -30,55 +54,42 @@ type TenantError struct {
 
 func (e *TenantError) Error() string { return "proxy: " + e.Message }
 
-// checkTenant refuses a request whose tenant cannot be served; ok is false
-// when it was answered. The header stays on the request: the transport
-// reads it, and removes it before anything is sent.
-func (h *handler) checkTenant(w http.ResponseWriter, r *http.Request) bool {
+// checkTenant returns the request's tenant, nil for a request without one
+// that gets the route's credentials (TenantDefault); ok is false when the
+// request was refused, and answered. The header stays on the request: the
+// transport reads it, and removes it before anything is sent.
+func (h *handler) checkTenant(w http.ResponseWriter, r *http.Request) (t *Tenant, ok bool) {
 	values := r.Header[h.tenantHeader]
 	switch {
 	case len(values) == 0 && h.tenantDefault:
-		return true // the route's own credentials
+		return nil, true // the route's own credentials
 	case len(values) == 0:
 		h.reject(w, http.StatusBadRequest, "no_tenant", "the request lacks the "+h.tenantHeader+" header naming its tenant")
-		return false
+		return nil, false
 	case len(values) > 1:
 		h.reject(w, http.StatusBadRequest, "bad_tenant", "the request names its tenant more than once ("+h.tenantHeader+")")
-		return false
+		return nil, false
 	}
-	if _, err := h.tenants.Key(values[0]); err != nil {
+	t, err := h.tenants.Tenant(values[0])
+	if err != nil {
 		if te, ok := err.(*TenantError); ok {
 			h.reject(w, te.Status, te.Code, te.Message)
 		} else {
 			h.reject(w, http.StatusInternalServerError, "tenant_error", "proxy: "+err.Error())
 		}
-		return false
+		return nil, false
 	}
-	return true
+	return t, true
 }
 
 // tenant takes the tenant header off an outbound request and returns the
-// token source and the injector of the tenant it names; nil, nil for a
-// request without one (TenantDefault), or for what the tenant does not have
-// of its own. checkTenant has accepted the name.
-func (t *authTransport) tenant(req *http.Request) (TokenSource, Injector, error) {
+// tenant it names; nil for a request without one (TenantDefault).
+// checkTenant has accepted the name.
+func (t *authTransport) tenant(req *http.Request) (*Tenant, error) {
 	values := req.Header[t.tenantHeader]
 	delete(req.Header, t.tenantHeader)
 	if len(values) == 0 {
-		return nil, nil, nil
+		return nil, nil
 	}
-	key, err := t.tenantKeys.Key(values[0])
-	if err != nil {
-		return nil, nil, err
-	}
-	var ts TokenSource
-	if t.tenants != nil {
-		ts = &keyBound{src: t.tenants, key: key}
-	}
-	var inj Injector
-	if ti, ok := t.tenantKeys.(TenantInjectors); ok {
-		if inj, err = ti.Injector(key); err != nil {
-			return nil, nil, err
-		}
-	}
-	return ts, inj, nil
+	return t.tenants.Tenant(values[0])
 }

@@ -101,40 +101,32 @@ func buildRoute(name string, cfg Config, log *slog.Logger, reg *prometheus.Regis
 		}
 	} else if cfg.tenanted() {
 		b := &builder{log: log, tokenClient: tokenClient(transport, cfg.TokenTimeout)}
-		if err := s.buildTenants(kind, b, log, m.Customers()); err != nil {
+		if err := s.buildTenants(kind, b, log, m); err != nil {
 			s.close()
 			return nil, err
 		}
 	}
-	var signer *proxy.Signer
-	if cfg.signs() {
-		key := cfg.signingKey(log, &p)
-		if err := p.err(); err != nil {
-			s.close()
-			return nil, err
-		}
-		signer = proxy.NewSigner(proxy.SignerConfig{
-			Key: key, KeyID: cfg.SigningKeyID, MerchantID: cfg.MerchantID, Service: cfg.Service, Metrics: m,
-		})
-		s.proxy.Signer, s.proxy.SignPath = signer, cfg.SignPath
-	}
-	parts := modeParts{log: log, signer: signer}
-	if cfg.usesPaygate() {
-		if parts.merchant = cfg.paygateMerchant(log, &p); p.err() != nil {
-			s.close()
-			return nil, p.err()
-		}
-		s.proxy.PaygateMerchant, s.proxy.PaygatePath = parts.merchant, cfg.PaygatePath
-	}
+	s.proxy.SignPath, s.proxy.PaygatePath = cfg.SignPath, cfg.PaygatePath
 	if cfg.SDKAuthPath != "" {
-		s.proxy.SDKAuthPath, s.proxy.SDKAuthMerchantID, s.proxy.SDKAuthMaxInflight = cfg.SDKAuthPath, cfg.MerchantID, cfg.SDKAuthMaxInflight
-		s.proxy.SDKAuth = tokens.NewAxeptaRegistrar(cfg.axeptaConfig(parts.merchant, tokenClient(transport, cfg.TokenTimeout)))
+		s.proxy.SDKAuthPath, s.proxy.SDKAuthMaxInflight = cfg.SDKAuthPath, cfg.SDKAuthMaxInflight
+	}
+	parts := modeParts{log: log}
+	if cfg.ownCredentials() {
+		if parts, err = cfg.credentialParts(log, m); err != nil {
+			s.close()
+			return nil, err
+		}
+		s.proxy.Signer, s.proxy.PaygateMerchant = parts.signer, parts.merchant
+		if cfg.SDKAuthPath != "" {
+			s.proxy.SDKAuthMerchantID = cfg.MerchantID
+			s.proxy.SDKAuth = tokens.NewAxeptaRegistrar(cfg.axeptaConfig(parts.merchant, tokenClient(transport, cfg.TokenTimeout)))
+		}
 	}
 	if s.proxy.SetHeaders = cfg.setHeaders(&p); p.err() != nil {
 		s.close()
 		return nil, p.err()
 	}
-	if mode, _ := lookupMode(cfg.Inject); mode.tenantCredentials && cfg.tenanted() && !cfg.tenantDefault() {
+	if mode, _ := lookupMode(cfg.Inject); mode.tenantCredentials && !cfg.ownCredentials() {
 		// Every request names a tenant, whose own injector it gets.
 		s.proxy.Injector = proxy.None()
 	} else if s.proxy.Injector, err = cfg.injector(parts); err != nil {
@@ -144,11 +136,39 @@ func buildRoute(name string, cfg Config, log *slog.Logger, reg *prometheus.Regis
 	return s, nil
 }
 
+// credentialParts builds what a merchant's own credentials make for the
+// modes and endpoints: the signer (INJECT=signature, SIGN_PATH) and the
+// Paygate passwords (INJECT=paygate, PAYGATE_PATH, SDK_AUTH_PATH).
+func (c Config) credentialParts(log *slog.Logger, m *metrics.Metrics) (modeParts, error) {
+	var p problems
+	parts := modeParts{log: log}
+	if c.signs() {
+		if key := c.signingKey(log, &p); key != nil {
+			parts.signer = proxy.NewSigner(proxy.SignerConfig{
+				Key: key, KeyID: c.SigningKeyID, MerchantID: c.MerchantID, Service: c.Service, Metrics: m,
+			})
+		}
+	}
+	if c.usesPaygate() {
+		parts.merchant = c.paygateMerchant(log, &p)
+	}
+	return parts, p.err()
+}
+
 // buildTokens builds the token source of kind, wraps it in the shared cache
 // when SHARED_CACHE is set, and puts a Cache over it.
 func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *slog.Logger, m *metrics.Metrics) error {
 	cfg := s.cfg
 	b := &builder{log: log, tokenClient: tokenClient(transport, cfg.TokenTimeout)}
+	if cfg.tenanted() {
+		if err := s.buildTenants(kind, b, log, m); err != nil {
+			return err
+		}
+		if !cfg.ownCredentials() {
+			s.background = append(s.background, b.background...)
+			return nil // no credentials of the route's own
+		}
+	}
 	if kind.keyed != nil {
 		src, err := kind.keyed(cfg, b)
 		if err != nil {
@@ -168,15 +188,6 @@ func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *s
 			s.proxy.KeyedTokens, s.proxy.CustomerField = s.keyed, cfg.BodyCustomerField
 		}
 		return nil
-	}
-	if cfg.tenanted() {
-		if err := s.buildTenants(kind, b, log, m.Customers()); err != nil {
-			return err
-		}
-		if !cfg.tenantDefault() {
-			s.background = append(s.background, b.background...)
-			return nil // no credentials of the route's own
-		}
 	}
 	src, err := kind.build(cfg, b)
 	if err != nil {

@@ -30,10 +30,11 @@ var jsonBodyMode = injectMode{
 // signatureMode signs each JSON body with the merchant's RSA key (Juspay's
 // merchantKeyId, signaturePayload and signature); it sends no token.
 var signatureMode = injectMode{
-	name:   "signature",
-	signs:  true,
-	bodies: true,
-	build:  func(_ Config, parts modeParts) (proxy.Injector, error) { return parts.signer, nil },
+	name:              "signature",
+	signs:             true,
+	bodies:            true,
+	tenantCredentials: true, // each tenant's signing_key.pem
+	build:             func(_ Config, parts modeParts) (proxy.Injector, error) { return parts.signer, nil },
 }
 
 // signingKey loads SIGNING_KEY_FILE, an RSA private key; log receives the

@@ -15,9 +15,10 @@ import (
 // Paribas Axepta wants its server-to-server calls: the merchant's passwords
 // are the credential, so it sends no token.
 var paygateMode = injectMode{
-	name:    "paygate",
-	paygate: true,
-	bodies:  true, // a POST's form is read, sealed and sent in its place
+	name:              "paygate",
+	paygate:           true,
+	bodies:            true, // a POST's form is read, sealed and sent in its place
+	tenantCredentials: true, // each tenant's paygate_key and paygate_hmac_key
 	check: func(c *Config, p *problems) {
 		if k, ok := lookupSource(c.TokenSource); ok && k.build != nil {
 			p.add("TOKEN_SOURCE", "must be none with %sINJECT=paygate: the Paygate passwords are the credential, got %q", envPrefix, c.TokenSource)
@@ -59,6 +60,15 @@ func (c *Config) checkPaygate(p *problems) {
 		}
 		return
 	}
+	if c.ownCredentials() {
+		c.checkPaygateMerchant(p)
+	} else if _, ok := paygateCiphers[c.PaygateCipher]; !ok {
+		p.add("PAYGATE_CIPHER", "must be blowfish or aes, got %q", c.PaygateCipher)
+	}
+}
+
+// checkPaygateMerchant checks the merchant's id and Paygate passwords.
+func (c *Config) checkPaygateMerchant(p *problems) {
 	if c.MerchantID == "" {
 		p.add("MERCHANT_ID", "required with Paygate: it is the MerchantID of every call")
 	} else if _, err := paygate.Encode(paygate.Params{{Key: "MerchantID", Value: c.MerchantID}}); err != nil {

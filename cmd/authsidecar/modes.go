@@ -91,7 +91,7 @@ func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
 	}
 	switch {
 	case mode.check == nil:
-	case mode.tenantCredentials && c.tenanted() && !c.tenantDefault():
+	case mode.tenantCredentials && !c.ownCredentials():
 		// The route has no credentials of its own: each tenant's are
 		// checked with the tenants (checkTenants).
 	default:
@@ -105,14 +105,8 @@ func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
 		}
 	}
 	p.dottedPath("JSON_EXPIRES_AT_FIELD", c.JSONExpiresAtField, false)
-	if c.signs() {
-		c.signingKey(nil, p)
-		if c.SigningKeyID == "" {
-			p.add("SIGNING_KEY_ID", "required for signing: it becomes payload.merchantKeyId")
-		}
-		if c.MerchantID == "" {
-			p.add("MERCHANT_ID", "required for signing: it becomes merchant_id in the signature payload")
-		}
+	if c.signs() && c.ownCredentials() {
+		c.checkSigning(p)
 	}
 	if c.MaxReplayBody == 0 && (mode.bodies || c.SignPath != "" || c.PaygatePath != "") {
 		p.add("MAX_REPLAY_BODY", "must be positive with %sINJECT=%s, %sSIGN_PATH or %sPAYGATE_PATH: bodies are rewritten in memory", envPrefix, c.Inject, envPrefix, envPrefix)
@@ -121,6 +115,17 @@ func (c *Config) checkInjection(p *problems, source sourceKind, sourceOK bool) {
 		if err := proxy.CheckEndpointPath(c.SignPath); err != nil {
 			p.add("SIGN_PATH", "%v", err)
 		}
+	}
+}
+
+// checkSigning checks the merchant's signing key and the ids that go with it.
+func (c *Config) checkSigning(p *problems) {
+	c.signingKey(nil, p)
+	if c.SigningKeyID == "" {
+		p.add("SIGNING_KEY_ID", "required for signing: it becomes payload.merchantKeyId")
+	}
+	if c.MerchantID == "" {
+		p.add("MERCHANT_ID", "required for signing: it becomes merchant_id in the signature payload")
 	}
 }
 

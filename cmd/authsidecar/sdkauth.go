@@ -24,8 +24,13 @@ func (c *Config) checkSDKAuth(p *problems) {
 	if err := proxy.CheckEndpointPath(c.SDKAuthPath); err != nil {
 		p.add("SDK_AUTH_PATH", "%v", err)
 	}
-	// The passwords are checkPaygate's; here only the merchant id counts.
-	idOnly := func() *paygate.Merchant { return &paygate.Merchant{ID: c.MerchantID, Cipher: checkOnly{}} }
+	// The passwords are checkPaygate's; here only the merchant id counts,
+	// and with tenants each has its own (checkTenants).
+	id := c.MerchantID
+	if !c.ownCredentials() {
+		id = "each tenant's"
+	}
+	idOnly := func() *paygate.Merchant { return &paygate.Merchant{ID: id, Cipher: checkOnly{}} }
 	p.fields(c.axeptaConfig(idOnly, nil).Check(), axeptaFields, "SDK_AUTH_PATH")
 	if c.SDKAuthMaxInflight < 1 {
 		p.add("SDK_AUTH_MAX_INFLIGHT", "must be at least 1, got %d", c.SDKAuthMaxInflight)

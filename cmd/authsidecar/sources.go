@@ -73,7 +73,7 @@ func (c *Config) checkSource(p *problems) (sourceKind, bool) {
 		p.add("TOKEN_SOURCE", "required: %s", sourceNames(nil))
 	case !ok:
 		p.add("TOKEN_SOURCE", "must be %s, got %q", sourceNames(nil), c.TokenSource)
-	case kind.check != nil && c.tenanted() && !c.tenantDefault():
+	case kind.check != nil && !c.ownCredentials():
 		// The route's own credentials are not used: each tenant's are
 		// checked with the tenants (checkTenants).
 	case kind.check != nil:

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/authsidecar/authsidecar/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens"
 	"github.com/authsidecar/authsidecar/tokens/tenants"
@@ -33,6 +34,9 @@ var tenantFiles = map[string]tenantFile{
 	"basic_user":               {"BASIC_USER_FILE", func(c *Config) *string { return &c.BasicUserFile }},
 	"basic_password":           {"BASIC_PASSWORD_FILE", func(c *Config) *string { return &c.BasicPasswordFile }},
 	"api_key":                  {"API_KEY_FILE", func(c *Config) *string { return &c.APIKeyFile }},
+	"signing_key.pem":          {"SIGNING_KEY_FILE", func(c *Config) *string { return &c.SigningKeyFile }},
+	"paygate_key":              {"PAYGATE_KEY_FILE", func(c *Config) *string { return &c.PaygateKeyFile }},
+	"paygate_hmac_key":         {"PAYGATE_HMAC_KEY_FILE", func(c *Config) *string { return &c.PaygateHMACKeyFile }},
 }
 
 // tenantSettingFields are the keys a tenant's settings file may hold, the
@@ -54,6 +58,12 @@ func (c Config) tenanted() bool { return c.TenantHeader != "" || c.TenantsDir !=
 // tenantDefault reports whether a request without TENANT_HEADER uses the
 // route's own credentials.
 func (c Config) tenantDefault() bool { return c.TenantDefault == "route" }
+
+// ownCredentials reports whether the route has credentials of its own: it
+// serves no tenants, or requests without TENANT_HEADER use the route's.
+// Without, the credentials' settings are each tenant's, checked with the
+// tenants.
+func (c Config) ownCredentials() bool { return !c.tenanted() || c.tenantDefault() }
 
 // checkTenants checks TENANT_HEADER, TENANTS_DIR and TENANT_DEFAULT, and
 // every tenant the directory holds, as its configuration would be built.
@@ -79,13 +89,16 @@ func (c *Config) checkTenants(p *problems, source sourceKind, sourceOK bool) {
 	mode, modeOK := lookupMode(c.Inject)
 	switch {
 	case !modeOK:
-	case mode.needsToken && sourceOK && source.build == nil:
-		p.add("TOKEN_SOURCE", "tenants need a source of one token per set of credentials: %s, got %q", sourceNames(func(k sourceKind) bool { return k.build != nil }), c.TokenSource)
-	case !mode.needsToken && !mode.tenantCredentials:
-		p.add("INJECT", "tenants are served with the modes that put a token on requests (%s) and with %s for now, got %q",
+	case !mode.needsToken && !mode.tenantCredentials && !(sourceOK && source.keyed != nil):
+		p.add("INJECT", "tenants are served with the modes that put a token on requests (%s) and with %s, got %q",
 			modeNames(func(m injectMode) bool { return m.needsToken }), modeNames(func(m injectMode) bool { return m.tenantCredentials }), c.Inject)
 	}
-	if c.TenantsDir == "" || p.names("TENANTS_DIR") || p.names("TOKEN_SOURCE") || p.names("INJECT") || !sourceOK || !modeOK {
+	if sourceOK && source.keyed != nil && c.tenantDefault() {
+		// One cache holds every tenant's customers under tenant/customer:
+		// the route's own customers' ids could be taken for those keys.
+		p.add("TENANT_DEFAULT", "not with %sTOKEN_SOURCE=%s: every request must name its tenant", envPrefix, c.TokenSource)
+	}
+	if c.TenantsDir == "" || p.names("TENANTS_DIR") || p.names("TOKEN_SOURCE") || p.names("INJECT") || p.names("PAYGATE_CIPHER") || !sourceOK || !modeOK {
 		return
 	}
 	d, err := tenants.Open(tenants.Config{Dir: c.TenantsDir, Optional: tenantFileNames(), Settings: tenantSettings})
@@ -112,18 +125,30 @@ func (c *Config) checkTenants(p *problems, source sourceKind, sourceOK bool) {
 		}
 		tc := c.forTenant(t)
 		var tp problems
-		if source.check != nil {
-			source.check(&tc, &tp)
-		}
-		if mode.tenantCredentials && mode.check != nil {
-			mode.check(&tc, &tp)
-		}
+		tc.checkCredentials(&tp, source, mode)
 		for _, e := range tp {
 			msgs = append(msgs, fmt.Sprintf("tenant %s: %s", name, tenantProblem(e)))
 		}
 	}
 	if len(msgs) > 0 {
 		p.add("TENANTS_DIR", "%s", strings.Join(msgs, "; "))
+	}
+}
+
+// checkCredentials checks what of c is a merchant's own: its token source's
+// settings, its mode's, its signing key and its Paygate passwords.
+func (c *Config) checkCredentials(p *problems, source sourceKind, mode injectMode) {
+	if source.check != nil {
+		source.check(c, p)
+	}
+	if mode.tenantCredentials && mode.check != nil {
+		mode.check(c, p)
+	}
+	if c.signs() {
+		c.checkSigning(p)
+	}
+	if c.usesPaygate() {
+		c.checkPaygateMerchant(p)
 	}
 }
 
@@ -147,6 +172,9 @@ func tenantProblem(e error) string {
 		}
 		return file + ": " + rest
 	}
+	if _, ok := tenantSettingFields[name]; ok {
+		return name + " (its settings file): " + rest
+	}
 	return msg
 }
 
@@ -165,8 +193,9 @@ func tenantFileNames() []string {
 // merchant's, so a tenant lacking one is incomplete.
 func (c Config) forTenant(t *tenants.Tenant) Config {
 	// None of the route's credentials is the tenant's: its own files, or
-	// nothing.
+	// nothing; nor are the ids of the route's merchant and key.
 	c.ClientID, c.ClientSecret, c.BasicUser, c.BasicPassword, c.APIKey = "", "", "", "", ""
+	c.MerchantID, c.SigningKeyID = "", ""
 	for file, tf := range tenantFiles {
 		*tf.field(&c) = t.Files[file]
 	}
@@ -184,16 +213,20 @@ func (c Config) forTenant(t *tenants.Tenant) Config {
 	return c
 }
 
-// tenantSources is the source of each tenant's tokens, a tokens.KeyedSource
-// keyed by tenant name, and the proxy's view of the tenants. A tenant's
-// source is built at its first request, and again when its files or
-// settings change.
+// tenantSources is each tenant's credentials, built at its first request
+// and again when its files or settings change: the proxy's Tenants, and the
+// source of the keyed cache that holds the tenants' tokens, keyed by tenant
+// name (by tenant/customer with a source of tokens per customer).
 type tenantSources struct {
-	dir  *tenants.Dir
-	kind sourceKind
-	cfg  Config
-	b    *builder
-	log  *slog.Logger
+	dir     *tenants.Dir
+	kind    sourceKind
+	cfg     Config
+	b       *builder
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	// cache holds the tenants' tokens; nil when the mode puts none on
+	// requests.
+	cache *tokens.KeyedCache
 	// built holds each tenant's builtTenant, read without a lock on the hot
 	// path; mu serializes builds and pruning, n counts the entries.
 	built sync.Map
@@ -201,19 +234,22 @@ type tenantSources struct {
 	n     int
 }
 
+// builtTenant is what was built of a tenant's files and settings, t.
 type builtTenant struct {
-	t   *tenants.Tenant
-	src tokens.Source
-	inj proxy.Injector
+	t      *tenants.Tenant
+	src    tokens.Source      // with a source of one token
+	keyed  tokens.KeyedSource // with a source of tokens per customer
+	tenant *proxy.Tenant
 }
 
-// Key implements proxy.Tenants: the name itself, once the directory knows
-// it; never a file opened for a name the directory does not list.
-func (s *tenantSources) Key(name string) (string, error) {
-	if _, err := s.dir.Lookup(name); err != nil {
-		return "", tenantError(name, err)
+// Tenant implements proxy.Tenants: the tenant's credentials, once the
+// directory knows its name; never a file opened for a name it does not list.
+func (s *tenantSources) Tenant(name string) (*proxy.Tenant, error) {
+	bt, err := s.builtFor(name)
+	if err != nil {
+		return nil, err
 	}
-	return name, nil
+	return bt.tenant, nil
 }
 
 func tenantError(name string, err error) error {
@@ -226,75 +262,93 @@ func tenantError(name string, err error) error {
 	case errors.As(err, &inc):
 		return &proxy.TenantError{Status: http.StatusInternalServerError, Code: "incomplete_tenant", Message: inc.Error()}
 	}
-	return &proxy.TenantError{Status: http.StatusInternalServerError, Code: "tenant_error", Message: err.Error()}
+	return &proxy.TenantError{Status: http.StatusInternalServerError, Code: "incomplete_tenant", Message: fmt.Sprintf("tenant %s: %v", name, err)}
 }
 
-// builtFor returns tenant key's built parts: its token source (nil when the
-// route's source fetches none) and its injector (nil when the mode's
-// credentials are the route's), built at first use and again when the
-// tenant's files or settings change.
-func (s *tenantSources) builtFor(key string) (builtTenant, error) {
-	t, err := s.dir.Lookup(key)
+// builtFor returns tenant name's built credentials, built at first use and
+// again when the tenant's files or settings change.
+func (s *tenantSources) builtFor(name string) (builtTenant, error) {
+	t, err := s.dir.Lookup(name)
 	if err != nil {
-		return builtTenant{}, fmt.Errorf("tenant %s: %w", key, err)
+		return builtTenant{}, tenantError(name, err)
 	}
-	if v, ok := s.built.Load(key); ok && v.(builtTenant).t == t {
+	if v, ok := s.built.Load(name); ok && v.(builtTenant).t == t {
 		return v.(builtTenant), nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v, ok := s.built.Load(key); ok && v.(builtTenant).t == t {
+	if v, ok := s.built.Load(name); ok && v.(builtTenant).t == t {
 		return v.(builtTenant), nil // built meanwhile
 	}
-	tc := s.cfg.forTenant(t)
-	bt := builtTenant{t: t}
-	if s.kind.build != nil {
-		if bt.src, err = s.kind.build(tc, s.b); err != nil {
-			return builtTenant{}, fmt.Errorf("tenant %s: %w", key, err)
-		}
+	bt, err := s.build(name, t)
+	if err != nil {
+		return builtTenant{}, tenantError(name, err)
 	}
-	if m, _ := lookupMode(s.cfg.Inject); m.tenantCredentials {
-		if bt.inj, err = m.build(tc, modeParts{log: s.log}); err != nil {
-			return builtTenant{}, &proxy.TenantError{Status: http.StatusInternalServerError, Code: "incomplete_tenant", Message: fmt.Sprintf("tenant %s: %v", key, err)}
-		}
-	}
-	if _, loaded := s.built.Swap(key, bt); !loaded {
+	if _, loaded := s.built.Swap(name, bt); !loaded {
 		s.n++
 	}
 	s.pruneLocked()
 	return bt, nil
 }
 
-// Token implements tokens.KeyedSource: a token of the tenant named key.
+// build makes tenant name's credentials of its files and settings, t, as
+// buildRoute makes the route's.
+func (s *tenantSources) build(name string, t *tenants.Tenant) (builtTenant, error) {
+	tc := s.cfg.forTenant(t)
+	bt := builtTenant{t: t, tenant: &proxy.Tenant{Key: name}}
+	var err error
+	switch {
+	case s.kind.keyed != nil:
+		bt.keyed, err = s.kind.keyed(tc, s.b)
+	case s.kind.build != nil:
+		bt.src, err = s.kind.build(tc, s.b)
+		if s.cache != nil {
+			bt.tenant.Tokens = proxy.BindKey(s.cache, name)
+		}
+	}
+	if err != nil {
+		return builtTenant{}, err
+	}
+	parts, err := tc.credentialParts(s.log, s.metrics)
+	if err != nil {
+		return builtTenant{}, err
+	}
+	pt := bt.tenant
+	pt.Signer, pt.PaygateMerchant = parts.signer, parts.merchant
+	if tc.SDKAuthPath != "" {
+		pt.SDKAuth, pt.SDKAuthMerchantID = tokens.NewAxeptaRegistrar(tc.axeptaConfig(parts.merchant, s.b.tokenClient)), tc.MerchantID
+	}
+	if m, _ := lookupMode(s.cfg.Inject); m.tenantCredentials {
+		if pt.Injector, err = m.build(tc, parts); err != nil {
+			return builtTenant{}, err
+		}
+	}
+	return bt, nil
+}
+
+// Token implements tokens.KeyedSource: a token of the tenant named key, or
+// of customer c of tenant t for key t/c.
 func (s *tenantSources) Token(ctx context.Context, key string) (*tokens.Token, error) {
-	bt, err := s.builtFor(key)
+	name, customer, _ := strings.Cut(key, "/")
+	bt, err := s.builtFor(name)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := bt.src.Token(ctx)
+	var tok *tokens.Token
+	if bt.keyed != nil {
+		tok, err = bt.keyed.Token(ctx, customer)
+	} else {
+		tok, err = bt.src.Token(ctx)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("tenant %s: %w", key, err)
+		return nil, fmt.Errorf("tenant %s: %w", name, err)
 	}
 	return tok, nil
 }
 
-// Injector implements proxy.TenantInjectors: the tenant's own injector with
-// a mode whose credentials are each tenant's (basic), else nil (the
-// route's).
-func (s *tenantSources) Injector(key string) (proxy.Injector, error) {
-	bt, err := s.builtFor(key)
-	if err != nil {
-		return nil, err
-	}
-	if bt.inj == nil {
-		return nil, nil
-	}
-	return bt.inj, nil
-}
-
-// pruneLocked forgets the sources of tenants the directory no longer holds,
-// once they outnumber the tenants it does: the built sources stay bounded by
-// the directory, however many tenants come and go.
+// pruneLocked forgets the credentials of tenants the directory no longer
+// holds, once they outnumber the tenants it does: what is built stays
+// bounded by the directory, however many tenants come and go.
 func (s *tenantSources) pruneLocked() {
 	if s.n <= 2*s.dir.Len()+16 {
 		return
@@ -308,32 +362,40 @@ func (s *tenantSources) pruneLocked() {
 	})
 }
 
-// buildTenants opens TENANTS_DIR and gives the proxy the tenants' tokens,
-// in a keyed cache by tenant; the directory is watched beside the servers.
-func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, o tokens.Observer) error {
+// buildTenants opens TENANTS_DIR and gives the proxy the tenants'
+// credentials, their tokens in a keyed cache by tenant (by tenant/customer
+// with a source of tokens per customer); the directory is watched beside
+// the servers.
+func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, m *metrics.Metrics) error {
 	cfg := s.cfg
 	d, err := tenants.Open(tenants.Config{Dir: cfg.TenantsDir, Optional: tenantFileNames(), Settings: tenantSettings, Logger: log})
 	if err != nil {
 		return fmt.Errorf("%sTENANTS_DIR: %w", envPrefix, err)
 	}
-	src := &tenantSources{dir: d, kind: kind, cfg: cfg, b: b, log: log}
+	src := &tenantSources{dir: d, kind: kind, cfg: cfg, b: b, log: log, metrics: m}
 	s.proxy.Tenants, s.proxy.TenantHeader, s.proxy.TenantDefault = src, cfg.TenantHeader, cfg.tenantDefault()
 	s.background = append(s.background, d.Watch)
 	s.registry.MustRegister(tenantsGauge(s.name, "known", d.Len))
-	if kind.build == nil {
-		return nil // the tenants' credentials are their injectors' (basic)
+	if !fetchesTokens(kind) {
+		return nil // the tenants' credentials are their injectors'
 	}
-	cache := tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{
+	src.cache = tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{
 		Size:                  cfg.TokenCacheSize,
 		RenewAt:               cfg.RenewAt,
 		FetchTimeout:          cfg.TokenTimeout,
 		MaxWait:               cfg.TokenWait,
 		ForcedRefreshInterval: cfg.ForcedRefreshInterval,
 		Logger:                log,
-		Observer:              o,
+		Observer:              m.Customers(),
 	})
-	s.proxy.TenantTokens = cache
-	s.registry.MustRegister(tenantsGauge(s.name, "with_token", cache.Len))
+	if kind.keyed != nil {
+		s.proxy.ClientAuthTokens, s.proxy.ClientAuthTokenPath = src.cache, cfg.ClientAuthTokenPath
+		if mode, _ := lookupMode(cfg.Inject); mode.needsToken {
+			s.proxy.KeyedTokens, s.proxy.CustomerField = src.cache, cfg.BodyCustomerField
+		}
+		return nil
+	}
+	s.registry.MustRegister(tenantsGauge(s.name, "with_token", src.cache.Len))
 	return nil
 }
 

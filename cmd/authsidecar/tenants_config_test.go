@@ -89,8 +89,8 @@ func TestTenantsConfigValid(t *testing.T) {
 				t.Fatalf("build() error = %v", err)
 			}
 			defer s.close()
-			if s.proxy.Tenants == nil || s.proxy.TenantTokens == nil {
-				t.Fatalf("proxy.Tenants = %v, TenantTokens = %v, want both", s.proxy.Tenants, s.proxy.TenantTokens)
+			if s.proxy.Tenants == nil {
+				t.Fatalf("proxy.Tenants = nil, want the tenants")
 			}
 			if s.proxy.TenantHeader != "X-Merchant" || s.proxy.TenantDefault != tc.routeDefault {
 				t.Errorf("proxy TenantHeader = %q, TenantDefault = %v, want X-Merchant, %v", s.proxy.TenantHeader, s.proxy.TenantDefault, tc.routeDefault)
@@ -99,8 +99,8 @@ func TestTenantsConfigValid(t *testing.T) {
 				t.Errorf("route's own cache built = %v, want %v", s.cache != nil, tc.routeDefault)
 			}
 			for _, name := range []string{"a", "b"} {
-				if k, err := s.proxy.Tenants.Key(name); err != nil || k != name {
-					t.Errorf("Tenants.Key(%q) = %q, %v, want %q", name, k, err, name)
+				if tn, err := s.proxy.Tenants.Tenant(name); err != nil || tn.Key != name || tn.Tokens == nil {
+					t.Errorf("Tenants.Tenant(%q) = %+v, %v, want key %q with tokens", name, tn, err, name)
 				}
 			}
 		})
@@ -133,10 +133,12 @@ func TestTenantsConfigProblems(t *testing.T) {
 		{"tenant settings unknown key", tenantVars(t, "json", map[string]string{"TENANTS_DIR": unknownKey}), "TENANTS_DIR", []string{`"b"`, "PASSWORD"}},
 		{"two tenants' unknown keys", tenantVars(t, "json", map[string]string{"TENANTS_DIR": twoBad}), "TENANTS_DIR", []string{`"a"`, "FOO", `"b"`, "BAR"}},
 		{"source none with mode none", tenantVars(t, "none", nil), "INJECT", []string{`got "none"`}},
-		{"source juspay-customer", tenantVars(t, "juspay-customer", nil), "TOKEN_SOURCE", []string{"tenants need"}},
+		{"source juspay-customer, tenant without api_key", tenantVars(t, "juspay-customer", map[string]string{"API_KEY": unset}), "TENANTS_DIR", []string{"tenant a: no api_key file"}},
+		{"source juspay-customer with the route's default", tenantVars(t, "juspay-customer", map[string]string{"TENANT_DEFAULT": "route"}), "TENANT_DEFAULT", []string{"every request must name its tenant"}},
 		{"inject basic, tenants without Basic credentials", tenantVars(t, "none", map[string]string{"INJECT": "basic"}), "TENANTS_DIR", []string{"tenant a: no basic_user file", "tenant b: no basic_user file"}},
-		{"inject signature", tenantVars(t, "none", map[string]string{"INJECT": "signature"}), "INJECT", []string{`"signature"`}},
-		{"inject paygate", tenantVars(t, "none", map[string]string{"INJECT": "paygate"}), "INJECT", []string{`"paygate"`}},
+		{"inject signature, tenants without keys", tenantVars(t, "none", map[string]string{"INJECT": "signature"}), "TENANTS_DIR", []string{"tenant a: no signing_key.pem file", "SIGNING_KEY_ID (its settings file): required", "MERCHANT_ID (its settings file): required"}},
+		{"inject paygate, tenants without passwords", tenantVars(t, "none", map[string]string{"INJECT": "paygate"}), "TENANTS_DIR", []string{"tenant a: no paygate_key file", "tenant b: MERCHANT_ID (its settings file): required"}},
+		{"paygate cipher", tenantVars(t, "none", map[string]string{"INJECT": "paygate", "PAYGATE_CIPHER": "des"}), "PAYGATE_CIPHER", []string{`"des"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,17 +196,23 @@ func TestForTenant(t *testing.T) {
 	if c.ClientID != "id-b" || c.ClientIDFile != "" || c.ClientSecret != "" || c.ClientSecretFile != "" || c.Scopes != "route" {
 		t.Errorf("forTenant() = %+v, want CLIENT_ID id-b, no secret, the route's scopes", c)
 	}
+	// Nor are the route's merchant id, key id, signing key or Paygate
+	// passwords.
+	c = Config{MerchantID: "route-m", SigningKeyID: "route-k", SigningKeyFile: "/route/key.pem", PaygateKeyFile: "/route/pg", PaygateHMACKeyFile: "/route/hmac"}.forTenant(&tenants.Tenant{Name: "c"})
+	if c.MerchantID != "" || c.SigningKeyID != "" || c.SigningKeyFile != "" || c.PaygateKeyFile != "" || c.PaygateHMACKeyFile != "" {
+		t.Errorf("forTenant() = %+v, want none of the route's merchant's", c)
+	}
 }
 
-func TestTenantSourcesKey(t *testing.T) {
+func TestTenantSourcesTenant(t *testing.T) {
 	dir := tenantsDir(t, map[string]string{"c/client_id": "client-c", "c/settings": "NOPE=value-not-shown\n"})
 	d, err := tenants.Open(tenants.Config{Dir: dir, Optional: tenantFileNames(), Settings: tenantSettings})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &tenantSources{dir: d}
-	if k, err := s.Key("a"); err != nil || k != "a" {
-		t.Errorf("Key(a) = %q, %v, want a", k, err)
+	if tn, err := s.Tenant("a"); err != nil || tn.Key != "a" {
+		t.Errorf("Tenant(a) = %+v, %v, want a", tn, err)
 	}
 	for _, tc := range []struct {
 		name, code string
@@ -215,14 +223,14 @@ func TestTenantSourcesKey(t *testing.T) {
 		{"zz", "unknown_tenant", http.StatusForbidden},
 		{"c", "incomplete_tenant", http.StatusInternalServerError},
 	} {
-		_, err := s.Key(tc.name)
+		_, err := s.Tenant(tc.name)
 		var te *proxy.TenantError
 		if !errors.As(err, &te) || te.Status != tc.status || te.Code != tc.code {
-			t.Errorf("Key(%q) error = %#v, want %d %s", tc.name, err, tc.status, tc.code)
+			t.Errorf("Tenant(%q) error = %#v, want %d %s", tc.name, err, tc.status, tc.code)
 			continue
 		}
 		if strings.Contains(te.Message, "value-not-shown") {
-			t.Errorf("Key(%q) message %q shows a value", tc.name, te.Message)
+			t.Errorf("Tenant(%q) message %q shows a value", tc.name, te.Message)
 		}
 	}
 }
