@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -67,16 +69,47 @@ func tenantVars(t *testing.T, source string, overrides map[string]string) map[st
 	return minimal(source, vars)
 }
 
+// tenantParts names what a built tenant holds: t (tokens), i (its own
+// injector), s (a signer), p (Paygate passwords), r (an SDK registrar).
+func tenantParts(tn *proxy.Tenant) string {
+	var b strings.Builder
+	for _, part := range []struct {
+		has  bool
+		name string
+	}{{tn.Tokens != nil, "t"}, {tn.Injector != nil, "i"}, {tn.Signer != nil, "s"}, {tn.PaygateMerchant != nil, "p"}, {tn.SDKAuth != nil, "r"}} {
+		if part.has {
+			b.WriteString(part.name)
+		}
+	}
+	return b.String()
+}
+
 func TestTenantsConfigValid(t *testing.T) {
+	key := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(signingKey())}))
+	signers := tenantsDir(t, map[string]string{
+		"a/signing_key.pem": key, "a/settings": "SIGNING_KEY_ID=k-a\nMERCHANT_ID=m-a\n",
+		"b/signing_key.pem": key, "b/settings": "SIGNING_KEY_ID=k-b\nMERCHANT_ID=m-b\n",
+	})
+	merchants := tenantsDir(t, map[string]string{
+		"a/paygate_key": "Xp9$eK2!rT7q\n", "a/settings": "MERCHANT_ID=m-a\n",
+		"b/paygate_key": "another-password\n", "b/paygate_hmac_key": "hmac-b\n", "b/settings": "MERCHANT_ID=m-b\n",
+	})
+	juspay := tenantsDir(t, map[string]string{"a/api_key": "key-a\n", "a/settings": "MERCHANT_ID=m-a\n", "b/api_key": "key-b\n", "b/settings": "MERCHANT_ID=m-b\n"})
 	tests := []struct {
 		name         string
 		env          map[string]string
 		routeDefault bool
+		parts        string // each tenant's, as tenantParts names them
 	}{
-		{"json", tenantVars(t, "json", nil), false},
-		{"json with the route's default", tenantVars(t, "json", map[string]string{"TENANT_DEFAULT": "route"}), true},
-		{"oauth2", tenantVars(t, "oauth2", nil), false},
-		{"oauth2 with the route's default", tenantVars(t, "oauth2", map[string]string{"TENANT_DEFAULT": "route"}), true},
+		{"json", tenantVars(t, "json", nil), false, "t"},
+		{"json with the route's default", tenantVars(t, "json", map[string]string{"TENANT_DEFAULT": "route"}), true, "t"},
+		{"oauth2", tenantVars(t, "oauth2", nil), false, "t"},
+		{"oauth2 with the route's default", tenantVars(t, "oauth2", map[string]string{"TENANT_DEFAULT": "route"}), true, "t"},
+		{"signature and SIGN_PATH", tenantVars(t, "none", map[string]string{"INJECT": "signature", "SIGN_PATH": "/sign", "TENANTS_DIR": signers}), false, "is"},
+		{"paygate, its codec and SDK authentication", tenantVars(t, "none", map[string]string{
+			"INJECT": "paygate", "PAYGATE_PATH": "/paygate", "SDK_AUTH_PATH": "/sdk-auth", "SDK_AUTH_URL": "https://paygate.example/authtoken.aspx", "TENANTS_DIR": merchants,
+		}), false, "ipr"},
+		{"juspay-customer", tenantVars(t, "juspay-customer", map[string]string{"TOKEN_URL": "https://api.juspay.example", "TENANTS_DIR": juspay, "CLIENT_AUTH_TOKEN_PATH": "/cat"}), false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,6 +125,9 @@ func TestTenantsConfigValid(t *testing.T) {
 			if s.proxy.Tenants == nil {
 				t.Fatalf("proxy.Tenants = nil, want the tenants")
 			}
+			if s.proxy.Signer != nil || s.proxy.PaygateMerchant != nil || s.proxy.SDKAuth != nil {
+				t.Errorf("the route has a signer, passwords or a registrar of its own, want only its tenants")
+			}
 			if s.proxy.TenantHeader != "X-Merchant" || s.proxy.TenantDefault != tc.routeDefault {
 				t.Errorf("proxy TenantHeader = %q, TenantDefault = %v, want X-Merchant, %v", s.proxy.TenantHeader, s.proxy.TenantDefault, tc.routeDefault)
 			}
@@ -99,8 +135,12 @@ func TestTenantsConfigValid(t *testing.T) {
 				t.Errorf("route's own cache built = %v, want %v", s.cache != nil, tc.routeDefault)
 			}
 			for _, name := range []string{"a", "b"} {
-				if tn, err := s.proxy.Tenants.Tenant(name); err != nil || tn.Key != name || tn.Tokens == nil {
-					t.Errorf("Tenants.Tenant(%q) = %+v, %v, want key %q with tokens", name, tn, err, name)
+				tn, err := s.proxy.Tenants.Tenant(name)
+				if err != nil || tn.Key != name || tenantParts(tn) != tc.parts {
+					t.Fatalf("Tenants.Tenant(%q) = %+v, %v, want key %q with parts %q", name, tn, err, name, tc.parts)
+				}
+				if tn.PaygateMerchant != nil && tn.PaygateMerchant().ID != "m-"+name {
+					t.Errorf("tenant %s: MerchantID = %q, want m-%s", name, tn.PaygateMerchant().ID, name)
 				}
 			}
 		})
