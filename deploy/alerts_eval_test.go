@@ -43,6 +43,10 @@ load 1m
   authsidecar_customer_token_fetches_total{namespace="n",pod="per-customer",route="default",result="error"}        0+1x30
   authsidecar_customer_token_fetches_total{namespace="n",pod="customers-failing",route="default",result="success"} 5x30
   authsidecar_customer_token_fetches_total{namespace="n",pod="customers-failing",route="default",result="error"}   0+2x30
+  authsidecar_tenant_token_fetches_total{namespace="n",pod="one-tenant-revoked",route="default",result="success"} 0+30x30
+  authsidecar_tenant_token_fetches_total{namespace="n",pod="one-tenant-revoked",route="default",result="error"}   0+1x30
+  authsidecar_tenant_token_fetches_total{namespace="n",pod="tenants-failing",route="default",result="success"}    3x30
+  authsidecar_tenant_token_fetches_total{namespace="n",pod="tenants-failing",route="default",result="error"}      0+3x30
   authsidecar_token_forced_refreshes_total{namespace="n",pod="rejected-tokens",route="default"}    0+1x30
   authsidecar_token_forced_refreshes_total{namespace="n",pod="healthy",route="default"}            0x30
   authsidecar_upstream_responses_total{namespace="n",pod="upstream-failing",route="default",code="200"} 0+90x30
@@ -104,6 +108,7 @@ func TestAlertsFireWhenTheyShould(t *testing.T) {
 		"AuthsidecarServing503":            {"starved/default": -1, "multi-route/tezpay": -1},
 		"AuthsidecarSharedCacheUnusable":   {"cache-fallback/default": 3, "cache-started-fallback/default": 1, "multi-route/tezpay": 3}, // fallbacks in 15 minutes
 		"AuthsidecarCustomerTokensFailing": {"customers-failing/default": -1},
+		"AuthsidecarTenantTokensFailing":   {"tenants-failing/default": -1},
 	}
 	rules := alertExprs(t)
 	if got := slices.Sorted(maps.Keys(rules)); !slices.Equal(got, slices.Sorted(maps.Keys(want))) {

@@ -22,6 +22,7 @@ var wantAlerts = []string{
 	"AuthsidecarServing503",            // sidecar-made 503s
 	"AuthsidecarSharedCacheUnusable",   // shared cache fallbacks: Redis unusable
 	"AuthsidecarCustomerTokensFailing", // every per-customer token fetch failing
+	"AuthsidecarTenantTokensFailing",   // every tenant's token fetch failing
 }
 
 func TestAlertRules(t *testing.T) {

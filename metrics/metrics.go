@@ -41,6 +41,7 @@ type Metrics struct {
 	SharedCacheWaits   prometheus.Counter
 	SDKAuths           *prometheus.CounterVec
 	CustomerTokens     *prometheus.CounterVec
+	TenantTokens       *prometheus.CounterVec
 }
 
 // Replay results, the values of authsidecar_replays_total's result label.
@@ -85,6 +86,7 @@ type Families struct {
 	sharedCacheWaits   *prometheus.CounterVec
 	sdkAuths           *prometheus.CounterVec
 	customerTokens     *prometheus.CounterVec
+	tenantTokens       *prometheus.CounterVec
 }
 
 // withRoute is a family's label names: route first, then labels.
@@ -156,10 +158,14 @@ func NewFamilies(reg prometheus.Registerer) *Families {
 			Name: "authsidecar_customer_token_fetches_total",
 			Help: "Fetches of per-customer tokens (TOKEN_SOURCE=juspay-customer), by result (success, error). The single-token metrics (authsidecar_token_fetches_total, authsidecar_token_expiry_timestamp_seconds) stay 0 with such a source.",
 		}, withRoute("result")),
+		tenantTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_tenant_token_fetches_total",
+			Help: "Fetches of tenants' tokens (TENANTS_DIR), of their customers' with juspay-customer, by result (success, error); which tenant's is in the log only. The single-token metrics stay 0 for them.",
+		}, withRoute("result")),
 	}
 	reg.MustRegister(f.tokenFetches, f.tokenFetchDuration, f.tokenExpiry, f.forcedRefreshes,
 		f.requests, f.requestDuration, f.upstreamResponses, f.replays, f.errors,
-		f.signatures, f.rejectedBodies, f.sharedCache, f.sharedCacheWaits, f.sdkAuths, f.customerTokens)
+		f.signatures, f.rejectedBodies, f.sharedCache, f.sharedCacheWaits, f.sdkAuths, f.customerTokens, f.tenantTokens)
 	return f
 }
 
@@ -192,10 +198,12 @@ func (f *Families) Route(name string) *Metrics {
 		SharedCacheWaits:   f.sharedCacheWaits.WithLabelValues(name),
 		SDKAuths:           f.sdkAuths.MustCurryWith(route),
 		CustomerTokens:     f.customerTokens.MustCurryWith(route),
+		TenantTokens:       f.tenantTokens.MustCurryWith(route),
 	}
 	for _, r := range []string{"success", "error"} {
 		m.TokenFetches.WithLabelValues(r)
 		m.CustomerTokens.WithLabelValues(r)
+		m.TenantTokens.WithLabelValues(r)
 	}
 	for _, r := range []string{ReplaySuccess, ReplayRejected, ReplayError, ReplayTooLarge, ReplayRateLimited} {
 		m.Replays.WithLabelValues(r)
@@ -233,11 +241,23 @@ func (m *Metrics) TokenFetched(d time.Duration, tok *tokens.Token, err error) {
 // Customers returns the tokens.Observer of a cache of tokens per customer:
 // its fetches are counted apart, and no expiry is kept, since no one token
 // is the sidecar's. Forced refreshes are counted with the others.
-func (m *Metrics) Customers() tokens.Observer { return customerObserver{m} }
+func (m *Metrics) Customers() tokens.Observer {
+	return keyedObserver{m, func(m *Metrics) *prometheus.CounterVec { return m.CustomerTokens }}
+}
 
-type customerObserver struct{ m *Metrics }
+// Tenants returns the tokens.Observer of a cache of tenants' tokens, as
+// Customers does for customers'.
+func (m *Metrics) Tenants() tokens.Observer {
+	return keyedObserver{m, func(m *Metrics) *prometheus.CounterVec { return m.TenantTokens }}
+}
 
-func (o customerObserver) TokenFetched(d time.Duration, _ *tokens.Token, err error) {
+// keyedObserver counts a keyed cache's fetches in its own counter.
+type keyedObserver struct {
+	m       *Metrics
+	counter func(*Metrics) *prometheus.CounterVec
+}
+
+func (o keyedObserver) TokenFetched(d time.Duration, _ *tokens.Token, err error) {
 	if o.m == nil {
 		return
 	}
@@ -246,10 +266,10 @@ func (o customerObserver) TokenFetched(d time.Duration, _ *tokens.Token, err err
 	if err != nil {
 		result = "error"
 	}
-	o.m.CustomerTokens.WithLabelValues(result).Inc()
+	o.counter(o.m).WithLabelValues(result).Inc()
 }
 
-func (o customerObserver) TokenForcedRefresh() { o.m.TokenForcedRefresh() }
+func (o keyedObserver) TokenForcedRefresh() { o.m.TokenForcedRefresh() }
 
 // TokenForcedRefresh implements tokens.Observer.
 func (m *Metrics) TokenForcedRefresh() {

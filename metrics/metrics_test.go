@@ -34,6 +34,7 @@ var allNames = []string{
 	"authsidecar_sdk_auth_total",
 	"authsidecar_shared_cache_lock_waits_total",
 	"authsidecar_shared_cache_lookups_total",
+	"authsidecar_tenant_token_fetches_total",
 	"authsidecar_token_expiry_timestamp_seconds",
 	"authsidecar_token_fetch_duration_seconds",
 	"authsidecar_token_fetches_total",
@@ -88,6 +89,7 @@ func TestNewRegistersEveryMetricWithHelp(t *testing.T) {
 		"authsidecar_requests_total":                 dto.MetricType_COUNTER,
 		"authsidecar_sdk_auth_total":                 dto.MetricType_COUNTER,
 		"authsidecar_shared_cache_lock_waits_total":  dto.MetricType_COUNTER,
+		"authsidecar_tenant_token_fetches_total":     dto.MetricType_COUNTER,
 		"authsidecar_shared_cache_lookups_total":     dto.MetricType_COUNTER,
 		"authsidecar_token_expiry_timestamp_seconds": dto.MetricType_GAUGE,
 		"authsidecar_token_fetch_duration_seconds":   dto.MetricType_HISTOGRAM,
@@ -162,6 +164,10 @@ func TestNewStartsWithKnownSeries(t *testing.T) {
 		authsidecar_shared_cache_lookups_total{result="fallback",route="default"} 0
 		authsidecar_shared_cache_lookups_total{result="hit",route="default"} 0
 		authsidecar_shared_cache_lookups_total{result="miss",route="default"} 0
+		# HELP authsidecar_tenant_token_fetches_total Fetches of tenants' tokens (TENANTS_DIR), of their customers' with juspay-customer, by result (success, error); which tenant's is in the log only. The single-token metrics stay 0 for them.
+		# TYPE authsidecar_tenant_token_fetches_total counter
+		authsidecar_tenant_token_fetches_total{result="error",route="default"} 0
+		authsidecar_tenant_token_fetches_total{result="success",route="default"} 0
 		# HELP authsidecar_token_expiry_timestamp_seconds Unix time at which the current token expires; 0 before the first token.
 		# TYPE authsidecar_token_expiry_timestamp_seconds gauge
 		authsidecar_token_expiry_timestamp_seconds{route="default"} 0
@@ -486,28 +492,41 @@ func TestSharedCacheMetrics(t *testing.T) {
 	nilM.SharedCacheLockWait()
 }
 
-// TestCustomerTokensLeaveTheSingleTokenAlone: fetches of per-customer
-// tokens are counted apart, and set no expiry: no one token is the
-// sidecar's, and the alerts on the single token must not fire.
-func TestCustomerTokensLeaveTheSingleTokenAlone(t *testing.T) {
-	m := metrics.New(prometheus.NewRegistry())
-	o := m.Customers()
-	o.TokenFetched(time.Millisecond, &tokens.Token{Value: "tkn_1", Expiry: time.Now().Add(time.Minute)}, nil)
-	o.TokenFetched(time.Millisecond, nil, errors.New("unknown customer"))
-	o.TokenForcedRefresh()
-	for _, tc := range []struct {
-		name string
-		c    prometheus.Collector
-		want float64
+// TestKeyedTokensLeaveTheSingleTokenAlone: fetches of per-customer and
+// per-tenant tokens are each counted apart, and set no expiry: no one token
+// is the sidecar's, and the alerts on the single token must not fire.
+func TestKeyedTokensLeaveTheSingleTokenAlone(t *testing.T) {
+	for _, kind := range []struct {
+		name     string
+		observer func(*metrics.Metrics) tokens.Observer
+		own      func(*metrics.Metrics) *prometheus.CounterVec
+		other    func(*metrics.Metrics) *prometheus.CounterVec
 	}{
-		{"customer fetches, success", m.CustomerTokens.WithLabelValues("success"), 1},
-		{"customer fetches, error", m.CustomerTokens.WithLabelValues("error"), 1},
-		{"token fetches", m.TokenFetches.WithLabelValues("success"), 0},
-		{"token expiry", m.TokenExpiry, 0},
-		{"forced refreshes", m.ForcedRefreshes, 1},
+		{"customers", (*metrics.Metrics).Customers, func(m *metrics.Metrics) *prometheus.CounterVec { return m.CustomerTokens }, func(m *metrics.Metrics) *prometheus.CounterVec { return m.TenantTokens }},
+		{"tenants", (*metrics.Metrics).Tenants, func(m *metrics.Metrics) *prometheus.CounterVec { return m.TenantTokens }, func(m *metrics.Metrics) *prometheus.CounterVec { return m.CustomerTokens }},
 	} {
-		if got := testutil.ToFloat64(tc.c); got != tc.want {
-			t.Errorf("%s = %v, want %v", tc.name, got, tc.want)
-		}
+		t.Run(kind.name, func(t *testing.T) {
+			m := metrics.New(prometheus.NewRegistry())
+			o := kind.observer(m)
+			o.TokenFetched(time.Millisecond, &tokens.Token{Value: "tkn_1", Expiry: time.Now().Add(time.Minute)}, nil)
+			o.TokenFetched(time.Millisecond, nil, errors.New("unknown customer"))
+			o.TokenForcedRefresh()
+			for _, tc := range []struct {
+				name string
+				c    prometheus.Collector
+				want float64
+			}{
+				{"own fetches, success", kind.own(m).WithLabelValues("success"), 1},
+				{"own fetches, error", kind.own(m).WithLabelValues("error"), 1},
+				{"the other kind's fetches", kind.other(m).WithLabelValues("success"), 0},
+				{"token fetches", m.TokenFetches.WithLabelValues("success"), 0},
+				{"token expiry", m.TokenExpiry, 0},
+				{"forced refreshes", m.ForcedRefreshes, 1},
+			} {
+				if got := testutil.ToFloat64(tc.c); got != tc.want {
+					t.Errorf("%s = %v, want %v", tc.name, got, tc.want)
+				}
+			}
+		})
 	}
 }

@@ -386,7 +386,7 @@ func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, m 
 		MaxWait:               cfg.TokenWait,
 		ForcedRefreshInterval: cfg.ForcedRefreshInterval,
 		Logger:                log,
-		Observer:              m.Customers(),
+		Observer:              m.Tenants(),
 	})
 	if kind.keyed != nil {
 		s.proxy.ClientAuthTokens, s.proxy.ClientAuthTokenPath = src.cache, cfg.ClientAuthTokenPath

@@ -179,6 +179,17 @@ func TestTenants(t *testing.T) {
 	if v, _ := metric(exposition, `authsidecar_tenants{route="default",state="with_token"}`); v < 3 {
 		t.Errorf(`authsidecar_tenants{state="with_token"} = %v, want at least 3`, v)
 	}
+	// a, b, c, then d: four tenants' fetches, counted apart from the
+	// route's single token; the revoked merchant's refusals as errors.
+	if v, _ := metric(exposition, `authsidecar_tenant_token_fetches_total{result="success",route="default"}`); v != 4 {
+		t.Errorf(`authsidecar_tenant_token_fetches_total{result="success"} = %v, want 4`, v)
+	}
+	if v, _ := metric(exposition, `authsidecar_tenant_token_fetches_total{result="error",route="default"}`); v < 1 {
+		t.Errorf(`authsidecar_tenant_token_fetches_total{result="error"} = %v, want at least 1 (the revoked merchant)`, v)
+	}
+	if v, _ := metric(exposition, `authsidecar_token_fetches_total{result="success",route="default"}`); v != 0 {
+		t.Errorf(`authsidecar_token_fetches_total{result="success"} = %v, want 0: the route has no token of its own`, v)
+	}
 	if strings.Contains(exposition, "merchant-") {
 		t.Errorf("/metrics names a tenant: per-request series must not carry one")
 	}
