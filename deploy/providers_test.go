@@ -33,7 +33,7 @@ var providerExamples = map[string]struct {
 		"AUTHSIDECAR_TOKEN_URL=https://api.juspay.in (preset juspay)",
 		"AUTHSIDECAR_INJECT=json-body (default)",
 		"AUTHSIDECAR_CLIENT_AUTH_TOKEN_PATH=/juspay/client-auth-token (preset juspay)",
-		"AUTHSIDECAR_SET_HEADERS=x-merchantid=stock (preset juspay)",
+		"AUTHSIDECAR_MERCHANT_ID_HEADER=x-merchantid (preset juspay)",
 	}},
 	// One sidecar, three routes: each from its preset, its lines named
 	// after the route's variables.
@@ -45,7 +45,7 @@ var providerExamples = map[string]struct {
 		"AUTHSIDECAR_ROUTE_JUSPAY_UPSTREAM_URL=https://api.juspay.in (preset juspay)",
 		"AUTHSIDECAR_ROUTE_JUSPAY_TOKEN_SOURCE=none (preset juspay)",
 		"AUTHSIDECAR_ROUTE_JUSPAY_INJECT=basic (preset juspay)",
-		"AUTHSIDECAR_ROUTE_JUSPAY_SET_HEADERS=x-merchantid=stock (preset juspay)",
+		"AUTHSIDECAR_ROUTE_JUSPAY_MERCHANT_ID_HEADER=x-merchantid (preset juspay)",
 		"AUTHSIDECAR_ROUTE_JUSPAY_PATH_PREFIX=/juspay (environment)",
 		"AUTHSIDECAR_ROUTE_ALT_UPSTREAM_URL=https://public-api.alternativepayments.io (preset alternative-payments)",
 		"AUTHSIDECAR_ROUTE_ALT_TOKEN_SOURCE=oauth2 (preset alternative-payments)",

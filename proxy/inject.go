@@ -37,6 +37,7 @@ type authTransport struct {
 	tenants      Tenants           // nil: no tenants
 	tenantHeader string            // canonical; removed from every request
 	base         http.RoundTripper // next without the route's transport-wrapping injector, for a tenant's
+	setHeaders   []fixedHeader     // the route's, replaced by a tenant's
 	key          customerKey       // where a request's customer is, with keyed
 	inj          Injector
 	use          BodyUse // inj.Body(), fixed at start

@@ -38,6 +38,10 @@ type Tenant struct {
 	// SDKAuth and SDKAuthMerchantID serve SDKAuthPath for the tenant.
 	SDKAuth           Registrar
 	SDKAuthMerchantID string
+	// SetHeaders are the fixed headers of the tenant's requests, by
+	// canonical name, in place of Config.SetHeaders: none of the route's
+	// is sent for a tenant (a merchant id among them).
+	SetHeaders http.Header
 }
 
 // BindKey returns src's tokens of key as a TokenSource: a tenant's Tokens.
@@ -83,13 +87,23 @@ func (h *handler) checkTenant(w http.ResponseWriter, r *http.Request) (t *Tenant
 }
 
 // tenant takes the tenant header off an outbound request and returns the
-// tenant it names; nil for a request without one (TenantDefault).
-// checkTenant has accepted the name.
+// tenant it names, its fixed headers in place of the route's; nil for a
+// request without one (TenantDefault). checkTenant has accepted the name.
 func (t *authTransport) tenant(req *http.Request) (*Tenant, error) {
 	values := req.Header[t.tenantHeader]
 	delete(req.Header, t.tenantHeader)
 	if len(values) == 0 {
 		return nil, nil
 	}
-	return t.tenants.Tenant(values[0])
+	tn, err := t.tenants.Tenant(values[0])
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range t.setHeaders {
+		delete(req.Header, f.name)
+	}
+	for name, v := range tn.SetHeaders {
+		req.Header[name] = v
+	}
+	return tn, nil
 }

@@ -106,6 +106,7 @@ type Config struct {
 	BasicPassword           string        `env:"BASIC_PASSWORD"`
 	BasicPasswordFile       string        `env:"BASIC_PASSWORD_FILE"`
 	SetHeaders              string        `env:"SET_HEADERS"` // name=value,name=value
+	MerchantIDHeader        string        `env:"MERCHANT_ID_HEADER"`
 }
 
 // loadConfig reads the configuration from environ and validates it as a

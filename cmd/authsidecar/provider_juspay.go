@@ -29,9 +29,8 @@ var juspayProvider = provider{
 			s["BASIC_USER"] = get("API_KEY")
 			s["BASIC_USER_FILE"] = get("API_KEY_FILE")
 		}
-		if id := get("MERCHANT_ID"); id != "" {
-			s["SET_HEADERS"] = "x-merchantid=" + id
-		}
+		// x-merchantid: the route's MERCHANT_ID, or each tenant's.
+		s["MERCHANT_ID_HEADER"] = "x-merchantid"
 		return s
 	},
 }

@@ -15,17 +15,44 @@ var unsettableHeaders = map[string]bool{
 	"Proxy-Authorization": true, "Proxy-Authenticate": true, "Expect": true,
 }
 
-// setHeaders parses SET_HEADERS, "name=value,name=value": fixed headers set
-// on every upstream request, replacing the app's values. It reports each
-// problem naming SET_HEADERS, never quoting a value, and returns the headers
-// when there is none; nil when SET_HEADERS is empty.
+// setHeaders is every fixed header of upstream requests, replacing the
+// app's values: SET_HEADERS, and MERCHANT_ID in MERCHANT_ID_HEADER when both
+// are set. It reports each problem naming its variable, never quoting a
+// value, and returns the headers when there is none; nil when there are no
+// fixed headers.
 func (c Config) setHeaders(p *problems) http.Header {
-	if strings.TrimSpace(c.SetHeaders) == "" {
-		return nil
-	}
 	var injected string // the header the mode sets
 	if m, ok := lookupMode(c.Inject); ok && m.header != nil {
 		injected = http.CanonicalHeaderKey(m.header(c))
+	}
+	out := c.parseSetHeaders(injected, p)
+	h := c.MerchantIDHeader
+	if h == "" {
+		return out
+	}
+	key := http.CanonicalHeaderKey(h)
+	switch {
+	case !httpguts.ValidHeaderFieldName(h), !validHeaderName(h), unsettableHeaders[key], key == injected,
+		c.RequireHeader != "" && strings.EqualFold(h, c.RequireHeader):
+		p.add("MERCHANT_ID_HEADER", "%q is not a header name of your own: HTTP, the sidecar or %sINJECT sets it", h, envPrefix)
+	case out[key] != nil:
+		p.add("MERCHANT_ID_HEADER", "%q is also in %sSET_HEADERS: set it in one", h, envPrefix)
+	case strings.ContainsFunc(c.MerchantID, isControl):
+		p.add("MERCHANT_ID", "holds a control character: it is sent in %q", h)
+	case c.MerchantID != "":
+		if out == nil {
+			out = http.Header{}
+		}
+		out[key] = []string{c.MerchantID}
+	}
+	return out
+}
+
+// parseSetHeaders parses SET_HEADERS, "name=value,name=value"; injected is
+// the header the mode sets, which SET_HEADERS may not.
+func (c Config) parseSetHeaders(injected string, p *problems) http.Header {
+	if strings.TrimSpace(c.SetHeaders) == "" {
+		return nil
 	}
 	out, seen := http.Header{}, map[string]bool{}
 	var bad []string // one problem lists them all: loadConfig reports one a variable

@@ -234,12 +234,14 @@ type tenantSources struct {
 	n     int
 }
 
-// builtTenant is what was built of a tenant's files and settings, t.
+// builtTenant is what was built of a tenant's files and settings, t, or
+// why it could not be.
 type builtTenant struct {
 	t      *tenants.Tenant
 	src    tokens.Source      // with a source of one token
 	keyed  tokens.KeyedSource // with a source of tokens per customer
 	tenant *proxy.Tenant
+	err    error // a *proxy.TenantError
 }
 
 // Tenant implements proxy.Tenants: the tenant's credentials, once the
@@ -266,29 +268,38 @@ func tenantError(name string, err error) error {
 }
 
 // builtFor returns tenant name's built credentials, built at first use and
-// again when the tenant's files or settings change.
+// again when the tenant's files or settings change. A tenant that cannot be
+// built is logged once, and refused until it changes.
 func (s *tenantSources) builtFor(name string) (builtTenant, error) {
 	t, err := s.dir.Lookup(name)
 	if err != nil {
 		return builtTenant{}, tenantError(name, err)
 	}
 	if v, ok := s.built.Load(name); ok && v.(builtTenant).t == t {
-		return v.(builtTenant), nil
+		return v.(builtTenant), v.(builtTenant).err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if v, ok := s.built.Load(name); ok && v.(builtTenant).t == t {
-		return v.(builtTenant), nil // built meanwhile
+		return v.(builtTenant), v.(builtTenant).err // built meanwhile
 	}
 	bt, err := s.build(name, t)
 	if err != nil {
-		return builtTenant{}, tenantError(name, err)
+		// In the tenant's terms: its files and settings, not the route's
+		// variables.
+		var msgs []string
+		for _, e := range flatten(err) {
+			msgs = append(msgs, tenantProblem(e))
+		}
+		problem := strings.Join(msgs, "; ")
+		s.log.Warn("tenant's credentials incomplete: its requests get 500 incomplete_tenant", "tenant", name, "problem", problem)
+		bt = builtTenant{t: t, err: &proxy.TenantError{Status: http.StatusInternalServerError, Code: "incomplete_tenant", Message: fmt.Sprintf("tenant %s: %s", name, problem)}}
 	}
 	if _, loaded := s.built.Swap(name, bt); !loaded {
 		s.n++
 	}
 	s.pruneLocked()
-	return bt, nil
+	return bt, bt.err
 }
 
 // build makes tenant name's credentials of its files and settings, t, as
@@ -314,6 +325,10 @@ func (s *tenantSources) build(name string, t *tenants.Tenant) (builtTenant, erro
 		return builtTenant{}, err
 	}
 	pt := bt.tenant
+	var p problems
+	if pt.SetHeaders = tc.setHeaders(&p); p.err() != nil {
+		return builtTenant{}, p.err()
+	}
 	pt.Signer, pt.PaygateMerchant = parts.signer, parts.merchant
 	if tc.SDKAuthPath != "" {
 		pt.SDKAuth, pt.SDKAuthMerchantID = tokens.NewAxeptaRegistrar(tc.axeptaConfig(parts.merchant, s.b.tokenClient)), tc.MerchantID

@@ -120,7 +120,7 @@ func (o *output) String() string {
 
 // sidecar is a running authsidecar process.
 type sidecar struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	out    *output
 	listen string // the proxy's host:port
@@ -145,7 +145,7 @@ type sidecar struct {
 // is picked by the test and then lost to another process. It logs at LOG_LEVEL=debug
 // unless env sets another level. The process is killed when the test ends,
 // and what it showed is scanned for secrets (see secrets_test.go).
-func startSidecar(t *testing.T, env map[string]string) *sidecar {
+func startSidecar(t testing.TB, env map[string]string) *sidecar {
 	t.Helper()
 	s, err := tryStart(t, env)
 	if err != nil {
@@ -156,7 +156,7 @@ func startSidecar(t *testing.T, env map[string]string) *sidecar {
 
 // tryStart is startSidecar returning its error; it may be called from
 // goroutines other than the test's.
-func tryStart(t *testing.T, env map[string]string) (*sidecar, error) {
+func tryStart(t testing.TB, env map[string]string) (*sidecar, error) {
 	t.Helper()
 	full := map[string]string{"LISTEN_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0"}
 	for k, v := range env {

@@ -657,7 +657,7 @@ func TestRoutesCheck(t *testing.T) {
 		"juspay": {
 			"AUTHSIDECAR_ROUTE_JUSPAY_PATH_PREFIX=/juspay (environment)",
 			"AUTHSIDECAR_ROUTE_JUSPAY_TOKEN_SOURCE=juspay-customer (environment)",
-			"AUTHSIDECAR_ROUTE_JUSPAY_SET_HEADERS=x-merchantid=" + juspayMerchantID + " (preset juspay)",
+			"AUTHSIDECAR_ROUTE_JUSPAY_MERCHANT_ID_HEADER=x-merchantid (preset juspay)",
 			"AUTHSIDECAR_LISTEN_ADDR=" + env["LISTEN_ADDR"] + " (environment)", // the main listener's, unprefixed
 		},
 		"alt": {
