@@ -197,7 +197,7 @@ func (c Config) forTenant(t *tenants.Tenant) Config {
 	c.ClientID, c.ClientSecret, c.BasicUser, c.BasicPassword, c.APIKey = "", "", "", "", ""
 	c.MerchantID, c.SigningKeyID = "", ""
 	for file, tf := range tenantFiles {
-		*tf.field(&c) = t.Files[file]
+		*tf.field(&c) = t.File(file)
 	}
 	if c.Inject == basicMode.name && c.BasicUserFile == "" {
 		c.BasicUserFile = c.APIKeyFile // Juspay's API key is the Basic user
@@ -240,7 +240,7 @@ type builtTenant struct {
 	t      *tenants.Tenant
 	src    tokens.Source      // with a source of one token
 	keyed  tokens.KeyedSource // with a source of tokens per customer
-	tenant *proxy.Tenant
+	tenant proxy.Tenant
 	err    error // a *proxy.TenantError
 }
 
@@ -251,7 +251,7 @@ func (s *tenantSources) Tenant(name string) (*proxy.Tenant, error) {
 	if err != nil {
 		return nil, err
 	}
-	return bt.tenant, nil
+	return &bt.tenant, nil
 }
 
 func tenantError(name string, err error) error {
@@ -270,18 +270,18 @@ func tenantError(name string, err error) error {
 // builtFor returns tenant name's built credentials, built at first use and
 // again when the tenant's files or settings change. A tenant that cannot be
 // built is logged once, and refused until it changes.
-func (s *tenantSources) builtFor(name string) (builtTenant, error) {
+func (s *tenantSources) builtFor(name string) (*builtTenant, error) {
 	t, err := s.dir.Lookup(name)
 	if err != nil {
-		return builtTenant{}, tenantError(name, err)
+		return nil, tenantError(name, err)
 	}
-	if v, ok := s.built.Load(name); ok && v.(builtTenant).t == t {
-		return v.(builtTenant), v.(builtTenant).err
+	if v, ok := s.built.Load(name); ok && v.(*builtTenant).t == t {
+		return v.(*builtTenant), v.(*builtTenant).err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v, ok := s.built.Load(name); ok && v.(builtTenant).t == t {
-		return v.(builtTenant), v.(builtTenant).err // built meanwhile
+	if v, ok := s.built.Load(name); ok && v.(*builtTenant).t == t {
+		return v.(*builtTenant), v.(*builtTenant).err // built meanwhile
 	}
 	bt, err := s.build(name, t)
 	if err != nil {
@@ -293,7 +293,7 @@ func (s *tenantSources) builtFor(name string) (builtTenant, error) {
 		}
 		problem := strings.Join(msgs, "; ")
 		s.log.Warn("tenant's credentials incomplete: its requests get 500 incomplete_tenant", "tenant", name, "problem", problem)
-		bt = builtTenant{t: t, err: &proxy.TenantError{Status: http.StatusInternalServerError, Code: "incomplete_tenant", Message: fmt.Sprintf("tenant %s: %s", name, problem)}}
+		bt = &builtTenant{t: t, err: &proxy.TenantError{Status: http.StatusInternalServerError, Code: "incomplete_tenant", Message: fmt.Sprintf("tenant %s: %s", name, problem)}}
 	}
 	if _, loaded := s.built.Swap(name, bt); !loaded {
 		s.n++
@@ -304,9 +304,9 @@ func (s *tenantSources) builtFor(name string) (builtTenant, error) {
 
 // build makes tenant name's credentials of its files and settings, t, as
 // buildRoute makes the route's.
-func (s *tenantSources) build(name string, t *tenants.Tenant) (builtTenant, error) {
+func (s *tenantSources) build(name string, t *tenants.Tenant) (*builtTenant, error) {
 	tc := s.cfg.forTenant(t)
-	bt := builtTenant{t: t, tenant: &proxy.Tenant{Key: name}}
+	bt := &builtTenant{t: t, tenant: proxy.Tenant{Key: name}}
 	var err error
 	switch {
 	case s.kind.keyed != nil:
@@ -318,16 +318,16 @@ func (s *tenantSources) build(name string, t *tenants.Tenant) (builtTenant, erro
 		}
 	}
 	if err != nil {
-		return builtTenant{}, err
+		return nil, err
 	}
 	parts, err := tc.credentialParts(s.log, s.metrics)
 	if err != nil {
-		return builtTenant{}, err
+		return nil, err
 	}
-	pt := bt.tenant
+	pt := &bt.tenant
 	var p problems
 	if pt.SetHeaders = tc.setHeaders(&p); p.err() != nil {
-		return builtTenant{}, p.err()
+		return nil, p.err()
 	}
 	pt.Signer, pt.PaygateMerchant = parts.signer, parts.merchant
 	if tc.SDKAuthPath != "" {
@@ -335,7 +335,7 @@ func (s *tenantSources) build(name string, t *tenants.Tenant) (builtTenant, erro
 	}
 	if m, _ := lookupMode(s.cfg.Inject); m.tenantCredentials {
 		if pt.Injector, err = m.build(tc, parts); err != nil {
-			return builtTenant{}, err
+			return nil, err
 		}
 	}
 	return bt, nil

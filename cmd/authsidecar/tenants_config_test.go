@@ -212,16 +212,29 @@ func TestForTenant(t *testing.T) {
 		ClientID: "route-id", ClientSecret: "route-secret", Scopes: "route", TokenParams: "r=1",
 		MerchantID: "route-m", SigningKeyID: "route-k", TokenURL: "https://auth.example/token",
 	}
-	tn := &tenants.Tenant{
-		Name:     "a",
-		Files:    map[string]string{"client_id": "/t/a/client_id", "client_secret": "/t/a/client_secret", "token": "/t/a/token", "client_assertion_key.pem": "/t/a/key.pem"},
-		Settings: map[string]string{"SCOPES": "a b", "TOKEN_PARAMS": "x=1", "MERCHANT_ID": "m-a", "SIGNING_KEY_ID": "k-a"},
+	root := tenantsDir(t, map[string]string{
+		"a/token": "tok", "a/client_assertion_key.pem": "key",
+		"a/settings":  "SCOPES=a b\nTOKEN_PARAMS=x=1\nMERCHANT_ID=m-a\nSIGNING_KEY_ID=k-a\n",
+		"b/client_id": "", "b/client_secret": "", "b/settings": "CLIENT_ID=id-b\n",
+		"c/client_id": "", "c/client_secret": "", "c/settings": "", "c/.keep": "x",
+	})
+	d, err := tenants.Open(tenants.Config{Dir: root, Optional: tenantFileNames(), Settings: tenantSettings})
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := route.forTenant(tn)
+	lookup := func(name string) *tenants.Tenant {
+		tn, err := d.Lookup(name)
+		if err != nil {
+			t.Fatalf("Lookup(%s): %v", name, err)
+		}
+		return tn
+	}
+	c := route.forTenant(lookup("a"))
+	in := func(f string) string { return filepath.Join(root, "a", f) }
 	want := route
-	want.ClientID, want.ClientIDFile = "", "/t/a/client_id"
-	want.ClientSecret, want.ClientSecretFile = "", "/t/a/client_secret"
-	want.TokenFile, want.AssertionKeyFile = "/t/a/token", "/t/a/key.pem"
+	want.ClientID, want.ClientIDFile = "", in("client_id")
+	want.ClientSecret, want.ClientSecretFile = "", in("client_secret")
+	want.TokenFile, want.AssertionKeyFile = in("token"), in("client_assertion_key.pem")
 	want.Scopes, want.TokenParams, want.MerchantID, want.SigningKeyID = "a b", "x=1", "m-a", "k-a"
 	if c != want {
 		t.Errorf("forTenant() =\n%+v\nwant\n%+v", c, want)
@@ -232,13 +245,13 @@ func TestForTenant(t *testing.T) {
 
 	// CLIENT_ID in the settings in place of the file; the route's
 	// credentials are never a tenant's.
-	c = Config{ClientIDFile: "/route/id", ClientSecret: "route-secret", Scopes: "route"}.forTenant(&tenants.Tenant{Name: "b", Settings: map[string]string{"CLIENT_ID": "id-b"}})
+	c = Config{ClientIDFile: "/route/id", ClientSecret: "route-secret", Scopes: "route"}.forTenant(lookup("b"))
 	if c.ClientID != "id-b" || c.ClientIDFile != "" || c.ClientSecret != "" || c.ClientSecretFile != "" || c.Scopes != "route" {
 		t.Errorf("forTenant() = %+v, want CLIENT_ID id-b, no secret, the route's scopes", c)
 	}
 	// Nor are the route's merchant id, key id, signing key or Paygate
 	// passwords.
-	c = Config{MerchantID: "route-m", SigningKeyID: "route-k", SigningKeyFile: "/route/key.pem", PaygateKeyFile: "/route/pg", PaygateHMACKeyFile: "/route/hmac"}.forTenant(&tenants.Tenant{Name: "c"})
+	c = Config{MerchantID: "route-m", SigningKeyID: "route-k", SigningKeyFile: "/route/key.pem", PaygateKeyFile: "/route/pg", PaygateHMACKeyFile: "/route/hmac"}.forTenant(lookup("c"))
 	if c.MerchantID != "" || c.SigningKeyID != "" || c.SigningKeyFile != "" || c.PaygateKeyFile != "" || c.PaygateHMACKeyFile != "" {
 		t.Errorf("forTenant() = %+v, want none of the route's merchant's", c)
 	}
@@ -285,9 +298,9 @@ func TestTenantSourcesForgetRemovedTenants(t *testing.T) {
 	}
 	src := &tenantSources{dir: d}
 	for i := range 40 {
-		src.built.Store(fmt.Sprintf("gone-%d", i), builtTenant{})
+		src.built.Store(fmt.Sprintf("gone-%d", i), &builtTenant{})
 	}
-	src.built.Store("a", builtTenant{})
+	src.built.Store("a", &builtTenant{})
 	src.n = 41
 	src.pruneLocked()
 	kept := 0

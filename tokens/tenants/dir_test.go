@@ -130,8 +130,8 @@ func TestIncompleteTenant(t *testing.T) {
 	if err != nil || good.Name != "m-good" || readContent(t, good, "client_secret") != "secret-good" {
 		t.Fatalf("Lookup(m-good) = %+v, %v", good, err)
 	}
-	if _, ok := good.Files["api_key"]; ok {
-		t.Errorf("Lookup(m-good).Files = %v, want no api_key", good.Files)
+	if good.File("api_key") != "" {
+		t.Errorf("Lookup(m-good).File(api_key) = %q, want none", good.File("api_key"))
 	}
 	if tn, err := d.Lookup("m-opt"); err != nil || readContent(t, tn, "api_key") != "key" {
 		t.Errorf("Lookup(m-opt) = %+v, %v, want its api_key", tn, err)

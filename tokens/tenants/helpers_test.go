@@ -178,7 +178,7 @@ func watch(t *testing.T, d *Dir) {
 // readContent reads a tenant's file, as a source would at use.
 func readContent(t testing.TB, tn *Tenant, file string) string {
 	t.Helper()
-	b, err := os.ReadFile(tn.Files[file])
+	b, err := os.ReadFile(tn.File(file))
 	must(t, err)
 	return string(b)
 }

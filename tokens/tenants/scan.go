@@ -211,7 +211,7 @@ func (d *Dir) scanTenant(name string, real bool, old *tenantState) *tenantState 
 	}
 
 	var missing, problems []string
-	files := make(map[string]string, len(d.names))
+	var has uint64
 	h.Reset()
 	for i, fn := range d.names {
 		s := stamps[i]
@@ -235,7 +235,7 @@ func (d *Dir) scanTenant(name string, real bool, old *tenantState) *tenantState 
 		maphash.WriteComparable(&h, len(b))
 		h.Write(b)
 		clear(b)
-		files[fn] = path
+		has |= 1 << i
 	}
 	st.content = h.Sum64()
 	var settings map[string]string
@@ -258,7 +258,7 @@ func (d *Dir) scanTenant(name string, real bool, old *tenantState) *tenantState 
 	case old != nil && old.t != nil && old.content == st.content && maps.Equal(old.t.Settings, settings):
 		st.t = old.t
 	default:
-		st.t = &Tenant{Name: name, Files: files, Settings: settings}
+		st.t = &Tenant{Name: name, Settings: settings, files: d.files, has: has}
 	}
 	return st
 }

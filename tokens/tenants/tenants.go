@@ -105,14 +105,32 @@ type Config struct {
 type Tenant struct {
 	// Name is the tenant's name, its directory's.
 	Name string
-	// Files maps each of the tenant's files (Config.Files and those of
-	// Config.Optional it has) to its path. The path is the one in the
-	// tenant's directory, symlinks unresolved, so that a source re-reading
-	// it at use gets the current file. Do not modify.
-	Files map[string]string
 	// Settings maps each key of the tenant's settings file to its value;
 	// nil if the tenant has none. Do not modify.
 	Settings map[string]string
+
+	files *fileSet // the Dir's, shared by its tenants
+	has   uint64   // bit i: the tenant has files.names[i]
+}
+
+// fileSet is where a Dir's tenants' files are: root/<tenant>/<name>.
+type fileSet struct {
+	root  string
+	names []string // Config.Files then Config.Optional
+}
+
+// File returns the path of the tenant's file name (one of Config.Files, or
+// of Config.Optional that it has), "" if it has none. The path is the one
+// in the tenant's directory, symlinks unresolved, so that a source
+// re-reading it at use gets the current file. A tenant keeps which files it
+// has, not their paths: 10,000 tenants' maps of paths cost megabytes.
+func (t *Tenant) File(name string) string {
+	for i, n := range t.files.names {
+		if n == name && t.has&(1<<i) != 0 {
+			return filepath.Join(t.files.root, t.Name, name)
+		}
+	}
+	return ""
 }
 
 // IncompleteError is the error of a tenant that lacks a required file or has
@@ -147,6 +165,7 @@ type Dir struct {
 	c        Config
 	names    []string // Files then Optional: what a scan looks at, with settingsFile
 	required int      // len(c.Files)
+	files    *fileSet // root and names, for the tenants
 	log      *slog.Logger
 	seed     maphash.Seed
 	watching atomic.Bool
@@ -188,10 +207,12 @@ func Open(c Config) (*Dir, error) {
 		c:        c,
 		names:    slices.Concat(c.Files, c.Optional),
 		required: len(c.Files),
-		log:      c.Logger,
-		seed:     maphash.MakeSeed(),
-		issues:   map[string]string{},
+
+		log:    c.Logger,
+		seed:   maphash.MakeSeed(),
+		issues: map[string]string{},
 	}
+	d.files = &fileSet{root: c.Dir, names: d.names}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -201,6 +222,10 @@ func Open(c Config) (*Dir, error) {
 	return d, nil
 }
 
+// maxNames bounds Config.Files and Config.Optional together: a tenant
+// keeps which it has in one bit each.
+const maxNames = 64
+
 // check reports every problem of c at once.
 func (c Config) check() error {
 	var errs []error
@@ -208,6 +233,9 @@ func (c Config) check() error {
 		errs = append(errs, errors.New("tenants: no directory"))
 	}
 	seen := map[string]bool{}
+	if n := len(c.Files) + len(c.Optional); n > maxNames {
+		errs = append(errs, fmt.Errorf("tenants: %d file names, more than %d", n, maxNames))
+	}
 	for _, f := range slices.Concat(c.Files, c.Optional) {
 		switch {
 		case ValidName(f) != nil:

@@ -42,8 +42,8 @@ func TestWatchTenantDirectories(t *testing.T) {
 	if got := readContent(t, first, "client_secret"); got != "secret-1" {
 		t.Errorf("m1's client_secret = %q, want secret-1", got)
 	}
-	if want := filepath.Join(dir, "m1", "client_secret"); first.Files["client_secret"] != want {
-		t.Errorf("m1's client_secret is at %q, want %q", first.Files["client_secret"], want)
+	if want := filepath.Join(dir, "m1", "client_secret"); first.File("client_secret") != want {
+		t.Errorf("m1's client_secret is at %q, want %q", first.File("client_secret"), want)
 	}
 
 	// Rotation: the kubelet swaps m1/..data.
