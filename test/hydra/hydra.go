@@ -10,6 +10,29 @@
 // CI set in the environment, a Hydra that cannot be built fails the test;
 // without it, a machine with no C compiler skips the test and says why. Any
 // other build failure fails the test everywhere.
+//
+// What Hydra v2.3.0 does, as this package's tests show:
+//
+//   - The JWT-bearer grant (RFC 7523 section 2.1) needs client
+//     authentication: a public client (token_endpoint_auth_method none)
+//     sending client_id will do, and the client must be allowed the grant
+//     (else 400 unauthorized_client). No client_id at all: 400
+//     invalid_request.
+//   - The assertion must have iss, sub, aud (the token URL, as a string or
+//     in a list), exp, iat and jti; exp - iat may be at most
+//     oauth2.grant.jwt.max_ttl, 720h by default; nbf, if present, must have
+//     passed. Each is 400 invalid_grant otherwise, as are an unknown issuer
+//     or subject and a signature by a key not trusted for them. A scope not
+//     granted to the issuer is 400 invalid_scope.
+//   - A jti is accepted once, until its assertion's exp: again, 400
+//     jti_known. Client assertions and grant assertions share that list.
+//   - private_key_jwt client authentication works with a key in the
+//     client's jwks (RS256, PS256, ES256; the client's
+//     token_endpoint_auth_signing_alg is the only alg accepted); a failure
+//     is 401 invalid_client, a reused jti 400 jti_known.
+//   - RFC 8693 token exchange is not implemented: a client can be registered
+//     for the grant type, but the token endpoint answers 400
+//     invalid_request.
 package hydra
 
 import (

@@ -305,6 +305,21 @@ func TestPrivateKeyJWT(t *testing.T) {
 				f.Set("client_assertion", sign(t, key, "client-key", claims(s, c.ID, c.ID)))
 				wantToken(t, s, s.PostToken(t, f), subject, c.ID)
 			})
+			t.Run("one jti for both assertions", func(t *testing.T) {
+				// Hydra keeps one list of used jti for client assertions
+				// and JWT-bearer assertions: the client assertion's is
+				// recorded first, so the grant's is then known.
+				grant := claims(s, issuer+"/"+alg, subject)
+				client := claims(s, c.ID, c.ID)
+				client["jti"] = grant["jti"]
+				issKey := rsaKey(t)
+				s.TrustIssuer(t, issuer+"/"+alg, subject, issKey.Public(), "rsa-2", []string{"payments.read"})
+				f := bearer("", sign(t, issKey, "rsa-2", grant), "payments.read")
+				f.Del("client_id")
+				f.Set("client_assertion_type", ClientAssertionType)
+				f.Set("client_assertion", sign(t, key, "client-key", client))
+				wantError(t, s.PostToken(t, f), http.StatusBadRequest, "jti_known")
+			})
 		})
 	}
 }
