@@ -58,6 +58,12 @@ type CacheOptions struct {
 	// Changed, if not nil, signals that the source's credential changed (a
 	// token file was rotated): each receive starts a fetch at once.
 	Changed <-chan struct{}
+	// Rotated, if not nil, signals that a file the source reads to ask for
+	// tokens was rotated (an assertion, a subject token): after a failed
+	// fetch, the next starts at once; a token renewing fine is kept, and
+	// renewed at its time with the new file, so that the kubelet's hourly
+	// rotations cause no fetches of their own.
+	Rotated <-chan struct{}
 }
 
 // maxRetryAfter caps how long a provider's Retry-After may delay a fetch.
@@ -364,6 +370,10 @@ func (c *Cache) Run(ctx context.Context) error {
 		case <-c.kick:
 		default:
 		}
+		select { // and reads the rotated files
+		case <-c.opts.Rotated:
+		default:
+		}
 		c.mu.Unlock()
 
 		start := time.Now()
@@ -389,6 +399,10 @@ func (c *Cache) Run(ctx context.Context) error {
 		}
 		c.publish(tok, err, wait)
 
+		rotated := c.opts.Rotated
+		if err == nil {
+			rotated = nil // a rotation waits for the renewal
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -401,6 +415,9 @@ func (c *Cache) Run(ctx context.Context) error {
 			t.Stop()
 			changed = true
 			c.opts.Logger.Info("credential changed: fetching")
+		case <-rotated:
+			t.Stop()
+			c.opts.Logger.Info("a file the token request reads was rotated: retrying the failed fetch")
 		}
 	}
 }

@@ -66,27 +66,38 @@ func (c JSONConfig) Check() error {
 	return f.err()
 }
 
-// oauth2Reserved are the form parameters the OAuth2 source sets itself.
-var oauth2Reserved = []string{"grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type"}
+// oauth2Reserved are the form parameters the OAuth2 source sets itself,
+// some with a Grant only.
+var oauth2Reserved = []string{"grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type",
+	"assertion", "subject_token", "subject_token_type", "actor_token", "actor_token_type", "requested_token_type"}
 
 // Check reports every problem of c, each a *FieldError, joined; nil if
 // NewOAuth2Source can use it.
 func (c OAuth2Config) Check() error {
 	var f fieldErrors
 	f.url("TokenURL", c.TokenURL)
-	if c.ClientID.IsZero() {
+	// With a Grant, the client may be a public one, without credentials.
+	if c.ClientID.IsZero() && c.Grant == nil {
 		f.add("ClientID", "required")
 	}
 	switch {
-	case c.Assertion == nil && c.ClientSecret.IsZero():
+	case c.Assertion != nil && c.AssertionFile != nil:
+		f.add("AssertionFile", "not with an Assertion: the client authenticates with one")
+	case c.Assertion == nil && c.AssertionFile == nil && c.ClientSecret.IsZero() && c.Grant == nil:
 		f.add("ClientSecret", "required (or an Assertion)")
-	case c.Assertion != nil && !c.ClientSecret.IsZero():
+	case (c.Assertion != nil || c.AssertionFile != nil) && !c.ClientSecret.IsZero():
 		f.add("ClientSecret", "not used with an Assertion")
 	}
 	if c.Assertion != nil {
 		if err := c.Assertion.Check(); err != nil {
 			f.add("Assertion", "%v", strings.TrimPrefix(err.Error(), "tokens: "))
 		}
+	}
+	if c.AssertionFile != nil && c.AssertionFile.c.Path == "" {
+		f.add("AssertionFile", "the client assertion file has no path")
+	}
+	if c.Grant != nil {
+		c.Grant.check(&f)
 	}
 	for _, k := range oauth2Reserved {
 		if c.Params.Has(k) {

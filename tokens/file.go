@@ -39,6 +39,10 @@ type FileConfig struct {
 	// reports, in case an event is missed or inotify is unavailable. If zero,
 	// 5s is used.
 	PollInterval time.Duration
+	// Changed, if not nil, is the channel Changed returns, which several
+	// files may share; it must have a buffer. If nil, the source makes its
+	// own.
+	Changed chan struct{}
 }
 
 // FileSource is a Source that reads its token from a file, and can watch the
@@ -69,7 +73,11 @@ func NewFileSource(c FileConfig) *FileSource {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &FileSource{c: c, log: log, changed: make(chan struct{}, 1)}
+	changed := c.Changed
+	if changed == nil {
+		changed = make(chan struct{}, 1)
+	}
+	return &FileSource{c: c, log: log, changed: changed}
 }
 
 // Token reads the file. An empty file, or one whose token holds a line break

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -22,17 +23,28 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 )
 
-// OAuth2Config describes an RFC 6749 client-credentials grant.
+// OAuth2Config describes an RFC 6749 client-credentials grant, or with
+// Grant another grant at the token endpoint (RFC 7523's JWT bearer grant,
+// RFC 8693's token exchange).
 type OAuth2Config struct {
 	// TokenURL is the token endpoint.
 	TokenURL string
-	// ClientID and ClientSecret authenticate the client. With Assertion set,
-	// ClientSecret is neither read nor sent.
+	// ClientID and ClientSecret authenticate the client. With Assertion or
+	// AssertionFile set, ClientSecret is neither read nor sent. With a
+	// Grant, both are optional: a client without a secret or an assertion
+	// is a public one, sending its client_id if it has one.
 	ClientID, ClientSecret Secret
 	// Assertion, if set, authenticates the client with a signed JWT (RFC 7523
 	// private_key_jwt) instead of ClientSecret. If nil, the client secret is
 	// used.
 	Assertion *ClientAssertion
+	// AssertionFile, if set, authenticates the client with the JWT another
+	// process writes to this file (RFC 7523 section 2.2: a projected
+	// service-account token, a SPIFFE JWT-SVID), read for each request and
+	// refused, unsent, once its exp has passed.
+	AssertionFile *FileSource
+	// Grant, if set, is asked with in place of client credentials.
+	Grant Grant
 	// Scopes are sent space-separated as scope; omitted when empty.
 	Scopes []string
 	// Params are extra form parameters (audience, resource, …).
@@ -56,10 +68,16 @@ const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bea
 const assertionLifetime = time.Minute
 
 // ClientAssertion authenticates the client with a JWT signed by its private
-// key (RFC 7523 section 2.2, OpenID Connect private_key_jwt). Each token
-// request carries a fresh assertion: iss and sub are the client id, aud the
-// token URL, iat now, exp a minute later and jti a random UUID.
+// key (RFC 7523 section 2.2, OpenID Connect private_key_jwt), or is the
+// assertion of the JWT bearer grant (section 2.1). Each token request carries
+// a fresh assertion: iss and sub are the client id, aud the token URL, iat
+// now, exp a minute later and jti a random UUID, unless Issuer, Subject or
+// Audience say otherwise.
 type ClientAssertion struct {
+	// Issuer, Subject and Audience, if set, are the assertion's iss, sub
+	// and aud in place of the client id, Issuer (or the client id), and the
+	// token URL.
+	Issuer, Subject, Audience string
 	// Key signs the assertions; a rotated key file is used from the next
 	// request on. Required.
 	Key *KeyFile
@@ -137,12 +155,13 @@ func (a *ClientAssertion) sign(id, tokenURL string, now time.Time) (string, erro
 	if err != nil {
 		return "", fmt.Errorf("tokens: client assertion: jti: %w", err)
 	}
+	iss, sub, aud := cmp.Or(a.Issuer, id), cmp.Or(a.Subject, a.Issuer, id), cmp.Or(a.Audience, tokenURL)
 	// aud as a plain string, not jwt/v5's one-element array: RFC 7519
 	// allows both, and some providers take only the string.
 	t := jwt.NewWithClaims(m, jwt.MapClaims{
-		"iss": id,
-		"sub": id,
-		"aud": tokenURL,
+		"iss": iss,
+		"sub": sub,
+		"aud": aud,
 		"iat": now.Unix(),
 		"exp": now.Add(assertionLifetime).Unix(),
 		"jti": jti.String(),
@@ -191,20 +210,57 @@ func (s *oauth2Source) config(id, secret string) *clientcredentials.Config {
 	return s.cfg
 }
 
-// assertionConfig returns a configuration of its own for one request that
-// presents assertion: nothing shared is changed, and no secret is sent.
-func (s *oauth2Source) assertionConfig(id, assertion string) *clientcredentials.Config {
-	params := make(url.Values, len(s.c.Params)+2)
-	maps.Copy(params, s.c.Params)
-	params.Set("client_assertion_type", ClientAssertionType)
-	params.Set("client_assertion", assertion)
+// oneOff returns a configuration of its own for one request with params
+// (in place of Params): nothing shared is changed.
+func (s *oauth2Source) oneOff(id, secret string, params url.Values, style oauth2.AuthStyle) *clientcredentials.Config {
 	return &clientcredentials.Config{
 		ClientID:       id,
+		ClientSecret:   secret,
 		TokenURL:       s.c.TokenURL,
 		Scopes:         s.c.Scopes,
 		EndpointParams: params,
-		AuthStyle:      oauth2.AuthStyleInParams,
+		AuthStyle:      style,
 	}
+}
+
+// requestParams are the form parameters of one request made at now: Params
+// with the grant's and the client assertion's, and the secret values among
+// them; nil for the client-credentials grant with a secret, which sends
+// Params alone.
+func (s *oauth2Source) requestParams(ctx context.Context, id string, now time.Time) (url.Values, []string, error) {
+	var v url.Values
+	var secrets []string
+	add := func(p url.Values, sec []string) {
+		if v == nil {
+			v = make(url.Values, len(s.c.Params)+len(p)+2)
+			maps.Copy(v, s.c.Params)
+		}
+		maps.Copy(v, p)
+		secrets = append(secrets, sec...)
+	}
+	if g := s.c.Grant; g != nil {
+		p, sec, err := g.params(ctx, id, s.c.TokenURL, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.Set("grant_type", g.GrantType()) // clientcredentials lets it be replaced
+		add(p, sec)
+	}
+	var assertion string
+	var err error
+	switch {
+	case s.c.Assertion != nil:
+		assertion, err = s.c.Assertion.sign(id, s.c.TokenURL, now)
+	case s.c.AssertionFile != nil:
+		assertion, err = readJWTFile(ctx, s.c.AssertionFile, "client assertion file", now)
+	default:
+		return v, secrets, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	add(url.Values{"client_assertion_type": {ClientAssertionType}, "client_assertion": {assertion}}, jwtSecrets(assertion))
+	return v, secrets, nil
 }
 
 func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
@@ -212,26 +268,29 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	var (
-		cfg     *clientcredentials.Config
-		secrets []string // what a provider may echo back, to be removed from its messages
-	)
-	if a := s.c.Assertion; a != nil {
-		assertion, err := a.sign(id, s.c.TokenURL, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		cfg = s.assertionConfig(id, assertion)
-		secrets = []string{assertion, assertion[strings.LastIndexByte(assertion, '.')+1:]}
-	} else {
+	params, secrets, err := s.requestParams(ctx, id, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var cfg *clientcredentials.Config
+	switch {
+	case s.c.Assertion == nil && s.c.AssertionFile == nil && !s.c.ClientSecret.IsZero():
 		secret, err := s.c.ClientSecret.Read()
 		if err != nil {
 			return nil, err
 		}
-		cfg = s.config(id, secret)
 		// A provider may echo the request back, Basic credential included.
 		basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
-		secrets = []string{secret, basic}
+		secrets = append(secrets, secret, basic)
+		if params == nil {
+			cfg = s.config(id, secret)
+		} else {
+			cfg = s.oneOff(id, secret, params, s.c.AuthStyle)
+		}
+	default:
+		// A client assertion, or a public client: its client_id, if any,
+		// in the body.
+		cfg = s.oneOff(id, "", params, oauth2.AuthStyleInParams)
 	}
 	t, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, s.c.Client))
 	if err != nil {
