@@ -76,8 +76,9 @@ var oauth2Reserved = []string{"grant_type", "client_id", "client_secret", "clien
 func (c OAuth2Config) Check() error {
 	var f fieldErrors
 	f.url("TokenURL", c.TokenURL)
-	// With a Grant, the client may be a public one, without credentials.
-	if c.ClientID.IsZero() && c.Grant == nil {
+	// With a Grant, the client may be a public one, without credentials;
+	// with an assertion file, the assertion says who it is.
+	if c.ClientID.IsZero() && c.Grant == nil && c.AssertionFile == nil {
 		f.add("ClientID", "required")
 	}
 	switch {

@@ -49,6 +49,17 @@ type builder struct {
 	changed <-chan struct{}
 	// background is run beside the servers until renewal stops.
 	background []func(ctx context.Context) error
+	// rotated, if a source sets it, signals that a file its token requests
+	// read was rotated (CacheOptions.Rotated).
+	rotated chan struct{}
+}
+
+// logger is b's logger; nil for a nil builder (a check, which logs nothing).
+func (b *builder) logger() *slog.Logger {
+	if b == nil {
+		return nil
+	}
+	return b.log
 }
 
 // newRegistry is the sidecar's own Prometheus registry, with the Go
@@ -209,6 +220,7 @@ func (s *sidecar) buildTokens(kind sourceKind, transport *http.Transport, log *s
 		Logger:                log,
 		Observer:              m,
 		Changed:               b.changed,
+		Rotated:               b.rotated,
 	})
 	s.background = append(b.background, s.cache.Run)
 	s.proxy.Tokens = s.cache

@@ -107,6 +107,16 @@ type Config struct {
 	BasicPasswordFile       string        `env:"BASIC_PASSWORD_FILE"`
 	SetHeaders              string        `env:"SET_HEADERS"` // name=value,name=value
 	MerchantIDHeader        string        `env:"MERCHANT_ID_HEADER"`
+	ClientAssertionFile     string        `env:"CLIENT_ASSERTION_FILE"`
+	AssertionFile           string        `env:"ASSERTION_FILE"`
+	AssertionIssuer         string        `env:"ASSERTION_ISSUER"`
+	AssertionSubject        string        `env:"ASSERTION_SUBJECT"`
+	AssertionAudience       string        `env:"ASSERTION_AUDIENCE"`
+	SubjectTokenFile        string        `env:"SUBJECT_TOKEN_FILE"`
+	SubjectTokenType        string        `env:"SUBJECT_TOKEN_TYPE" envDefault:"urn:ietf:params:oauth:token-type:jwt"`
+	ActorTokenFile          string        `env:"ACTOR_TOKEN_FILE"`
+	ActorTokenType          string        `env:"ACTOR_TOKEN_TYPE"`
+	RequestedTokenType      string        `env:"REQUESTED_TOKEN_TYPE"`
 }
 
 // loadConfig reads the configuration from environ and validates it as a
@@ -244,7 +254,7 @@ func (c *Config) check() []error {
 		}
 	}
 	if _, ok := authStyles[c.OAuth2AuthStyle]; !ok {
-		p.add("OAUTH2_AUTH_STYLE", "must be auto, header, params or private-key-jwt, got %q", c.OAuth2AuthStyle)
+		p.add("OAUTH2_AUTH_STYLE", "must be auto, header, params, private-key-jwt or client-assertion-file, got %q", c.OAuth2AuthStyle)
 	}
 	if strings.TrimSpace(c.JSONTokenField) == "" {
 		p.add("JSON_TOKEN_FIELD", "must not be empty")
@@ -308,6 +318,8 @@ var authStyles = map[string]oauth2.AuthStyle{
 	"header":          oauth2.AuthStyleInHeader,
 	"params":          oauth2.AuthStyleInParams,
 	"private-key-jwt": oauth2.AuthStyleInParams,
+	// The client_assertion in the body.
+	"client-assertion-file": oauth2.AuthStyleInParams,
 }
 
 // scopes is SCOPES as a list: separated by commas or white space (OAuth2's

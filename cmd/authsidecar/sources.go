@@ -30,7 +30,7 @@ type sourceKind struct {
 }
 
 // sourceKinds is every TOKEN_SOURCE, in the order messages list them.
-var sourceKinds = []sourceKind{jsonSource, oauth2Source, juspayCustomerSource, fileSource, noSource}
+var sourceKinds = []sourceKind{jsonSource, oauth2Source, jwtBearerSource, tokenExchangeSource, juspayCustomerSource, fileSource, noSource}
 
 // noSource fetches nothing: requests go out as the app sent them, or signed.
 var noSource = sourceKind{name: "none"}
@@ -79,6 +79,7 @@ func (c *Config) checkSource(p *problems) (sourceKind, bool) {
 	case kind.check != nil:
 		kind.check(c, p)
 	}
+	c.checkGrantVars(p)
 	return kind, ok
 }
 

@@ -44,7 +44,7 @@ func TestAFictitiousSourceNeedsOneTableEntry(t *testing.T) {
 	}
 	f := writeSharedFiles(t)
 	_, err = loadConfig(minimal("none", map[string]string{"SHARED_CACHE": "redis://127.0.0.1:1", "SHARED_CACHE_KEY_FILE": f.keyB64}))
-	if err == nil || !strings.Contains(err.Error(), "json, oauth2 or fictitious") {
+	if err == nil || !strings.Contains(err.Error(), "json, oauth2, jwt-bearer, token-exchange or fictitious") {
 		t.Errorf("loadConfig(none with SHARED_CACHE): error = %v, want the shareable kinds listed with fictitious", err)
 	}
 
