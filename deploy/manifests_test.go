@@ -25,6 +25,7 @@ import (
 var kinds = map[string]func() any{
 	"v1/ConfigMap":                            func() any { return new(corev1.ConfigMap) },
 	"v1/Secret":                               func() any { return new(corev1.Secret) },
+	"v1/ServiceAccount":                       func() any { return new(corev1.ServiceAccount) },
 	"apps/v1/Deployment":                      func() any { return new(appsv1.Deployment) },
 	"networking.k8s.io/v1/NetworkPolicy":      func() any { return new(networkingv1.NetworkPolicy) },
 	"monitoring.coreos.com/v1/PodMonitor":     func() any { return new(monitoringv1.PodMonitor) },
@@ -297,7 +298,14 @@ func checkSecurity(t *testing.T, pod *corev1.PodSecurityContext, sc *corev1.Secu
 	}
 }
 
-// Credentials reach the sidecar as files from a Secret, never as env values.
+// identityFiles are the settings that may read the pod's own identity, a
+// projected service-account token, in place of a Secret's file.
+var identityFiles = []string{"CLIENT_ASSERTION_FILE", "ASSERTION_FILE", "SUBJECT_TOKEN_FILE", "ACTOR_TOKEN_FILE", "TOKEN_FILE"}
+
+// Credentials reach the sidecar as files from a Secret, never as env
+// values; the pod's own identity, from a projected service-account token.
+// A client id is given literally only by a client without a secret, whose
+// identity is its token: it is then public.
 func TestCredentialsAreFilesFromSecrets(t *testing.T) {
 	secretVars := []string{"CLIENT_ID", "CLIENT_SECRET", "SHARED_CACHE_PASSWORD", "API_KEY", "BASIC_USER", "BASIC_PASSWORD"}
 	for _, dir := range appDirs(t) {
@@ -317,7 +325,11 @@ func TestCredentialsAreFilesFromSecrets(t *testing.T) {
 			}
 			env := a.env(t, c)
 			for name := range env {
-				if v := strings.TrimPrefix(unrouted(name), "AUTHSIDECAR_"); slices.Contains(secretVars, v) {
+				v := strings.TrimPrefix(unrouted(name), "AUTHSIDECAR_")
+				if v == "CLIENT_ID" && env["AUTHSIDECAR_OAUTH2_AUTH_STYLE"] == "client-assertion-file" {
+					continue
+				}
+				if slices.Contains(secretVars, v) {
 					t.Errorf("%s is given literally: use %s_FILE", name, name)
 				}
 			}
@@ -327,7 +339,8 @@ func TestCredentialsAreFilesFromSecrets(t *testing.T) {
 					continue
 				}
 				files++
-				if !underSecretMount(spec, c, path) {
+				identity := slices.Contains(identityFiles, strings.TrimPrefix(unrouted(name), "AUTHSIDECAR_")) && underProjectedToken(spec, c, path)
+				if !identity && !underSecretMount(spec, c, path) {
 					t.Errorf("%s=%s is not under a read-only mount of a Secret volume", name, path)
 				}
 			}
@@ -340,6 +353,28 @@ func TestCredentialsAreFilesFromSecrets(t *testing.T) {
 
 func underSecretMount(spec *corev1.PodSpec, c *corev1.Container, path string) bool {
 	return secretAt(spec, c, path) != ""
+}
+
+// underProjectedToken reports whether path is a service-account token that
+// a projected volume mounted read-only by c holds.
+func underProjectedToken(spec *corev1.PodSpec, c *corev1.Container, path string) bool {
+	for _, m := range c.VolumeMounts {
+		dir := strings.TrimSuffix(m.MountPath, "/") + "/"
+		if !m.ReadOnly || !strings.HasPrefix(path, dir) {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name != m.Name || v.Projected == nil {
+				continue
+			}
+			for _, s := range v.Projected.Sources {
+				if s.ServiceAccountToken != nil && s.ServiceAccountToken.Path == strings.TrimPrefix(path, dir) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // secretAt names the Secret whose volume c mounts read-only above path, or

@@ -88,7 +88,7 @@ func TestEveryKustomizationRenders(t *testing.T) {
 	for _, want := range []string{
 		"base", "monitoring", "overlays/pre-1.29",
 		"examples/tezpay", "examples/alternative", "examples/juspay", "examples/axepta",
-		"examples/alternative-fleet", "examples/multi-provider",
+		"examples/alternative-fleet", "examples/multi-provider", "examples/secretless",
 	} {
 		if !slices.Contains(dirs, want) {
 			t.Errorf("no kustomization in deploy/%s (have %v)", want, dirs)
