@@ -251,6 +251,33 @@ func TestTokenExchangeTokenTypeNA(t *testing.T) {
 	})
 }
 
+// TestTokenExchangeExpiresInOutOfRange: an expires_in that is not a
+// positive number of seconds up to 10 years is refused, or ignored for the
+// DefaultTTL, as the JSON source refuses it; never a token already expired,
+// or one kept for decades.
+func TestTokenExchangeExpiresInOutOfRange(t *testing.T) {
+	for _, expiresIn := range []string{"-1", "-3600", "99999999999", "315360001"} {
+		t.Run(expiresIn, func(t *testing.T) {
+			bubble(t, func(t *testing.T) {
+				e := newEndpoint(t, reply(200, `{"access_token":"opaque","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":`+expiresIn+`}`))
+				src := NewOAuth2Source(OAuth2Config{TokenURL: e.base, Client: e.client(),
+					Grant: &TokenExchange{SubjectToken: tokenFile(t, "token", signRS256(t, saClaims(nil)))}})
+				now := time.Now()
+				tok, err := src.Token(context.Background())
+				// BUG: oauth2.go falls back to x/oauth2's Token.Expiry when
+				// seconds() refuses expires_in, and x/oauth2 v0.37 dates any
+				// nonzero integer (negative, or capped at 2^31-1 s): the
+				// source returns a token already expired (which the Cache
+				// then refuses as "provider returned a token that expired"),
+				// or one that lives 68 years.
+				if err == nil && (!tok.Expiry.After(now) || tok.Expiry.After(now.Add(10*365*24*time.Hour))) {
+					t.Errorf("BUG: Token() with expires_in %s = a token expiring in %v, want an error or an expiry within 10 years", expiresIn, tok.Expiry.Sub(now))
+				}
+			})
+		})
+	}
+}
+
 // TestTokenExchangeRefusal: the STS's RFC 6749 errors become a
 // *RetrieveError with its status, code and description, and neither the
 // error nor the description ever shows the subject or actor token, or
