@@ -78,8 +78,14 @@ func (c OAuth2Config) Check() error {
 	f.url("TokenURL", c.TokenURL)
 	// With a Grant, the client may be a public one, without credentials;
 	// with an assertion file, the assertion says who it is.
-	if c.ClientID.IsZero() && c.Grant == nil && c.AssertionFile == nil {
+	switch {
+	case !c.ClientID.IsZero():
+	case c.Grant == nil && c.AssertionFile == nil:
 		f.add("ClientID", "required")
+	case !c.ClientSecret.IsZero():
+		f.add("ClientID", "required with a ClientSecret: a secret alone authenticates no one")
+	case c.Assertion != nil && c.Assertion.Issuer == "":
+		f.add("ClientID", "required with an Assertion: it is the assertion's iss and sub")
 	}
 	switch {
 	case c.Assertion != nil && c.AssertionFile != nil:
@@ -98,7 +104,7 @@ func (c OAuth2Config) Check() error {
 		f.add("AssertionFile", "the client assertion file has no path")
 	}
 	if c.Grant != nil {
-		c.Grant.check(&f)
+		c.Grant.check(c, &f)
 	}
 	for _, k := range oauth2Reserved {
 		if c.Params.Has(k) {

@@ -36,8 +36,8 @@ type Grant interface {
 	params(ctx context.Context, id, tokenURL string, now time.Time) (url.Values, []string, error)
 	// files are the files the grant reads, watched for a rotation.
 	files() []*FileSource
-	// check reports the grant's problems, as Check does.
-	check(f *fieldErrors)
+	// check reports the grant's problems within c, as Check does.
+	check(c OAuth2Config, f *fieldErrors)
 }
 
 // JWTBearer is RFC 7523's JWT bearer grant: the assertion is the JWT in File
@@ -72,13 +72,17 @@ func (g *JWTBearer) files() []*FileSource {
 	return []*FileSource{g.File}
 }
 
-func (g *JWTBearer) check(f *fieldErrors) {
+func (g *JWTBearer) check(c OAuth2Config, f *fieldErrors) {
 	switch {
 	case (g.File == nil) == (g.Signed == nil):
 		f.add("Grant", "the JWT bearer grant needs an assertion file or a key to sign one, not both")
 	case g.Signed != nil:
 		if err := g.Signed.Check(); err != nil {
 			f.add("Grant", "%v", strings.TrimPrefix(err.Error(), "tokens: "))
+		}
+		if g.Signed.Issuer == "" && c.ClientID.IsZero() {
+			// RFC 7523 section 3: iss and sub are required.
+			f.add("Grant", "the signed assertion needs an Issuer, or a ClientID to stand for it")
 		}
 	case g.File.c.Path == "":
 		f.add("Grant", "the assertion file has no path")
@@ -137,7 +141,7 @@ func (g *TokenExchange) files() []*FileSource {
 	return fs
 }
 
-func (g *TokenExchange) check(f *fieldErrors) {
+func (g *TokenExchange) check(_ OAuth2Config, f *fieldErrors) {
 	if g.SubjectToken == nil || g.SubjectToken.c.Path == "" {
 		f.add("Grant", "the token exchange needs a subject token file")
 	}

@@ -264,14 +264,13 @@ func TestTokenExchangeExpiresInOutOfRange(t *testing.T) {
 					Grant: &TokenExchange{SubjectToken: tokenFile(t, "token", signRS256(t, saClaims(nil)))}})
 				now := time.Now()
 				tok, err := src.Token(context.Background())
-				// BUG: oauth2.go falls back to x/oauth2's Token.Expiry when
-				// seconds() refuses expires_in, and x/oauth2 v0.37 dates any
+				// oauth2.go fell back to x/oauth2's Token.Expiry when
+				// seconds() refused expires_in, and x/oauth2 v0.37 dates any
 				// nonzero integer (negative, or capped at 2^31-1 s): the
-				// source returns a token already expired (which the Cache
-				// then refuses as "provider returned a token that expired"),
-				// or one that lives 68 years.
+				// source returned a token already expired, or one that
+				// lived 68 years. It is an error now, as with the JSON source.
 				if err == nil && (!tok.Expiry.After(now) || tok.Expiry.After(now.Add(10*365*24*time.Hour))) {
-					t.Errorf("BUG: Token() with expires_in %s = a token expiring in %v, want an error or an expiry within 10 years", expiresIn, tok.Expiry.Sub(now))
+					t.Errorf("Token() with expires_in %s = a token expiring in %v, want an error or an expiry within 10 years", expiresIn, tok.Expiry.Sub(now))
 				}
 			})
 		})
@@ -625,7 +624,8 @@ func TestGrantCheck(t *testing.T) {
 		{"JWT bearer file, client assertion file", OAuth2Config{TokenURL: u, AssertionFile: f("/ca"), Grant: &JWTBearer{File: sub}}, nil},
 		{"JWT bearer signed", OAuth2Config{TokenURL: u, Grant: &JWTBearer{Signed: &ClientAssertion{Key: key, Issuer: "ci"}}}, nil},
 		{"client credentials, client assertion file", OAuth2Config{TokenURL: u, ClientID: id, AssertionFile: f("/ca")}, nil},
-		{"client credentials without client id", OAuth2Config{TokenURL: u, AssertionFile: f("/ca")}, []string{"ClientID"}},
+		{"client credentials, client assertion file without client id", OAuth2Config{TokenURL: u, AssertionFile: f("/ca")}, nil},
+		{"client credentials without client id", OAuth2Config{TokenURL: u, ClientSecret: secret}, []string{"ClientID"}},
 		{"Assertion and AssertionFile", OAuth2Config{TokenURL: u, ClientID: id, Assertion: &ClientAssertion{Key: key}, AssertionFile: f("/ca")}, []string{"AssertionFile"}},
 		{"AssertionFile and a secret", OAuth2Config{TokenURL: u, ClientID: id, ClientSecret: secret, AssertionFile: f("/ca")}, []string{"ClientSecret"}},
 		{"AssertionFile without a path", OAuth2Config{TokenURL: u, ClientID: id, AssertionFile: f("")}, []string{"AssertionFile"}},
@@ -652,28 +652,28 @@ func TestGrantCheck(t *testing.T) {
 		})
 	}
 
-	// Configurations that cannot work, which Check passes. Which field a
-	// fix names is its choice: any problem will do.
-	bugs := []struct {
+	// Configurations that cannot work, which Check passed until they were
+	// found here. Which field it names is its choice: any problem will do.
+	unworkable := []struct {
 		name string
 		cfg  OAuth2Config
 	}{
-		// BUG: with a Grant the client may be public, but a secret without a
+		// With a Grant the client may be public, but a secret without a
 		// client id authenticates no one (Basic ":secret", or client_secret
 		// without client_id): every fetch is refused with invalid_client.
 		{"secret without client id", OAuth2Config{TokenURL: u, ClientSecret: secret, Grant: &TokenExchange{SubjectToken: sub}}},
-		// BUG: private_key_jwt without a client id or an Issuer signs client
+		// private_key_jwt without a client id or an Issuer signs client
 		// assertions with iss "" and sub "" (RFC 7523 section 3 items 1, 2:
 		// both required, the client id for client authentication).
 		{"Assertion without client id or Issuer", OAuth2Config{TokenURL: u, Assertion: &ClientAssertion{Key: key}, Grant: &TokenExchange{SubjectToken: sub}}},
-		// BUG: likewise the JWT bearer grant's self-signed assertion (see
+		// Likewise the JWT bearer grant's self-signed assertion (see
 		// TestJWTBearerSignedWithoutIssuerSent).
 		{"JWT bearer signed without client id or Issuer", OAuth2Config{TokenURL: u, Grant: &JWTBearer{Signed: &ClientAssertion{Key: key}}}},
 	}
-	for _, tc := range bugs {
-		t.Run("BUG "+tc.name, func(t *testing.T) {
+	for _, tc := range unworkable {
+		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.cfg.Check(); err == nil {
-				t.Errorf("BUG: Check() = nil, want a problem: this configuration cannot get a token")
+				t.Errorf("Check() = nil, want a problem: this configuration cannot get a token")
 			}
 		})
 	}
@@ -694,8 +694,8 @@ func TestJWTBearerSignedWithoutIssuerSent(t *testing.T) {
 				jwt.NewParser().ParseUnverified(formOf(t, reqs[0].Body).Get("assertion"), claims)
 				iss, sub = claims["iss"], claims["sub"]
 			}
-			// BUG: RFC 7523 section 3 items 1 and 2: iss and sub are required.
-			t.Errorf("BUG: Token() = %v, %v after %d requests, the assertion's iss %q and sub %q; want an error, and no request", tok, err, e.count(), iss, sub)
+			// RFC 7523 section 3 items 1 and 2: iss and sub are required.
+			t.Errorf("Token() = %v, %v after %d requests, the assertion's iss %q and sub %q; want an error, and no request", tok, err, e.count(), iss, sub)
 		}
 	})
 }
@@ -720,11 +720,10 @@ func TestGrantAutoDetectRemembered(t *testing.T) {
 				t.Fatalf("Token() #%d error = %v", i+1, err)
 			}
 		}
-		// BUG: oneOff makes a clientcredentials.Config per request, and the
-		// detected style is cached in the Config: every fetch with a Grant
-		// (or a client assertion) and a secret tries Basic first again.
+		// The detected style is cached in the clientcredentials.Config: one
+		// per request, as it was with a Grant, tried Basic first again.
 		if reqs := e.seen(); len(reqs) != 4 {
-			t.Errorf("BUG: 3 fetches made %d requests (%d refused Basic attempts), want 4: Basic refused once, then the body every time", len(reqs), countBasic(reqs))
+			t.Errorf("3 fetches made %d requests (%d refused Basic attempts), want 4: Basic refused once, then the body every time", len(reqs), countBasic(reqs))
 		}
 	})
 }

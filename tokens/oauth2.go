@@ -156,6 +156,10 @@ func (a *ClientAssertion) sign(id, tokenURL string, now time.Time) (string, erro
 		return "", fmt.Errorf("tokens: client assertion: jti: %w", err)
 	}
 	iss, sub, aud := cmp.Or(a.Issuer, id), cmp.Or(a.Subject, a.Issuer, id), cmp.Or(a.Audience, tokenURL)
+	if iss == "" {
+		// RFC 7523 section 3: iss and sub are required.
+		return "", errors.New("tokens: client assertion: no issuer: set a client id or an Issuer")
+	}
 	// aud as a plain string, not jwt/v5's one-element array: RFC 7519
 	// allows both, and some providers take only the string.
 	t := jwt.NewWithClaims(m, jwt.MapClaims{
@@ -189,8 +193,9 @@ func NewOAuth2Source(c OAuth2Config) Source {
 type oauth2Source struct {
 	c OAuth2Config
 
-	mu  sync.Mutex
-	cfg *clientcredentials.Config // client secret authentication only: kept while the credentials stay the same, so that an auto-detected auth style is remembered
+	lend sync.Mutex // held while cfg asks with a grant's parameters
+	mu   sync.Mutex
+	cfg  *clientcredentials.Config // client secret authentication only: kept while the credentials stay the same, so that an auto-detected auth style is remembered
 }
 
 // config returns the grant's configuration for these credentials.
@@ -208,6 +213,22 @@ func (s *oauth2Source) config(id, secret string) *clientcredentials.Config {
 		}
 	}
 	return s.cfg
+}
+
+// retrieve asks with cfg, with params (a grant's, made for this request) in
+// place of its own if set. cfg is then the shared one of the client's
+// secret, which keeps the auth style x/oauth2 detected: it is lent to one
+// request at a time.
+func (s *oauth2Source) retrieve(ctx context.Context, cfg *clientcredentials.Config, params url.Values) (*oauth2.Token, error) {
+	if params == nil {
+		return cfg.Token(ctx)
+	}
+	s.lend.Lock()
+	defer s.lend.Unlock()
+	own := cfg.EndpointParams
+	cfg.EndpointParams = params
+	defer func() { cfg.EndpointParams = own }()
+	return cfg.Token(ctx)
 }
 
 // oneOff returns a configuration of its own for one request with params
@@ -282,17 +303,14 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 		// A provider may echo the request back, Basic credential included.
 		basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
 		secrets = append(secrets, secret, basic)
-		if params == nil {
-			cfg = s.config(id, secret)
-		} else {
-			cfg = s.oneOff(id, secret, params, s.c.AuthStyle)
-		}
+		cfg = s.config(id, secret)
 	default:
 		// A client assertion, or a public client: its client_id, if any,
 		// in the body.
 		cfg = s.oneOff(id, "", params, oauth2.AuthStyleInParams)
+		params = nil
 	}
-	t, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, s.c.Client))
+	t, err := s.retrieve(context.WithValue(ctx, oauth2.HTTPClient, s.c.Client), cfg, params)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
@@ -323,11 +341,15 @@ func (s *oauth2Source) Token(ctx context.Context) (*Token, error) {
 	now := time.Now()
 	// clientcredentials drops ExpiresIn, and x/oauth2 reads only an integer
 	// expires_in: read it from the answer, as the JSON source does.
+	// An expires_in that is there but not a lifetime is an error, as with
+	// the JSON source: x/oauth2 would take -1 or a century as given.
 	var given time.Time
-	if d, err := seconds(t.Extra("expires_in")); err == nil {
+	if v := t.Extra("expires_in"); v != nil {
+		d, err := seconds(v, append(secrets, t.AccessToken)...)
+		if err != nil {
+			return nil, fmt.Errorf("tokens: token response \"expires_in\": %w", err)
+		}
 		given = now.Add(d)
-	} else if !t.Expiry.IsZero() {
-		given = t.Expiry
 	}
 	return &Token{Value: t.AccessToken, Expiry: expiryOf(t.AccessToken, given, now, s.c.DefaultTTL)}, nil
 }
