@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -52,8 +53,20 @@ func oauth2Kind(name string, grant *grantKind) sourceKind {
 			id, err := c.clientID()
 			scopes := slices.Compact(slices.Sorted(slices.Values(c.scopes())))
 			parts := []string{id, strings.Join(scopes, " "), c.tokenParams().Encode()}
-			if err != nil || grant == nil {
-				return parts, err
+			if err != nil {
+				return nil, err
+			}
+			if c.OAuth2AuthStyle == "client-assertion-file" {
+				// The client is whom its assertion says, with or
+				// without CLIENT_ID.
+				iss, sub, err := tokens.JWTClaims(tokens.NewFileSource(tokens.FileConfig{Path: c.ClientAssertionFile}))
+				if err != nil {
+					return nil, fmt.Errorf("%sSHARED_CACHE keys the tokens by the client assertion's issuer and subject: %sCLIENT_ASSERTION_FILE: %w", envPrefix, envPrefix, err)
+				}
+				parts = append(parts, "client-assertion", iss, sub)
+			}
+			if grant == nil {
+				return parts, nil
 			}
 			own, err := grant.identity(c)
 			return append(parts, own...), err

@@ -1017,13 +1017,12 @@ func TestClientAssertionFileSharedCache(t *testing.T) {
 		clientID bool // CLIENT_ID set to the client's id
 	}{
 		{name: "with CLIENT_ID", clientID: true},
-		// BUG: without CLIENT_ID, the shared cache's identity of
-		// TOKEN_SOURCE=oauth2 is the token URL, an empty client id, the
-		// scopes and TOKEN_PARAMS (source_oauth2.go, identity: grant is nil
-		// for oauth2, so nothing of CLIENT_ASSERTION_FILE is in it): the
-		// second client is handed the first client's token from Redis, and
-		// sends it upstream as its own.
-		{name: "BUG without CLIENT_ID"},
+		// Without CLIENT_ID, the shared cache's identity of
+		// TOKEN_SOURCE=oauth2 was the token URL, an empty client id, the
+		// scopes and TOKEN_PARAMS: the second client was handed the first
+		// client's token from Redis, and sent it upstream as its own. It
+		// holds the assertion's iss and sub now.
+		{name: "without CLIENT_ID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1037,10 +1036,6 @@ func TestClientAssertionFileSharedCache(t *testing.T) {
 			up := newBearerUpstream(t)
 			keyFile := writeFleetKey(t)
 			c := newClient(t)
-			bug := "BUG: "
-			if tc.clientID {
-				bug = ""
-			}
 			for i, id := range []string{"client-a", "client-b"} {
 				assertion := secrets.add("client assertion of "+id, clients[id].jwt(t, id, tokenURL, time.Now().Add(time.Hour)))
 				env := map[string]string{
@@ -1060,11 +1055,11 @@ func TestClientAssertionFileSharedCache(t *testing.T) {
 				got := callOK(t, c, s, up, "/v1/"+id)
 				// The fake STS's tokens name whom they were issued to.
 				if want := "Bearer sts-"; !strings.HasPrefix(got, want) || !strings.Contains(got, "-"+base64URL(id)+".") {
-					t.Errorf("%s%s's request went upstream with a token issued to another client (token #%d of the STS's %d), want one issued to %s",
-						bug, id, slices.IndexFunc(sts.Issued(), func(tok string) bool { return got == "Bearer "+tok })+1, len(sts.Issued()), id)
+					t.Errorf("%s's request went upstream with a token issued to another client (token #%d of the STS's %d), want one issued to %s",
+						id, slices.IndexFunc(sts.Issued(), func(tok string) bool { return got == "Bearer "+tok })+1, len(sts.Issued()), id)
 				}
 				if n := len(sts.Requests()); n != i+1 {
-					t.Errorf("%sSTS requests after %s's sidecar started = %d, want %d: one per client", bug, id, n, i+1)
+					t.Errorf("STS requests after %s's sidecar started = %d, want %d: one per client", id, n, i+1)
 				}
 			}
 		})

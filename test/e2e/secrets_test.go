@@ -246,7 +246,8 @@ var keyFiles = []string{"SIGNING_KEY_FILE", "CLIENT_ASSERTION_KEY_FILE", "CLIENT
 
 // secretFiles are the settings naming a file that holds a secret.
 var secretFiles = append([]string{"CLIENT_SECRET_FILE", "TOKEN_FILE", "SHARED_CACHE_PASSWORD_FILE", "PAYGATE_KEY_FILE",
-	"PAYGATE_HMAC_KEY_FILE", "API_KEY_FILE", "BASIC_USER_FILE", "BASIC_PASSWORD_FILE"}, keyFiles...)
+	"PAYGATE_HMAC_KEY_FILE", "API_KEY_FILE", "BASIC_USER_FILE", "BASIC_PASSWORD_FILE",
+	"CLIENT_ASSERTION_FILE", "ASSERTION_FILE", "SUBJECT_TOKEN_FILE", "ACTOR_TOKEN_FILE"}, keyFiles...)
 
 // settingKind is the setting a variable of the configuration sets, whoever
 // it is for: CLIENT_SECRET_FILE for CLIENT_SECRET_FILE,
