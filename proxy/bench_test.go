@@ -119,12 +119,20 @@ func benchSidecar(b *testing.B) http.Handler {
 
 // BenchmarkSidecarTenants is BenchmarkSidecar with tenants: each request
 // names its merchant in a header, and its token comes from the merchant's
-// entry in a warm keyed cache of 1,000.
+// entry in a warm keyed cache: one merchant (what tenants cost a request),
+// and requests spread over 1,000 (with what a larger working set costs the
+// CPU's caches).
 func BenchmarkSidecarTenants(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("merchants=%d", n), func(b *testing.B) { benchmarkSidecarTenants(b, n) })
+	}
+}
+
+func benchmarkSidecarTenants(b *testing.B, merchants int) {
 	keyed := tokens.NewKeyedCache(tokens.KeyedSourceFunc(func(_ context.Context, key string) (*tokens.Token, error) {
 		return &tokens.Token{Value: "tok-" + key, Expiry: time.Now().Add(time.Hour)}, nil
 	}), tokens.KeyedCacheOptions{})
-	names := make([][]string, 1000)
+	names := make([][]string, merchants)
 	known := benchTenants{}
 	for i := range names {
 		name := fmt.Sprintf("merchant-%d", i)
