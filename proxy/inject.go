@@ -32,19 +32,20 @@ type TokenSource interface {
 // It is only given requests that ReverseProxy has already cloned, so it may
 // set their headers and body.
 type authTransport struct {
-	tokens       TokenSource       // nil: no token source, or a keyed one
-	keyed        KeyedTokenSource  // nil: tokens are not per customer
-	tenants      Tenants           // nil: no tenants
-	tenantHeader string            // canonical; removed from every request
-	base         http.RoundTripper // next without the route's transport-wrapping injector, for a tenant's
-	setHeaders   []fixedHeader     // the route's, replaced by a tenant's
-	key          customerKey       // where a request's customer is, with keyed
-	inj          Injector
-	use          BodyUse // inj.Body(), fixed at start
-	next         http.RoundTripper
-	refreshOn    [600]bool
-	maxBody      int64
-	metrics      *metrics.Metrics
+	tokens        TokenSource       // nil: no token source, or a keyed one
+	keyed         KeyedTokenSource  // nil: tokens are not per customer
+	tenants       Tenants           // nil: no tenants
+	tenantDefault bool              // a request without the tenant header gets the route\'s credentials
+	tenantHeader  string            // canonical; removed from every request
+	base          http.RoundTripper // next without the route's transport-wrapping injector, for a tenant's
+	setHeaders    []fixedHeader     // the route's, replaced by a tenant's
+	key           customerKey       // where a request's customer is, with keyed
+	inj           Injector
+	use           BodyUse // inj.Body(), fixed at start
+	next          http.RoundTripper
+	refreshOn     [600]bool
+	maxBody       int64
+	metrics       *metrics.Metrics
 }
 
 func newAuthTransport(ts TokenSource, inj Injector, next http.RoundTripper, refreshOn []int, maxBody int64, m *metrics.Metrics) *authTransport {

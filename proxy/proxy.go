@@ -137,7 +137,7 @@ func New(c Config) http.Handler {
 	if c.Injector != nil {
 		at := newAuthTransport(c.Tokens, c.Injector, rt, c.RefreshOn, c.MaxReplayBody, c.Metrics)
 		if c.Tenants != nil && c.TenantHeader != "" {
-			at.tenants, at.tenantHeader, at.base, at.setHeaders = c.Tenants, http.CanonicalHeaderKey(c.TenantHeader), base, h.setHeaders
+			at.tenants, at.tenantHeader, at.tenantDefault, at.base, at.setHeaders = c.Tenants, http.CanonicalHeaderKey(c.TenantHeader), c.TenantDefault, base, h.setHeaders
 		}
 		if c.KeyedTokens != nil {
 			at.tokens, at.keyed = nil, c.KeyedTokens

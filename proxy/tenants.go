@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/authsidecar/authsidecar/proxy/paygate"
 )
@@ -73,6 +74,13 @@ func (h *handler) checkTenant(w http.ResponseWriter, r *http.Request) (t *Tenant
 	case len(values) > 1:
 		h.reject(w, http.StatusBadRequest, "bad_tenant", "the request names its tenant more than once ("+h.tenantHeader+")")
 		return nil, false
+	case len(values) == 0:
+		return nil, true
+	case namedInConnection(r.Header, h.tenantHeader):
+		// ReverseProxy drops the headers Connection names before the
+		// transport reads the tenant: it would be the route's, or none.
+		h.reject(w, http.StatusBadRequest, "bad_tenant", "the request names "+h.tenantHeader+" in Connection, as a hop-by-hop header: the tenant is the sidecar's to read")
+		return nil, false
 	}
 	t, err := h.tenants.Tenant(values[0])
 	if err != nil {
@@ -86,6 +94,18 @@ func (h *handler) checkTenant(w http.ResponseWriter, r *http.Request) (t *Tenant
 	return t, true
 }
 
+// namedInConnection reports whether the Connection header lists name.
+func namedInConnection(h http.Header, name string) bool {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if http.CanonicalHeaderKey(strings.TrimSpace(f)) == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // tenant takes the tenant header off an outbound request and returns the
 // tenant it names, its fixed headers in place of the route's; nil for a
 // request without one (TenantDefault). checkTenant has accepted the name.
@@ -93,6 +113,11 @@ func (t *authTransport) tenant(req *http.Request) (*Tenant, error) {
 	values := req.Header[t.tenantHeader]
 	delete(req.Header, t.tenantHeader)
 	if len(values) == 0 {
+		if !t.tenantDefault {
+			// checkTenant refused such a request: never send it with no
+			// one's credentials.
+			return nil, &TenantError{Status: http.StatusBadRequest, Code: "no_tenant", Message: "the request lost its " + t.tenantHeader + " header on its way to the upstream"}
+		}
 		return nil, nil
 	}
 	tn, err := t.tenants.Tenant(values[0])

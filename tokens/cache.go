@@ -400,8 +400,11 @@ func (c *Cache) Run(ctx context.Context) error {
 		c.publish(tok, err, wait)
 
 		rotated := c.opts.Rotated
-		if err == nil {
-			rotated = nil // a rotation waits for the renewal
+		var re *RetrieveError
+		if err == nil || (errors.As(err, &re) && re.RetryAfter > 0) {
+			// A rotation waits for the renewal, and for the provider's
+			// Retry-After.
+			rotated = nil
 		}
 		t := time.NewTimer(wait)
 		select {

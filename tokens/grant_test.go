@@ -820,6 +820,34 @@ func TestCacheRotated(t *testing.T) {
 	}
 }
 
+// TestCacheRotatedWaitsForRetryAfter: a rotation after a refusal that
+// carried Retry-After does not retry before it: the provider said when.
+func TestCacheRotatedWaitsForRetryAfter(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		noInotify(t)
+		setJitter(t, 0)
+		s := newSTSServer(t, fake.STSConfig{})
+		s.FailWith(&fake.STSError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", RetryAfter: 20 * time.Second})
+		m := newKubeletMount(t, signRS256(t, saClaims(nil)))
+		changed := make(chan struct{}, 1)
+		f := NewFileSource(FileConfig{Path: m.Path(), PollInterval: time.Second, Changed: changed})
+		startWatch(t, f)
+		obs := &observer{}
+		c := NewCache(NewOAuth2Source(OAuth2Config{TokenURL: stsTokenURL, Client: s.client(), Grant: &TokenExchange{SubjectToken: f}}),
+			CacheOptions{Observer: obs, MinBackoff: time.Second, MaxBackoff: time.Minute, MaxBackoffNoToken: time.Minute, Rotated: changed})
+		run(t, c)
+		start := time.Now()
+		obs.ended.wait(t, 1)
+		s.FailWith(nil)
+		time.Sleep(2500 * time.Millisecond)
+		m.rotate(t, signRS256(t, saClaims(jwt.MapClaims{"jti": "rotated"})))
+		at := obs.ended.wait(t, 2)
+		if d := at.Sub(start); d != 20*time.Second {
+			t.Errorf("retry at start+%v, want +20s: the provider's Retry-After, not the rotation at +3s", d)
+		}
+	})
+}
+
 // TestJWTClaims: iss and sub of the JWT in a file, unverified; an opaque
 // token, a JWT without one of them, or a missing file is an error naming
 // the file and quoting none of it.

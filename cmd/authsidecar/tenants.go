@@ -93,6 +93,18 @@ func (c *Config) checkTenants(p *problems, source sourceKind, sourceOK bool) {
 		p.add("INJECT", "tenants are served with the modes that put a token on requests (%s) and with %s, got %q",
 			modeNames(func(m injectMode) bool { return m.needsToken }), modeNames(func(m injectMode) bool { return m.tenantCredentials }), c.Inject)
 	}
+	switch {
+	case grantKinds[c.TokenSource] != nil:
+		// Their credential is the pod's own identity: every tenant would
+		// get the route's.
+		p.add("TOKEN_SOURCE", "%s asks with the pod's own identity, which would be every tenant's: tenants need credentials of their own (%s)", c.TokenSource,
+			sourceNames(func(k sourceKind) bool { return k.build != nil && grantKinds[k.name] == nil }))
+	case c.OAuth2AuthStyle == "client-assertion-file":
+		p.add("OAUTH2_AUTH_STYLE", "client-assertion-file authenticates with the pod's own identity, which would be every tenant's: use a secret or private-key-jwt (client_assertion_key.pem) per tenant")
+	}
+	if c.SharedCache != "" && !c.tenantDefault() {
+		p.add("SHARED_CACHE", "the tenants' tokens are not shared through it, and the route has none of its own without %sTENANT_DEFAULT=route", envPrefix)
+	}
 	if sourceOK && source.keyed != nil && c.tenantDefault() {
 		// One cache holds every tenant's customers under tenant/customer:
 		// the route's own customers' ids could be taken for those keys.
@@ -221,7 +233,7 @@ type tenantSources struct {
 	dir     *tenants.Dir
 	kind    sourceKind
 	cfg     Config
-	b       *builder
+	client  *http.Client // the token endpoint's
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	// cache holds the tenants' tokens; nil when the mode puts none on
@@ -307,12 +319,16 @@ func (s *tenantSources) builtFor(name string) (*builtTenant, error) {
 func (s *tenantSources) build(name string, t *tenants.Tenant) (*builtTenant, error) {
 	tc := s.cfg.forTenant(t)
 	bt := &builtTenant{t: t, tenant: proxy.Tenant{Key: name}}
+	// A builder of its own: what a source would run beside the servers
+	// (a token file's watch) cannot start once they run; the tenant's
+	// files are read at each fetch.
+	b := &builder{log: s.log, tokenClient: s.client}
 	var err error
 	switch {
 	case s.kind.keyed != nil:
-		bt.keyed, err = s.kind.keyed(tc, s.b)
+		bt.keyed, err = s.kind.keyed(tc, b)
 	case s.kind.build != nil:
-		bt.src, err = s.kind.build(tc, s.b)
+		bt.src, err = s.kind.build(tc, b)
 		if s.cache != nil {
 			bt.tenant.Tokens = proxy.BindKey(s.cache, name)
 		}
@@ -331,7 +347,7 @@ func (s *tenantSources) build(name string, t *tenants.Tenant) (*builtTenant, err
 	}
 	pt.Signer, pt.PaygateMerchant = parts.signer, parts.merchant
 	if tc.SDKAuthPath != "" {
-		pt.SDKAuth, pt.SDKAuthMerchantID = tokens.NewAxeptaRegistrar(tc.axeptaConfig(parts.merchant, s.b.tokenClient)), tc.MerchantID
+		pt.SDKAuth, pt.SDKAuthMerchantID = tokens.NewAxeptaRegistrar(tc.axeptaConfig(parts.merchant, s.client)), tc.MerchantID
 	}
 	if m, _ := lookupMode(s.cfg.Inject); m.tenantCredentials {
 		if pt.Injector, err = m.build(tc, parts); err != nil {
@@ -387,7 +403,7 @@ func (s *sidecar) buildTenants(kind sourceKind, b *builder, log *slog.Logger, m 
 	if err != nil {
 		return fmt.Errorf("%sTENANTS_DIR: %w", envPrefix, err)
 	}
-	src := &tenantSources{dir: d, kind: kind, cfg: cfg, b: b, log: log, metrics: m}
+	src := &tenantSources{dir: d, kind: kind, cfg: cfg, client: b.tokenClient, log: log, metrics: m}
 	s.proxy.Tenants, s.proxy.TenantHeader, s.proxy.TenantDefault = src, cfg.TenantHeader, cfg.tenantDefault()
 	s.background = append(s.background, d.Watch)
 	s.registry.MustRegister(tenantsGauge(s.name, "known", d.Len))

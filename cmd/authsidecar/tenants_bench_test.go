@@ -55,7 +55,7 @@ func BenchmarkTenantsMemory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		src := &tenantSources{dir: d, kind: kind, cfg: cfg, b: &builder{log: log, tokenClient: provider.Client()}, log: log}
+		src := &tenantSources{dir: d, kind: kind, cfg: cfg, client: provider.Client(), log: log}
 		cache := tokens.NewKeyedCache(src, tokens.KeyedCacheOptions{Size: n})
 		for i := range n {
 			if _, err := cache.Token(context.Background(), fmt.Sprintf("merchant-%05d", i)); err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authsidecar/authsidecar/proxy"
 	"github.com/authsidecar/authsidecar/tokens/tenants"
@@ -178,6 +179,12 @@ func TestTenantsConfigProblems(t *testing.T) {
 		{"inject basic, tenants without Basic credentials", tenantVars(t, "none", map[string]string{"INJECT": "basic"}), "TENANTS_DIR", []string{"tenant a: no basic_user file", "tenant b: no basic_user file"}},
 		{"inject signature, tenants without keys", tenantVars(t, "none", map[string]string{"INJECT": "signature"}), "TENANTS_DIR", []string{"tenant a: no signing_key.pem file", "SIGNING_KEY_ID (its settings file): required", "MERCHANT_ID (its settings file): required"}},
 		{"inject paygate, tenants without passwords", tenantVars(t, "none", map[string]string{"INJECT": "paygate"}), "TENANTS_DIR", []string{"tenant a: no paygate_key file", "tenant b: MERCHANT_ID (its settings file): required"}},
+		// The pod's own identity would be every tenant's credential.
+		{"jwt-bearer", tenantVars(t, "jwt-bearer", map[string]string{"ASSERTION_FILE": workloadJWT(t, time.Now().Add(time.Hour))}), "TOKEN_SOURCE", []string{"the pod's own identity"}},
+		{"token-exchange", tenantVars(t, "token-exchange", map[string]string{"SUBJECT_TOKEN_FILE": workloadJWT(t, time.Now().Add(time.Hour))}), "TOKEN_SOURCE", []string{"the pod's own identity"}},
+		{"client-assertion-file", tenantVars(t, "oauth2", map[string]string{"OAUTH2_AUTH_STYLE": "client-assertion-file", "CLIENT_ASSERTION_FILE": workloadJWT(t, time.Now().Add(time.Hour))}), "OAUTH2_AUTH_STYLE", []string{"the pod's own identity"}},
+		// Tenants' tokens are not shared; the route has none to share.
+		{"shared cache", tenantVars(t, "oauth2", map[string]string{"SHARED_CACHE": "redis://127.0.0.1:1", "SHARED_CACHE_KEY_FILE": writeFile(t, t.TempDir(), "key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")}), "SHARED_CACHE", []string{"not shared"}},
 		{"paygate cipher", tenantVars(t, "none", map[string]string{"INJECT": "paygate", "PAYGATE_CIPHER": "des"}), "PAYGATE_CIPHER", []string{`"des"`}},
 	}
 	for _, tc := range tests {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -93,6 +94,9 @@ type STSError struct {
 	Status      int
 	Code        string // error
 	Description string // error_description
+	// RetryAfter, if positive, is sent as Retry-After, in whole seconds
+	// (a 429 or 503 of FailWith).
+	RetryAfter time.Duration
 }
 
 func (e *STSError) Error() string { return e.Code + ": " + e.Description }
@@ -171,7 +175,7 @@ func (s *STS) FailWith(e *STSError) {
 func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		stsError(w, &STSError{http.StatusMethodNotAllowed, "invalid_request", "the token endpoint takes POST"})
+		stsError(w, &STSError{Status: http.StatusMethodNotAllowed, Code: "invalid_request", Description: "the token endpoint takes POST"})
 		return
 	}
 	err := r.ParseForm()
@@ -480,7 +484,7 @@ func refuse(code, format string, a ...any) *STSError {
 	if code == "invalid_client" {
 		status = http.StatusUnauthorized
 	}
-	return &STSError{status, code, fmt.Sprintf(format, a...)}
+	return &STSError{Status: status, Code: code, Description: fmt.Sprintf(format, a...)}
 }
 
 // stsError writes e as RFC 6749 section 5.2 says; a 401 names the scheme
@@ -490,6 +494,9 @@ func stsError(w http.ResponseWriter, e *STSError) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter/time.Second)))
+	}
 	body := map[string]string{"error": e.Code}
 	if e.Description != "" {
 		body["error_description"] = e.Description
