@@ -134,10 +134,44 @@ func TestTenants(t *testing.T) {
 			t.Errorf("token fetches of %s = %d, want 1", n, m.fetches[n])
 		}
 	}
+	m.mu.Unlock()
+
+	// 3,000 more, 30 at a time, the merchants interleaved: none carries
+	// another merchant's token, and no token is fetched again.
+	work := make(chan string)
+	var workers sync.WaitGroup
+	failures := make(chan string, 3000)
+	for range 30 {
+		workers.Go(func() {
+			for n := range work {
+				if r := call(c, http.MethodGet, s.URL+"/pay?merchant="+n, nil, "X-Merchant", n); r.status != http.StatusOK || string(r.body) != "ok "+n {
+					failures <- fmt.Sprintf("%s: %v", n, r)
+				}
+			}
+		})
+	}
+	for i := range 3000 {
+		work <- names[i%len(names)]
+	}
+	close(work)
+	workers.Wait()
+	close(failures)
+	for bad := range failures {
+		t.Errorf("request = %s, want 200 answered for its own merchant", bad)
+	}
+	m.mu.Lock()
+	if len(m.seen) != 3090 {
+		t.Errorf("the API got %d requests, want 3,090", len(m.seen))
+	}
 	for _, line := range m.seen {
 		auth, forMerchant, _ := strings.Cut(line, " for ")
 		if !strings.Contains(auth, "tok-"+forMerchant+"-") {
 			t.Errorf("the API got %q for merchant %s: another merchant's credential", auth, forMerchant)
+		}
+	}
+	for _, n := range names {
+		if m.fetches[n] != 1 {
+			t.Errorf("token fetches of %s after 3,090 requests = %d, want 1", n, m.fetches[n])
 		}
 	}
 	m.revoked["merchant-b"] = true
