@@ -655,47 +655,9 @@ func TestClientAssertionFile(t *testing.T) {
 				want["client_id"] = []string{tc.clientID}
 			}
 			s := startSidecar(t, env)
-			s.waitReady(10 * time.Second)
-			reqs := sts.Requests()
-			if len(reqs) != 1 {
-				t.Fatalf("STS requests = %d, want 1", len(reqs))
-			}
-			for _, d := range formDiff(reqs[0].Form, want) {
-				t.Errorf("token request: %s", d)
-			}
-			if reqs[0].Authorization != "" {
+			checkFileRotation(t, s, sts, up, vol, want, "client_assertion", func() string { return assertion(2) })
+			if reqs := sts.Requests(); reqs[0].Authorization != "" {
 				t.Errorf("token request Authorization = %q, want none (no client secret)", reqs[0].Authorization)
-			}
-			c := newClient(t)
-			issued := sts.Issued()
-			if len(issued) != 1 {
-				t.Fatalf("STS issued %d tokens, want 1", len(issued))
-			}
-			if got := callOK(t, c, s, up, "/v1/a"); got != "Bearer "+issued[0] {
-				t.Fatalf("upstream Authorization = %q, want the issued token", got)
-			}
-
-			// Rotation: no fetch of its own; the next fetch, forced by a
-			// 401, sends the new assertion (the old one's jti is spent).
-			waitWatched(t, s, vol.path())
-			second := assertion(2)
-			vol.rotate(second)
-			waitUntil(t, 5*time.Second, func() bool { return len(s.loggedWhere(msgFileChanged, pathIs(vol.path()))) == 1 },
-				"no %q log line for %s within 5s of the rotation", msgFileChanged, vol.path())
-			if n := len(sts.Requests()); n != 1 {
-				t.Errorf("STS requests after the rotation = %d, want 1", n)
-			}
-			up.reject(issued[0])
-			got := callOK(t, c, s, up, "/v1/b") // 401, refresh, replay
-			reqs = sts.Requests()
-			if len(reqs) != 2 {
-				t.Fatalf("STS requests after the upstream rejected the token = %d, want 2", len(reqs))
-			}
-			if reqs[1].Form.Get("client_assertion") != second {
-				t.Errorf("the refresh's client_assertion is not the rotated file's content")
-			}
-			if issued = sts.Issued(); len(issued) != 2 || got != "Bearer "+issued[1] {
-				t.Errorf("after the refresh: %d tokens issued, upstream Authorization %q, want 2 and the second", len(issued), got)
 			}
 		})
 	}
@@ -723,41 +685,8 @@ func TestJWTBearer(t *testing.T) {
 			"TOKEN_URL":      tokenURL,
 			"ASSERTION_FILE": vol.path(),
 		})
-		s.waitReady(10 * time.Second)
-		reqs := sts.Requests()
-		if len(reqs) != 1 {
-			t.Fatalf("STS requests = %d, want 1", len(reqs))
-		}
 		want := url.Values{"grant_type": {fake.GrantTypeJWTBearer}, "assertion": {first}}
-		for _, d := range formDiff(reqs[0].Form, want) {
-			t.Errorf("token request: %s", d)
-		}
-		c := newClient(t)
-		issued := sts.Issued()
-		if len(issued) != 1 {
-			t.Fatalf("STS issued %d tokens, want 1", len(issued))
-		}
-		if got := callOK(t, c, s, up, "/v1/a"); got != "Bearer "+issued[0] {
-			t.Fatalf("upstream Authorization = %q, want the issued token", got)
-		}
-
-		waitWatched(t, s, vol.path())
-		second := assertion(2)
-		vol.rotate(second)
-		waitUntil(t, 5*time.Second, func() bool { return len(s.loggedWhere(msgFileChanged, pathIs(vol.path()))) == 1 },
-			"no %q log line for %s within 5s of the rotation", msgFileChanged, vol.path())
-		up.reject(issued[0])
-		got := callOK(t, c, s, up, "/v1/b")
-		reqs, issued = sts.Requests(), sts.Issued()
-		if len(reqs) != 2 || len(issued) != 2 {
-			t.Fatalf("after the upstream rejected the token: %d STS requests, %d tokens issued, want 2 and 2", len(reqs), len(issued))
-		}
-		if reqs[1].Form.Get("assertion") != second {
-			t.Errorf("the refresh's assertion is not the rotated file's content")
-		}
-		if got != "Bearer "+issued[1] {
-			t.Errorf("upstream Authorization after the refresh = %q, want the second issued token", got)
-		}
+		checkFileRotation(t, s, sts, up, vol, want, "assertion", func() string { return assertion(2) })
 	})
 
 	t.Run("self-signed", func(t *testing.T) {
@@ -1068,3 +997,49 @@ func TestClientAssertionFileSharedCache(t *testing.T) {
 
 // base64URL is s as the fake STS writes a subject into its tokens.
 func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// checkFileRotation checks a sidecar whose token request reads the JWT of
+// vol: its one token request at start is want, and the upstream gets the
+// token issued; a rotation (next's JWT) causes no request of its own, and
+// the refresh forced by the upstream's rejection sends the new JWT as param
+// (its jti is not the spent one's), and its token goes upstream.
+func checkFileRotation(t *testing.T, s *sidecar, sts *fake.STS, up *bearerUpstream, vol *projectedVolume, want url.Values, param string, next func() string) {
+	t.Helper()
+	s.waitReady(10 * time.Second)
+	reqs := sts.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("STS requests = %d, want 1", len(reqs))
+	}
+	for _, d := range formDiff(reqs[0].Form, want) {
+		t.Errorf("token request: %s", d)
+	}
+	c := newClient(t)
+	issued := sts.Issued()
+	if len(issued) != 1 {
+		t.Fatalf("STS issued %d tokens, want 1", len(issued))
+	}
+	if got := callOK(t, c, s, up, "/v1/a"); got != "Bearer "+issued[0] {
+		t.Fatalf("upstream Authorization = %q, want the issued token", got)
+	}
+
+	waitWatched(t, s, vol.path())
+	second := next()
+	vol.rotate(second)
+	waitUntil(t, 5*time.Second, func() bool { return len(s.loggedWhere(msgFileChanged, pathIs(vol.path()))) == 1 },
+		"no %q log line for %s within 5s of the rotation", msgFileChanged, vol.path())
+	if n := len(sts.Requests()); n != 1 {
+		t.Errorf("STS requests after the rotation = %d, want 1: a rotation waits for a fetch", n)
+	}
+	up.reject(issued[0])
+	got := callOK(t, c, s, up, "/v1/b") // 401, refresh, replay
+	reqs, issued = sts.Requests(), sts.Issued()
+	if len(reqs) != 2 || len(issued) != 2 {
+		t.Fatalf("after the upstream rejected the token: %d STS requests, %d tokens issued, want 2 and 2", len(reqs), len(issued))
+	}
+	if reqs[1].Form.Get(param) != second {
+		t.Errorf("the refresh's %s is not the rotated file's content", param)
+	}
+	if got != "Bearer "+issued[1] {
+		t.Errorf("upstream Authorization after the refresh = %q, want the second issued token", got)
+	}
+}
