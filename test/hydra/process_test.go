@@ -345,11 +345,13 @@ func (s *sidecar) call(path string) (int, string) {
 func waitFor(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
 	deadline := time.Now().Add(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s (waited %v)", fmt.Sprintf(format, args...), d)
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 }
 
