@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -111,17 +110,40 @@ type entry struct {
 	accepted atomic.Bool // the upstream accepted tok at least once
 }
 
+// sharedDefaults are the options CacheOptions and KeyedCacheOptions share,
+// whose zero values mean the same defaults in both.
+type sharedDefaults struct {
+	renewAt                              *float64
+	fetchTimeout, maxWait, forcedRefresh *time.Duration
+	logger                               **slog.Logger
+	observer                             *Observer
+}
+
+// fill puts the defaults in place of the zero values.
+func (d sharedDefaults) fill() {
+	if *d.renewAt <= 0 || *d.renewAt >= 1 {
+		*d.renewAt = 0.8
+	}
+	if *d.fetchTimeout <= 0 {
+		*d.fetchTimeout = 10 * time.Second
+	}
+	if *d.maxWait <= 0 {
+		*d.maxWait = 10 * time.Second
+	}
+	if *d.forcedRefresh <= 0 {
+		*d.forcedRefresh = 10 * time.Second
+	}
+	if *d.logger == nil {
+		*d.logger = slog.New(slog.DiscardHandler)
+	}
+	if *d.observer == nil {
+		*d.observer = nopObserver{}
+	}
+}
+
 // NewCache returns a Cache over src. Nothing is fetched until Run is called.
 func NewCache(src Source, o CacheOptions) *Cache {
-	if o.RenewAt <= 0 || o.RenewAt >= 1 {
-		o.RenewAt = 0.8
-	}
-	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = 10 * time.Second
-	}
-	if o.MaxWait <= 0 {
-		o.MaxWait = 10 * time.Second
-	}
+	sharedDefaults{&o.RenewAt, &o.FetchTimeout, &o.MaxWait, &o.ForcedRefreshInterval, &o.Logger, &o.Observer}.fill()
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 500 * time.Millisecond
 	}
@@ -131,17 +153,8 @@ func NewCache(src Source, o CacheOptions) *Cache {
 	if o.MaxBackoffNoToken <= 0 {
 		o.MaxBackoffNoToken = 5 * time.Second
 	}
-	if o.ForcedRefreshInterval <= 0 {
-		o.ForcedRefreshInterval = 10 * time.Second
-	}
 	if o.MinRenewInterval <= 0 {
 		o.MinRenewInterval = 250 * time.Millisecond
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.Observer == nil {
-		o.Observer = nopObserver{}
 	}
 	return &Cache{src: src, opts: o, kick: make(chan struct{}, 1), fetched: make(chan struct{})}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -128,24 +127,7 @@ func NewKeyedCache(src KeyedSource, o KeyedCacheOptions) *KeyedCache {
 	if o.Size <= 0 {
 		o.Size = defaultKeyedSize
 	}
-	if o.RenewAt <= 0 || o.RenewAt >= 1 {
-		o.RenewAt = 0.8
-	}
-	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = 10 * time.Second
-	}
-	if o.MaxWait <= 0 {
-		o.MaxWait = 10 * time.Second
-	}
-	if o.ForcedRefreshInterval <= 0 {
-		o.ForcedRefreshInterval = 10 * time.Second
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.Observer == nil {
-		o.Observer = nopObserver{}
-	}
+	sharedDefaults{&o.RenewAt, &o.FetchTimeout, &o.MaxWait, &o.ForcedRefreshInterval, &o.Logger, &o.Observer}.fill()
 	n := 1
 	for n < maxKeyedShards && o.Size/(2*n) >= minKeysPerShard {
 		n *= 2
