@@ -108,8 +108,10 @@ func oauth2Config(c Config, client *http.Client, assertion *tokens.ClientAsserti
 // the file.
 func (c Config) clientAuth(log *slog.Logger, b *builder, grant bool, p *problems) (assertion *tokens.ClientAssertion, file *tokens.FileSource, ok bool) {
 	// A public client (with a grant) or one authenticated by an assertion
-	// file may go without: its client_id is sent if set.
-	if (!grant && c.OAuth2AuthStyle != "client-assertion-file") || c.OAuth2AuthStyle == "private-key-jwt" || c.ClientID != "" || c.ClientIDFile != "" {
+	// file may go without: its client_id is sent if set. A signed assertion
+	// is the client id's.
+	required := c.OAuth2AuthStyle == "private-key-jwt" || (!grant && c.OAuth2AuthStyle != "client-assertion-file")
+	if required || c.ClientID != "" || c.ClientIDFile != "" {
 		p.oneOf("CLIENT_ID", c.ClientID, c.ClientIDFile)
 	}
 	switch c.OAuth2AuthStyle {
