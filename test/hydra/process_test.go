@@ -2,7 +2,6 @@ package hydra
 
 import (
 	"bufio"
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authsidecar/authsidecar/test/probe"
 )
 
 // The sidecar's binary, built from the repository's root at most once per
@@ -73,31 +74,13 @@ func sidecarBinary(t testing.TB) string {
 	return sidecarBin
 }
 
-// output is a process's stdout and stderr, safe to read while it runs.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
 // sidecar is a running authsidecar process.
 type sidecar struct {
 	t      testing.TB
 	cmd    *exec.Cmd
-	out    *output
-	URL    string // the proxy, http://host:port
-	Admin  string // the admin server, http://host:port
+	out    *probe.Logs // stdout and stderr
+	URL    string      // the proxy, http://host:port
+	Admin  string      // the admin server, http://host:port
 	exited chan struct{}
 	client *http.Client
 
@@ -119,7 +102,7 @@ func startSidecar(t testing.TB, env map[string]string) *sidecar {
 	}
 	s := &sidecar{
 		t:       t,
-		out:     &output{},
+		out:     &probe.Logs{},
 		exited:  make(chan struct{}),
 		client:  &http.Client{Timeout: 15 * time.Second},
 		secrets: map[string]string{},
